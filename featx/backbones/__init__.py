@@ -1,0 +1,101 @@
+"""Backbones: a frozen module plus the preprocessing it expects, behind one `load_backbone` call.
+
+Any timm model name works (featx/backbones/timm2d.py). Heavy imports happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from featx.config import ExtractConfig
+from featx.errors import FeatxError
+from featx.video import Preprocess
+
+
+@dataclass
+class Backbone:
+    config: ExtractConfig  # resolved: weights digest, feature_dim, input size, mean/std filled in
+    model: Any  # torch.nn.Module in eval mode, frozen
+    device: Any  # torch.device
+
+    @property
+    def preprocess(self) -> Preprocess:
+        c = self.config
+        return Preprocess.from_config(c.input_size, c.crop_pct, c.interpolation)
+
+    def embed(self, pixels):
+        """(B, H, W, 3) uint8 RGB tensor -> (B, D) float32 features on the CPU."""
+        import torch
+
+        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
+        x = (x - self._mean) / self._std
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return self.model(x).float().cpu()  # (B, D)
+
+    def __post_init__(self) -> None:
+        import torch
+
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(self.config.mean, device=self.device).view(shape)
+        self._std = torch.tensor(self.config.std, device=self.device).view(shape)
+
+
+def resolve_device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FeatxError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise FeatxError(f"--device must be auto, cpu or cuda[:N], not {device!r}")
+    return torch.device(device)
+
+
+def _versions() -> dict[str, str]:
+    import av
+    import timm
+    import torch
+
+    import featx
+
+    return {"featx": featx.__version__, "torch": torch.__version__, "timm": timm.__version__, "av": av.__version__}
+
+
+def _output_dim(model, input_size, device) -> int:
+    """D of the pooled features, measured (num_features is not the output size for every timm model)."""
+    import torch
+
+    with torch.inference_mode():
+        return int(model(torch.zeros(1, *input_size, device=device)).shape[-1])
+
+
+def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
+    """Build the frozen backbone that `config` names and return it with `config` resolved."""
+    import timm
+    import torch
+
+    from featx.backbones import timm2d
+
+    dev = resolve_device(device)
+    model, source, sha = timm2d.create(config.backbone, config.weights)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model = model.to(dev).to(memory_format=torch.channels_last)
+    data = timm.data.resolve_data_config({}, model=model)
+    resolved = dataclasses.replace(
+        config,
+        weights=source,
+        weights_sha256=sha,
+        feature_dim=_output_dim(model, data["input_size"], dev),
+        input_size=tuple(int(v) for v in data["input_size"]),
+        mean=tuple(float(v) for v in data["mean"]),
+        std=tuple(float(v) for v in data["std"]),
+        interpolation=str(data["interpolation"]),
+        crop_pct=float(data["crop_pct"]),
+        versions=_versions(),
+    )
+    return Backbone(resolved, model, dev)

@@ -1,0 +1,182 @@
+"""The extraction pipeline: decoding workers -> batches across videos -> frozen backbone -> store writer.
+
+Rows of a video reach the store only once every one of its frames has been embedded, and then all together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from featx.config import ExtractConfig
+from featx.decode_pool import decode_events
+from featx.inputs import VideoInput
+from featx.store import StoreWriter
+from featx.video import DecodedVideo, FrameChunk, VideoInfo, row_spans
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run an extraction; none of this changes the features, so none of it is stored."""
+
+    batch_size: int = 32  # frames per backbone call; batches span video boundaries
+    workers: int = 1  # decoding processes (0: decode in this process)
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    progress: bool = True  # show a tqdm bar
+    part_mb: float = 64  # commit a part once it holds about this much feature data
+    flush_seconds: float = 120  # ... or once its oldest video has waited this long
+
+
+@dataclass
+class ExtractSummary:
+    store: str
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # already ok in the store
+    frames: int = 0  # frames embedded in this run
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (video_id, reason)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Video:
+    """One video in flight: its sampled frames so far and, once decoded, what the decoder learnt."""
+
+    source: VideoInput
+    started: float
+    index: list[np.ndarray] = field(default_factory=list)
+    time: list[np.ndarray] = field(default_factory=list)
+    features: list[np.ndarray] = field(default_factory=list)
+    queued: int = 0  # frames waiting in the batch queue
+    decoded: DecodedVideo | None = None
+
+
+def _record(video: VideoInput, info: VideoInfo | None, frames: int | None, started: float, error: str | None = None):
+    return {
+        "path": str(video.path),
+        "video_id": video.video_id,
+        "error": error,
+        "fps": info.fps if info else None,
+        "frames": frames if frames is not None else (info.frames if info else None),
+        "duration": info.duration if info else None,
+        "width": info.width if info else None,
+        "height": info.height if info else None,
+        "seconds": time.monotonic() - started,
+        "finished_at": time.time(),
+    }
+
+
+class _Batcher:
+    """Queues frame chunks of many videos and runs the backbone on full batches."""
+
+    def __init__(self, embed, batch_size: int):
+        self._embed, self._batch_size = embed, batch_size
+        self._queue: deque[tuple[int, np.ndarray]] = deque()  # (video index, (N, H, W, 3) pixels)
+        self.queued = 0
+
+    def put(self, i: int, pixels: np.ndarray) -> None:
+        self._queue.append((i, pixels))
+        self.queued += len(pixels)
+
+    def ready(self) -> bool:
+        return self.queued >= self._batch_size
+
+    def run(self) -> list[tuple[int, np.ndarray]]:
+        """Embed up to one batch from the queue; returns (video index, (n, D) features) in queue order."""
+        import torch
+
+        owners, pieces, taken = [], [], 0
+        while self._queue and taken < self._batch_size:
+            i, pixels = self._queue.popleft()
+            room = self._batch_size - taken
+            if len(pixels) > room:
+                self._queue.appendleft((i, pixels[room:]))
+                pixels = pixels[:room]
+            owners.append((i, len(pixels)))
+            pieces.append(pixels)
+            taken += len(pixels)
+        self.queued -= taken
+        feats = self._embed(torch.from_numpy(np.concatenate(pieces))).numpy()  # (B, D)
+        out, at = [], 0
+        for i, n in owners:
+            out.append((i, feats[at : at + n]))
+            at += n
+        return out
+
+
+def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, options: RunOptions = RunOptions()):
+    """Extract features of `inputs` into the store `out`; videos already ok there are skipped."""
+    from tqdm.auto import tqdm
+
+    from featx.backbones import load_backbone
+
+    t0 = time.monotonic()
+    backbone = load_backbone(config, options.device)
+    summary = ExtractSummary(store=str(out))
+    with StoreWriter(out, backbone.config, part_mb=options.part_mb, flush_seconds=options.flush_seconds) as writer:
+        todo = [v for v in inputs if v.video_id not in writer.ok_ids]
+        summary.skipped = len(inputs) - len(todo)
+        bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not options.progress)
+        batcher = _Batcher(backbone.embed, options.batch_size)
+        videos: dict[int, _Video] = {}
+
+        def finish(i: int) -> None:
+            v = videos.pop(i)
+            starts, times = np.concatenate(v.index), np.concatenate(v.time)
+            frame_end, t_end = row_spans(starts, times, v.decoded.frames_decoded, v.decoded.end_time)
+            table = writer.table(v.source.video_id, times, t_end, starts, frame_end, np.concatenate(v.features))
+            writer.add_video(_record(v.source, v.decoded.info, v.decoded.frames_decoded, v.started), table)
+            summary.ok += 1
+            bar.update(1)
+
+        def run_batch() -> None:
+            touched = set()
+            done = batcher.run()
+            summary.frames += sum(len(f) for _, f in done)
+            bar.set_postfix(fps=f"{summary.frames / (time.monotonic() - t0):.1f}")
+            for i, feats in done:
+                if i in videos:  # a video that failed meanwhile leaves its frames behind
+                    videos[i].features.append(feats)
+                    videos[i].queued -= len(feats)
+                    touched.add(i)
+            for i in touched:
+                if videos[i].decoded is not None and videos[i].queued == 0:
+                    finish(i)
+
+        events = decode_events([v.path for v in todo], config.fps, backbone.preprocess, options.workers)
+        for event in events:
+            kind, i = event[0], event[1]
+            video = videos.setdefault(i, _Video(todo[i], time.monotonic())) if kind != "error" else videos.get(i)
+            if kind == "frames":
+                chunk: FrameChunk = event[2]
+                video.index.append(chunk.index)
+                video.time.append(chunk.time)
+                video.queued += len(chunk.index)
+                batcher.put(i, chunk.pixels)
+                while batcher.ready():
+                    run_batch()
+            elif kind == "done":
+                video.decoded = event[2]
+                if video.queued == 0:
+                    finish(i)
+            else:
+                _, _, message, info = event
+                started = video.started if video else time.monotonic()
+                videos.pop(i, None)
+                writer.add_error(_record(todo[i], info, None, started, error=message))
+                summary.failed += 1
+                summary.failures.append((todo[i].video_id, message))
+                bar.update(1)
+        while batcher.queued:
+            run_batch()
+        bar.close()
+    summary.seconds = time.monotonic() - t0
+    return summary

@@ -1,0 +1,100 @@
+"""Turn the command line's INPUT arguments (files, folders, list files) into (path, video_id) pairs.
+
+video_id is the path relative to its input root, without suffix, with '/' separators, so equal file
+names in different folders never collide.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from featx.errors import FeatxError
+
+VIDEO_SUFFIXES = frozenset(
+    ".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .ts .flv .wmv .ogv .3gp .y4m".split()
+)
+LIST_SUFFIXES = frozenset({".txt", ".csv", ".lst"})
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    path: Path  # absolute
+    video_id: str
+
+
+def _video_id(path: Path, root: Path | None) -> str:
+    try:
+        rel = PurePath(path).relative_to(root) if root is not None else PurePath(path.name)
+    except ValueError:  # outside the root: keep the whole path, so ids stay unique
+        rel = PurePath(*path.parts[1:])
+    return rel.with_suffix("").as_posix()
+
+
+def _scan_folder(folder: Path) -> list[VideoInput]:
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in VIDEO_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    return [VideoInput(p.resolve(), _video_id(p, folder)) for p in files]
+
+
+def _read_list(list_file: Path) -> list[VideoInput]:
+    base = list_file.parent.resolve()
+    if list_file.suffix.lower() == ".csv":
+        with open(list_file, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if "path" not in (reader.fieldnames or []):
+                raise FeatxError(f"{list_file}: a CSV list needs a 'path' column (found {reader.fieldnames})")
+            rows = [(r["path"].strip(), (r.get("video_id") or "").strip()) for r in reader if r["path"].strip()]
+    else:
+        lines = list_file.read_text().splitlines()
+        rows = [(line.strip(), "") for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    out = []
+    for raw, given_id in rows:
+        path = Path(raw).expanduser()
+        path = (path if path.is_absolute() else base / path).resolve()
+        out.append(VideoInput(path, given_id or _video_id(path, base)))
+    return out
+
+
+def collect_inputs(items: list[str | Path]) -> list[VideoInput]:
+    """Videos named by files, folders (searched recursively for video suffixes) and list files
+    (.txt/.lst: one path per line; .csv: a `path` column, optional `video_id`). Paths inside list files
+    that do not exist are kept: they become `error` rows, so a missing file is reported, not skipped."""
+    videos: list[VideoInput] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = _scan_folder(path)
+            if not found:
+                raise FeatxError(f"{path}: no video files found (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
+            videos += found
+        elif not path.exists():
+            raise FeatxError(f"{path}: no such file or folder")
+        elif path.suffix.lower() in LIST_SUFFIXES:
+            videos += _read_list(path)
+        else:
+            videos.append(VideoInput(path.resolve(), _video_id(path, None)))
+    return _unique(videos)
+
+
+def _unique(videos: list[VideoInput]) -> list[VideoInput]:
+    """Drop repeats of the same video; refuse two different files that would share a video_id."""
+    seen: dict[str, Path] = {}
+    unique = []
+    for v in videos:
+        if v.video_id in seen:
+            if seen[v.video_id] != v.path:
+                raise FeatxError(
+                    f"two inputs map to video_id {v.video_id!r}: {seen[v.video_id]} and {v.path}; "
+                    "rename one, or give ids in a CSV list with a video_id column"
+                )
+            continue
+        seen[v.video_id] = v.path
+        unique.append(v)
+    return unique

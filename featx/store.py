@@ -1,0 +1,343 @@
+"""The Parquet feature store: the contract between extraction and everything downstream.
+
+Layout of a store directory (see README, "The store"):
+    part-<run>-<seq>.parquet          feature rows, one row per (video, step); many whole videos per part
+    _videos/<run>-<seq>.parquet       manifest fragment: one row per video attempted in that flush
+    .<name>.<pid>.tmp                 files being written (readers never see them)
+
+A flush commits by renaming the finished part into place: that rename is the one moment its videos become
+visible. The part's own metadata repeats its manifest rows, so a fragment lost to a crash between the two
+renames is rebuilt from the part on the next open. Plain Parquet I/O only: no torch, no decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from featx.config import ExtractConfig
+from featx.errors import FeatxError
+
+CONFIG_KEY = b"featx"
+PART_VIDEOS_KEY = b"featx.videos"
+MANIFEST_DIR = "_videos"
+PART_GLOB = "part-*.parquet"
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("video_id", pa.string()),
+        ("status", pa.string()),  # "ok" or "error"
+        ("error", pa.string()),  # why, for status "error"
+        ("fps", pa.float64()),
+        ("frames", pa.int64()),  # frames decoded (declared count when decoding failed)
+        ("duration", pa.float64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("rows", pa.int64()),  # feature rows written
+        ("part", pa.string()),  # the part file holding the rows
+        ("seconds", pa.float64()),  # wall time spent on this video
+        ("finished_at", pa.float64()),  # unix time; the latest row of a video is its current status
+    ]
+)
+
+
+def feature_schema(dim: int, dtype: str, config_json: str) -> pa.Schema:
+    value = pa.float16() if dtype == "float16" else pa.float32()
+    return pa.schema(
+        [
+            ("video_id", pa.string()),
+            ("step", pa.int32()),
+            ("t_start", pa.float64()),
+            ("t_end", pa.float64()),
+            ("frame_start", pa.int64()),
+            ("frame_end", pa.int64()),
+            ("feature", pa.list_(value, dim)),
+        ],
+        metadata={CONFIG_KEY: config_json.encode()},
+    )
+
+
+def video_table(schema: pa.Schema, video_id: str, t_start, t_end, frame_start, frame_end, features) -> pa.Table:
+    """One video's rows. `features` is (T, D); times in seconds; frame ranges [start, end)."""
+    n, dim = features.shape
+    value_type = schema.field("feature").type.value_type
+    values = pa.array(np.ascontiguousarray(features, dtype=value_type.to_pandas_dtype()).reshape(-1))
+    return pa.table(
+        [
+            pa.array([video_id] * n, pa.string()),
+            pa.array(np.arange(n, dtype=np.int32)),
+            pa.array(np.asarray(t_start, np.float64)),
+            pa.array(np.asarray(t_end, np.float64)),
+            pa.array(np.asarray(frame_start, np.int64)),
+            pa.array(np.asarray(frame_end, np.int64)),
+            pa.FixedSizeListArray.from_arrays(values, dim),
+        ],
+        schema=schema,
+    )
+
+
+def _tmp_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _manifest_table(rows: list[dict], config_json: str) -> pa.Table:
+    table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+    return table.replace_schema_metadata({CONFIG_KEY: config_json.encode()})
+
+
+def _write_atomic(table: pa.Table, final: Path) -> None:
+    tmp = _tmp_path(final)
+    pq.write_table(table, tmp)
+    os.replace(tmp, final)
+
+
+class StoreWriter:
+    """Appends whole videos to a store; commits them in parts of about `part_mb` MB.
+
+    Opening checks that the store's extraction config matches `config` (refusing with the differences),
+    rebuilds manifest fragments lost in a crash and removes temp files of dead writers.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        config: ExtractConfig,
+        part_mb: float = 64,
+        row_group_mb: float = 8,
+        flush_seconds: float = 120,
+    ):
+        if not config.resolved:
+            raise ValueError("StoreWriter needs a resolved config (load the backbone first)")
+        self.root = Path(root)
+        self.config = config
+        self._config_json = config.to_json()
+        self._part_bytes = part_mb * 2**20
+        self._row_group_bytes = row_group_mb * 2**20
+        self._flush_seconds = flush_seconds
+        self._schema = feature_schema(config.feature_dim, config.dtype, self._config_json)
+        self._run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self._seq = 0
+        self._open_store()
+        self._reset()
+
+    # -- opening ---------------------------------------------------------------------------------------
+    def _open_store(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise FeatxError(f"--out {self.root} exists and is not a directory")
+        (self.root / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
+        existing = read_config(self.root)
+        if existing is not None:
+            diff = existing.differences(self.config)
+            if diff:
+                raise FeatxError(
+                    f"{self.root} was extracted with a different config ({'; '.join(diff)}); "
+                    "use another --out or the store's settings"
+                )
+        _remove_dead_tmp_files(self.root)
+        repair_manifest(self.root)
+        latest = latest_manifest(self.root)
+        self.ok_ids = set(latest.loc[latest["status"] == "ok", "video_id"])
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_bytes = 0
+        self._part_written = 0
+        self._records: list[dict] = []
+        self._first_at: float | None = None
+
+    @property
+    def _name(self) -> str:
+        return f"{self._run}-{self._seq:05d}"
+
+    def table(self, video_id: str, t_start, t_end, frame_start, frame_end, features) -> pa.Table:
+        return video_table(self._schema, video_id, t_start, t_end, frame_start, frame_end, features)
+
+    def add_video(self, record: dict, table: pa.Table) -> None:
+        """Queue one whole video's rows with its manifest record (status ok)."""
+        self._first_at = self._first_at or time.monotonic()
+        self._pending.append(table)
+        self._pending_bytes += table.nbytes
+        self._records.append({**record, "status": "ok", "rows": table.num_rows, "part": self._part_name})
+        if self._pending_bytes >= self._row_group_bytes:
+            self._write_pending()
+        self._maybe_flush()
+
+    def add_error(self, record: dict) -> None:
+        self._first_at = self._first_at or time.monotonic()
+        self._records.append({**record, "status": "error", "rows": 0, "part": None})
+        self._maybe_flush()
+
+    @property
+    def _part_name(self) -> str:
+        return f"part-{self._name}.parquet"
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(_tmp_path(self.root / self._part_name), self._schema)
+        self._writer.write_table(pa.concat_tables(self._pending))
+        self._part_written += self._pending_bytes
+        self._pending, self._pending_bytes = [], 0
+
+    def _maybe_flush(self) -> None:
+        too_big = self._part_written + self._pending_bytes >= self._part_bytes
+        too_old = self._first_at is not None and time.monotonic() - self._first_at >= self._flush_seconds
+        if too_big or too_old:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit everything queued: the part (one rename), then its manifest fragment."""
+        if not self._records:
+            return
+        self._write_pending()
+        if self._writer is not None:
+            ok = [r for r in self._records if r["status"] == "ok"]
+            self._writer.add_key_value_metadata({PART_VIDEOS_KEY: json.dumps(ok)})
+            self._writer.close()
+            os.replace(_tmp_path(self.root / self._part_name), self.root / self._part_name)
+        fragment = self.root / MANIFEST_DIR / f"{self._name}.parquet"
+        _write_atomic(_manifest_table(self._records, self._config_json), fragment)
+        self._seq += 1
+        self._reset()
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _remove_dead_tmp_files(root: Path) -> None:
+    for tmp in list(root.glob(".*.tmp")) + list((root / MANIFEST_DIR).glob(".*.tmp")):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or not _pid_alive(int(pid)) or int(pid) == os.getpid():
+            tmp.unlink(missing_ok=True)
+
+
+def repair_manifest(root: Path) -> list[str]:
+    """Rebuild the manifest fragment of every committed part that lacks one. Returns the parts repaired."""
+    repaired = []
+    for part in sorted(root.glob(PART_GLOB)):
+        name = part.name.removeprefix("part-")
+        fragment = root / MANIFEST_DIR / name
+        if fragment.exists():
+            continue
+        meta = pq.ParquetFile(part).metadata.metadata or {}
+        rows = json.loads(meta.get(PART_VIDEOS_KEY, b"[]"))
+        _write_atomic(_manifest_table(rows, meta.get(CONFIG_KEY, b"{}").decode()), fragment)
+        repaired.append(part.name)
+    return repaired
+
+
+# -- reading -------------------------------------------------------------------------------------------
+def _require_store(root: Path) -> None:
+    if not root.is_dir() or not (any(root.glob(PART_GLOB)) or (root / MANIFEST_DIR).is_dir()):
+        raise FeatxError(f"{root} is not a featx store (no part-*.parquet files or {MANIFEST_DIR}/ folder)")
+
+
+def read_config(root: str | Path) -> ExtractConfig | None:
+    """The extraction config a store was written with (None for a new, empty directory)."""
+    root = Path(root)
+    for path in sorted(root.glob(PART_GLOB)) + sorted((root / MANIFEST_DIR).glob("*.parquet")):
+        meta = pq.read_schema(path).metadata or {}
+        if CONFIG_KEY in meta:
+            return ExtractConfig.from_json(meta[CONFIG_KEY].decode())
+    return None
+
+
+def read_manifest(root: str | Path) -> pd.DataFrame:
+    """Every manifest row ever written (a video retried after an error has several), oldest first."""
+    root = Path(root)
+    frames = [pq.read_table(p).to_pandas() for p in sorted((root / MANIFEST_DIR).glob("*.parquet"))]
+    if not frames:
+        return MANIFEST_SCHEMA.empty_table().to_pandas()
+    return pd.concat(frames, ignore_index=True).sort_values("finished_at", kind="stable", ignore_index=True)
+
+
+def latest_manifest(root: str | Path) -> pd.DataFrame:
+    """One row per video: its most recent attempt, so a video that failed once and then worked is ok."""
+    manifest = read_manifest(root)
+    return manifest.drop_duplicates("video_id", keep="last").reset_index(drop=True)
+
+
+def _dataset(root: Path) -> ds.Dataset:
+    _require_store(root)
+    parts = sorted(str(p) for p in root.glob(PART_GLOB))
+    if not parts:
+        raise FeatxError(f"{root} has no feature rows yet (every video failed, or none was extracted)")
+    return ds.dataset(parts, format="parquet")
+
+
+def _filter(video_ids):
+    return None if video_ids is None else pc.field("video_id").isin(list(video_ids))
+
+
+def load_features(root: str | Path, columns: list[str] | None = None, video_ids=None) -> pd.DataFrame:
+    """The store's rows as a pandas DataFrame (the `feature` column holds one numpy array per row)."""
+    table = _dataset(Path(root)).to_table(columns=columns, filter=_filter(video_ids))
+    return table.to_pandas()
+
+
+def load_sequences(root: str | Path, video_ids=None) -> dict[str, np.ndarray]:
+    """{video_id: (T, D) array of features in step order} for every (or the given) video."""
+    table = _dataset(Path(root)).to_table(columns=["video_id", "step", "feature"], filter=_filter(video_ids))
+    if table.num_rows == 0:
+        return {}
+    table = table.take(pc.sort_indices(table, [("video_id", "ascending"), ("step", "ascending")]))
+    feature = table.column("feature").combine_chunks()
+    dim = feature.type.list_size
+    values = feature.values.to_numpy(zero_copy_only=False).reshape(-1, dim)  # (N, D)
+    ids = table.column("video_id").to_numpy(zero_copy_only=False)
+    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(ids)]
+    return {ids[s]: values[s:e] for s, e in zip(starts, ends)}
+
+
+def store_info(root: str | Path) -> dict:
+    """A summary of a store: config, parts, rows, videos ok / failed (with reasons)."""
+    root = Path(root)
+    _require_store(root)
+    parts = sorted(root.glob(PART_GLOB))
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    latest = latest_manifest(root)
+    failed = latest[latest["status"] == "error"]
+    config = read_config(root)
+    return {
+        "store": str(root),
+        "config": config.to_dict() if config else None,
+        "feature_dim": config.feature_dim if config else None,
+        "dtype": config.dtype if config else None,
+        "parts": len(parts),
+        "bytes": sum(p.stat().st_size for p in parts),
+        "rows": rows,
+        "videos_ok": int((latest["status"] == "ok").sum()),
+        "videos_failed": len(failed),
+        "failed": failed[["video_id", "path", "error"]].to_dict("records"),
+    }

@@ -1,0 +1,215 @@
+"""Open, probe and stream videos with PyAV; sample frames at a target rate by presentation time.
+
+Nothing here holds a whole video in memory: frames are decoded, sampled, resized and handed on in chunks.
+No torch imports: this module runs inside the decoding worker processes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from featx.errors import FeatxError
+
+# A frame whose timestamp lies this close below a grid point counts as on it (timestamps are rounded).
+_GRID_EPS = 1e-6
+# A stream that decodes fewer than this share of its declared frames is reported as truncated.
+_MIN_DECODED_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float  # average frame rate the container declares
+    frames: int  # declared frame count (0 when the container does not say)
+    duration: float  # seconds
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a decoded frame becomes a backbone input: resize the shorter side, centre-crop, RGB uint8."""
+
+    resize_shorter: int  # shorter side after resizing, in pixels
+    crop: tuple[int, int]  # (H, W) of the centre crop
+    interpolation: str = "bicubic"
+
+    @classmethod
+    def from_config(cls, input_size: tuple[int, int, int], crop_pct: float, interpolation: str) -> "Preprocess":
+        _, h, w = input_size
+        return cls(math.floor(min(h, w) / crop_pct), (h, w), interpolation)
+
+
+@dataclass
+class FrameChunk:
+    """Consecutive sampled frames of one video."""
+
+    index: np.ndarray  # (N,) int64 frame number in decode order
+    time: np.ndarray  # (N,) float64 seconds from the stream's start
+    pixels: np.ndarray  # (N, H, W, 3) uint8 RGB
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """What is known once a video has been decoded to the end."""
+
+    info: VideoInfo
+    frames_decoded: int
+    end_time: float  # seconds: the end of the last decoded frame
+
+
+def grid_slot(t: float, fps: float) -> int:
+    """Index of the last sampling-grid point k / fps at or before time t."""
+    return math.floor(t * fps + _GRID_EPS)
+
+
+class TimeSampler:
+    """Decides frame by frame, in decode order, whether a frame is kept when sampling at `fps`.
+
+    The grid is 0, 1/fps, 2/fps, ...; each grid point takes the first frame at or after it, and a frame is
+    kept once even when several grid points fall on it (fps above the native rate keeps every frame).
+    Variable frame rate is handled because only timestamps count, never frame numbers. fps=None keeps all.
+    """
+
+    def __init__(self, fps: float | None):
+        self.fps = fps
+        self._last_slot: int | None = None
+
+    def keep(self, t: float) -> bool:
+        if self.fps is None:
+            return True
+        slot = grid_slot(t, self.fps)
+        if self._last_slot is not None and slot <= self._last_slot:
+            return False
+        self._last_slot = slot
+        return True
+
+
+def sample_indices(times: Iterable[float], fps: float | None) -> list[int]:
+    """Indices of the frames kept when sampling timestamps `times` at `fps` (see TimeSampler)."""
+    sampler = TimeSampler(fps)
+    return [i for i, t in enumerate(times) if sampler.keep(t)]
+
+
+def row_spans(frame_starts: np.ndarray, t_starts: np.ndarray, n_frames: int, end_time: float):
+    """Frame and time ranges each sampled frame stands for: up to the next sampled frame (the last one to the
+    end of the video). Returns (frame_end, t_end) arrays aligned with the inputs."""
+    frame_end = np.append(frame_starts[1:], n_frames).astype(np.int64)
+    t_end = np.append(t_starts[1:], max(end_time, float(t_starts[-1]) if len(t_starts) else end_time))
+    return frame_end, t_end.astype(np.float64)
+
+
+def _open(path: str | Path):
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise FeatxError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise FeatxError("empty file (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise FeatxError(f"not a readable video ({_ffmpeg_reason(exc)})") from None
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        container.close()
+        raise FeatxError(f"no video stream (streams: {', '.join(kinds)})")
+    return container
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+
+
+def _info(container) -> VideoInfo:
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate or 0
+    duration = 0.0
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000
+    return VideoInfo(
+        fps=float(rate),
+        frames=int(stream.frames or 0),
+        duration=duration,
+        width=int(stream.codec_context.width),
+        height=int(stream.codec_context.height),
+    )
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Container metadata of a video: fps, declared frames, duration, size. Decodes nothing."""
+    container = _open(path)
+    try:
+        return _info(container)
+    finally:
+        container.close()
+
+
+def _frame_time(frame, start: Fraction, previous: float | None, step: float) -> float:
+    if frame.pts is None or frame.time_base is None:
+        return 0.0 if previous is None else previous + step
+    return float(frame.pts * frame.time_base - start)
+
+
+def _to_rgb(frame, pre: Preprocess | None) -> np.ndarray:
+    if pre is None:
+        return frame.to_ndarray(format="rgb24")
+    scale = pre.resize_shorter / min(frame.width, frame.height)
+    width = max(pre.crop[1], round(frame.width * scale))
+    height = max(pre.crop[0], round(frame.height * scale))
+    rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation=pre.interpolation.upper())
+    pixels = rgb.to_ndarray()
+    top, left = (height - pre.crop[0]) // 2, (width - pre.crop[1]) // 2
+    return pixels[top : top + pre.crop[0], left : left + pre.crop[1]]
+
+
+def stream_frames(
+    path: str | Path, fps: float | None = None, pre: Preprocess | None = None, chunk: int = 16
+) -> Iterator[FrameChunk | DecodedVideo]:
+    """Decode `path` once, yielding the sampled frames in chunks of up to `chunk`, then one DecodedVideo.
+
+    Raises FeatxError for files that cannot be opened, fail to decode, or decode far fewer frames than the
+    container declares (a truncated file).
+    """
+    import av
+
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        info = _info(container)
+        start = Fraction(stream.start_time or 0) * (stream.time_base or 1)
+        step = 1.0 / info.fps if info.fps > 0 else 0.0
+        sampler = TimeSampler(fps)
+        idx, times, pixels = [], [], []
+        t, n = None, 0
+        try:
+            for frame in container.decode(stream):
+                t = _frame_time(frame, start, t, step)
+                if sampler.keep(t):
+                    idx.append(n)
+                    times.append(t)
+                    pixels.append(_to_rgb(frame, pre))
+                    if len(idx) == chunk:
+                        yield FrameChunk(np.array(idx, np.int64), np.array(times), np.stack(pixels))
+                        idx, times, pixels = [], [], []
+                n += 1
+        except av.FFmpegError as exc:
+            raise FeatxError(f"decoding failed after {n} frames ({_ffmpeg_reason(exc)})") from None
+        if n == 0:
+            raise FeatxError("no frames could be decoded")
+        if info.frames and n < _MIN_DECODED_SHARE * info.frames:
+            raise FeatxError(f"truncated: decoded {n} of {info.frames} declared frames")
+        if idx:
+            yield FrameChunk(np.array(idx, np.int64), np.array(times), np.stack(pixels))
+        yield DecodedVideo(info=info, frames_decoded=n, end_time=t + step)
+    finally:
+        container.close()
