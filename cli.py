@@ -37,7 +37,8 @@ def user_errors():
 def _print_summary(summary) -> None:
     typer.echo(
         f"ok {summary.ok} | failed {summary.failed} | skipped {summary.skipped} (already in the store) | "
-        f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.frames_per_second:.1f} frames/s) "
+        f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.frames_per_second:.1f} frames/s after "
+        f"loading the model) "
         f"-> {summary.store}"
     )
     for video_id, reason in summary.failures[:10]:

