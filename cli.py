@@ -59,6 +59,7 @@ def extract(
     workers: Annotated[int, typer.Option(min=0, help="Decoding processes (0: decode in the main process).")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     dtype: Annotated[str, typer.Option(help="Storage dtype of the features: float16 or float32.")] = "float16",
+    part_mb: Annotated[float, typer.Option(help="Commit a part file once it holds about this many MB of features (a crash loses at most the uncommitted part).")] = 64,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when any video failed (default: failures are recorded in the manifest and the exit code is 0).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -82,7 +83,9 @@ def extract(
             dtype=dtype,
         )
         videos = collect_inputs(inputs)
-        options = RunOptions(batch_size=batch_size, workers=workers, device=device, progress=progress)
+        options = RunOptions(
+            batch_size=batch_size, workers=workers, device=device, progress=progress, part_mb=part_mb
+        )
         summary = run_extract(videos, out, config, options)
     _print_summary(summary)
     if strict and summary.failed:

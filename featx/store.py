@@ -16,6 +16,7 @@ import json
 import os
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +137,8 @@ class StoreWriter:
         self._row_group_bytes = row_group_mb * 2**20
         self._flush_seconds = flush_seconds
         self._schema = feature_schema(config.feature_dim, config.dtype, self._config_json)
-        self._run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        # names sort in time order (microseconds), and never clash between concurrent writers (random suffix)
+        self._run = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
         self._seq = 0
         self._open_store()
         self._reset()
