@@ -129,7 +129,8 @@ def make_trimmed(
         label = TRIMMED_CLASSES[k % len(TRIMMED_CLASSES)]
         rank = k // len(TRIMMED_CLASSES)  # index of this video within its class
         per_class = -(-videos // len(TRIMMED_CLASSES))
-        split = "val" if rank >= per_class - max(0, round(per_class * val_fraction)) else "train"
+        n_val = max(1, round(per_class * val_fraction)) if per_class > 1 and val_fraction > 0 else 0
+        split = "val" if rank >= per_class - n_val else "train"
         texture = _texture(rng, size)
         video_id = f"{label}_{rank:03d}"
         path = folder / f"{video_id}.mp4"

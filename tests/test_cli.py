@@ -1,0 +1,120 @@
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from featx.store import read_manifest
+from featx.synth import make_trimmed
+
+runner = CliRunner()
+TINY_ARGS = ["--backbone", "test_efficientnet", "--random-init", "--workers", "0", "--device", "cpu"]
+
+
+def featx_command() -> str:
+    path = shutil.which("featx", path=str(Path(sys.executable).parent))
+    assert path, "the featx console script is installed with the package"
+    return path
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("extract", "info", "synth", "demo"):
+        assert command in result.output
+
+
+def test_synth_extract_info_round_trip(tmp_path):
+    assert runner.invoke(app, ["synth", str(tmp_path / "v"), "--videos", "2", "--seconds", "1", "--size", "32"]).exit_code == 0
+    result = runner.invoke(app, ["extract", str(tmp_path / "v"), "--out", str(tmp_path / "s"), "--fps", "4", *TINY_ARGS])
+    assert result.exit_code == 0, result.output
+    assert "ok 2 | failed 0" in result.output
+    info = runner.invoke(app, ["info", str(tmp_path / "s")])
+    assert info.exit_code == 0
+    assert "test_efficientnet" in info.output and "2 ok, 0 failed" in info.output
+    assert len(pd.read_parquet(tmp_path / "s")) == 8  # 2 videos x 1 s at 4 fps
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["extract", "/no/such/folder", "--out", "S"], "no such file or folder"),
+        (["extract", "{videos}", "--out", "S", "--backbone", "resnet_18", "--random-init"], "did you mean"),
+        (["extract", "{videos}", "--out", "S", "--dtype", "int8", "--random-init"], "--dtype must be one of"),
+        (["extract", "{videos}", "--out", "S", "--weights", "/no/w.pth"], "--weights /no/w.pth: no such file"),
+        (["info", "{videos}"], "not a featx store"),
+        (["synth", "S", "--kind", "sideways"], "--kind must be trimmed or untrimmed"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_and_exit_1(tiny_videos, tmp_path, args, message):
+    args = [a.replace("{videos}", str(tiny_videos)).replace("S", str(tmp_path / "s")) if a in ("{videos}", "S") else a for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_strict_turns_failed_videos_into_exit_code_1(tiny_videos, tmp_path):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    shutil.copy(tiny_videos / "left_to_right_000.mp4", folder)
+    (folder / "broken.mp4").write_bytes(b"\x00" * 100)
+    out = ["--out", str(tmp_path / "s"), *TINY_ARGS]
+    relaxed = runner.invoke(app, ["extract", str(folder), *out])
+    assert relaxed.exit_code == 0 and "failed broken" in relaxed.output
+    strict = runner.invoke(app, ["extract", str(folder), *out, "--strict"])
+    assert strict.exit_code == 1
+
+
+def test_demo_runs_on_the_bundled_backbone(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--videos", "4"])
+    assert result.exit_code == 0, result.output
+    assert "ok 4 | failed 0" in result.output and "pd.read_parquet" in result.output
+    df = pd.read_parquet(tmp_path / "demo" / "store")
+    assert df.groupby("video_id").size().tolist() == [12] * 4  # 3 s at 4 fps
+    assert len(df.feature.iloc[0]) == 1280
+
+
+def test_installed_command_runs_in_a_real_subprocess(tiny_videos, tmp_path):
+    cmd = [featx_command(), "extract", str(tiny_videos), "--out", str(tmp_path / "s"), *TINY_ARGS, "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "ok 4 | failed 0" in done.stdout
+    info = subprocess.run([featx_command(), "info", str(tmp_path / "s")], capture_output=True, text=True, timeout=120)
+    assert info.returncode == 0 and "4 ok, 0 failed" in info.stdout
+
+
+def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    videos = tmp_path / "v"
+    make_trimmed(videos, videos=20, seconds=1.5, fps=8, size=32, seed=3)
+    store = tmp_path / "s"
+    # resnet18 at 224 px runs about 45 frames/s here: 240 frames take seconds, time enough to kill mid-run;
+    # --part-mb tiny commits after every video
+    cmd = [featx_command(), "extract", str(videos), "--out", str(store), "--backbone", "resnet18", "--random-init",
+           "--batch-size", "4", "--workers", "1", "--device", "cpu", "--part-mb", "0.000001", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(store.glob("part-*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the run and its decoding worker, at once
+    proc.wait()
+    manifest = read_manifest(store)
+    killed_with = set(manifest.video_id[manifest.status == "ok"])
+    assert 0 < len(killed_with) < 20, "the kill must land mid-run for this test to mean anything"
+    rows = pd.read_parquet(store)
+    assert set(rows.video_id) == killed_with  # committed videos only, each whole
+    assert (rows.groupby("video_id").size() == 12).all()
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"skipped {len(killed_with)}" in rerun.stdout
+    rows = pd.read_parquet(store)
+    assert rows.video_id.nunique() == 20 and len(rows) == 20 * 12
+    assert not rows.duplicated(["video_id", "step"]).any()

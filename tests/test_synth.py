@@ -1,0 +1,71 @@
+import csv
+import json
+
+import av
+import numpy as np
+
+from featx.synth import (
+    BLUE, RED, TRIMMED_CLASSES, UNTRIMMED_CLASSES, make_trimmed, make_untrimmed, trimmed_frame,
+)
+
+
+def _background(size=48, value=100):
+    return np.full((size, size, 3), value, np.uint8)
+
+
+def test_order_classes_share_their_frames_in_reverse_order():
+    # the seed's point: every frame of A-then-B also appears in B-then-A, so pooling cannot tell them apart
+    for k in range(20):
+        np.testing.assert_array_equal(
+            trimmed_frame("red_then_blue", k / 20, _background()),
+            trimmed_frame("blue_then_red", (k + 10) % 20 / 20, _background()),
+        )
+    for p in np.linspace(0, 1, 21):
+        np.testing.assert_array_equal(
+            trimmed_frame("left_to_right", p, _background()), trimmed_frame("right_to_left", 1 - p, _background())
+        )
+
+
+def test_trimmed_set_has_balanced_classes_with_train_and_val(tmp_path):
+    result = make_trimmed(tmp_path, videos=8, seconds=1, fps=4, size=32)
+    with open(result.labels) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [set(r) for r in rows][0] == {"video_id", "label", "split"}
+    assert sorted(r["video_id"] + ".mp4" for r in rows) == sorted(p.name for p in tmp_path.glob("*.mp4"))
+    for label in TRIMMED_CLASSES:
+        splits = [r["split"] for r in rows if r["label"] == label]
+        assert sorted(splits) == ["train", "val"]
+    with av.open(str(result.videos[0])) as c:
+        assert c.streams.video[0].frames == 4 and c.streams.video[0].codec_context.width == 32
+
+
+def test_the_same_seed_gives_the_same_videos(tmp_path):
+    a = make_trimmed(tmp_path / "a", videos=2, seconds=1, fps=4, size=32, seed=5)
+    b = make_trimmed(tmp_path / "b", videos=2, seconds=1, fps=4, size=32, seed=5)
+    assert [p.read_bytes() for p in a.videos] == [p.read_bytes() for p in b.videos]
+
+
+def _colour_share(rgb: np.ndarray, colour) -> float:
+    return float((np.abs(rgb.astype(int) - colour).sum(-1) < 90).mean())
+
+
+def test_untrimmed_annotations_are_activitynet_and_match_the_pixels(tmp_path):
+    result = make_untrimmed(tmp_path, videos=2, seconds=20, fps=4, size=48, seed=2)
+    anno = json.loads(result.labels.read_text())
+    assert set(anno) >= {"version", "database"}
+    for video_id, entry in anno["database"].items():
+        assert entry["subset"] in ("training", "validation") and entry["duration"] == 20
+        segments = sorted(a["segment"] for a in entry["annotations"])
+        assert segments and all(0 <= s < e <= entry["duration"] for s, e in segments)
+        assert all(e1 <= s2 for (_, e1), (s2, _) in zip(segments, segments[1:]))
+        assert {a["label"] for a in entry["annotations"]} <= set(UNTRIMMED_CLASSES)
+        with av.open(str(tmp_path / f"{video_id}.mp4")) as c:
+            frames = [(float(f.time), f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+        for a in entry["annotations"]:
+            (s, e), label = a["segment"], a["label"]
+            inside = [rgb for t, rgb in frames if s + 0.3 <= t < e - 0.3]
+            colour = {"red_disc": RED, "blue_square": BLUE}.get(label)
+            if colour is not None:
+                assert min(_colour_share(rgb, colour) for rgb in inside) > 0.02
+        outside = [rgb for t, rgb in frames if not any(x["segment"][0] - 0.3 <= t < x["segment"][1] + 0.3 for x in entry["annotations"])]
+        assert max(_colour_share(rgb, RED) for rgb in outside) < 0.005
