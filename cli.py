@@ -56,7 +56,7 @@ def extract(
     random_init: Annotated[bool, typer.Option("--random-init", help="Untrained, seeded weights (for tests; the features mean nothing).")] = False,
     fps: Annotated[Optional[float], typer.Option(help="Sample frames at this rate by presentation time. Default: every frame.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per backbone call (batches span videos).")] = 32,
-    workers: Annotated[int, typer.Option(min=0, help="Decoding processes (0: decode in the main process).")] = 1,
+    workers: Annotated[Optional[int], typer.Option(min=0, help="Decoding processes (0: decode in the main process). Default: several with CUDA; on the CPU 0 for up to 2 cores (a worker would compete with the model for them), else cores/8.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     dtype: Annotated[str, typer.Option(help="Storage dtype of the features: float16 or float32.")] = "float16",
     part_mb: Annotated[float, typer.Option(help="Commit a part file once it holds about this many MB of features (a crash loses at most the uncommitted part).")] = 64,

@@ -1,11 +1,20 @@
 """featx: extract video features once into a Parquet store, train light temporal heads many times.
 
-Only cheap imports here; torch and timm load when a backbone is built.
+Only cheap imports here (the decoding workers import this package): the store readers load pandas and
+pyarrow on first use, and torch and timm load when a backbone is built.
 """
+
+from featx.errors import FeatxError
 
 __version__ = "0.1.0"
 
-from featx.errors import FeatxError  # noqa: E402
-from featx.store import load_features, load_sequences, read_manifest, store_info  # noqa: E402
+_STORE_API = ("load_features", "load_sequences", "read_manifest", "store_info")
+__all__ = ["FeatxError", "__version__", *_STORE_API]
 
-__all__ = ["FeatxError", "load_features", "load_sequences", "read_manifest", "store_info", "__version__"]
+
+def __getattr__(name: str):
+    if name in _STORE_API:
+        from featx import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'featx' has no attribute {name!r}")
