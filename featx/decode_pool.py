@@ -11,7 +11,9 @@ A worker that dies (a decoder crash) turns its current video into an error and i
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -42,19 +44,31 @@ def _probe_quietly(path):
         return None
 
 
-def _worker(wid: int, tasks, results, fps, pre, chunk) -> None:
+def _put(results, event, parent: int) -> None:
+    """Send an event; give up (exit) if the parent died meanwhile, instead of blocking forever."""
+    while True:
+        try:
+            results.put(event, timeout=_POLL_SECONDS)
+            return
+        except queue.Full:
+            if os.getppid() != parent:
+                raise SystemExit(0) from None
+
+
+def _worker(wid: int, tasks, results, fps, pre, chunk, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the workers
     while (task := tasks.get()) is not None:
         i, path = task
-        results.put(("start", wid, i))
+        _put(results, ("start", wid, i), parent)
         for event in video_events(i, path, fps, pre, chunk):
-            results.put(event)
+            _put(results, event, parent)
 
 
 def decode_events(
     paths: list[Path], fps: float | None, pre: Preprocess | None, workers: int = 1, chunk: int = 16, prefetch: int = 8
 ) -> Iterator[tuple]:
     """Events for every video in `paths` (indices into it). workers=0 decodes in this process."""
-    if workers <= 0:
+    if workers <= 0 or not paths:
         for i, path in enumerate(paths):
             yield from video_events(i, path, fps, pre, chunk)
         return
@@ -62,12 +76,12 @@ def decode_events(
     tasks, results = ctx.Queue(), ctx.Queue(maxsize=max(2, workers * prefetch))
     for task in enumerate(map(str, paths)):
         tasks.put(task)
-    workers = min(workers, len(paths)) or 1
+    workers = min(workers, len(paths))
     for _ in range(workers):
         tasks.put(None)
 
     def start(wid: int):
-        proc = ctx.Process(target=_worker, args=(wid, tasks, results, fps, pre, chunk), daemon=True)
+        proc = ctx.Process(target=_worker, args=(wid, tasks, results, fps, pre, chunk, os.getpid()), daemon=True)
         proc.start()
         return proc
 

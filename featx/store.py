@@ -92,6 +92,10 @@ def _tmp_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}.tmp")
 
 
+def _is_tmp(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -147,8 +151,11 @@ class StoreWriter:
     def _open_store(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise FeatxError(f"--out {self.root} exists and is not a directory")
+        existing = read_config(self.root) if self.root.exists() else None
+        foreign = [p for p in self.root.iterdir() if p.name != MANIFEST_DIR and not _is_tmp(p)] if self.root.exists() else []
+        if existing is None and foreign:
+            raise FeatxError(f"--out {self.root} is a non-empty folder but not a featx store; choose a new folder")
         (self.root / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
-        existing = read_config(self.root)
         if existing is not None:
             diff = existing.differences(self.config)
             if diff:

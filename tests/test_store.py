@@ -184,3 +184,18 @@ def test_config_from_dict_rejects_unknown_keys():
     data = config().to_dict() | {"clip_len": 16}
     with pytest.raises(FeatxError, match="unknown extraction config keys"):
         ExtractConfig.from_dict(data)
+
+
+def test_a_non_empty_folder_that_is_not_a_store_is_refused(tmp_path):
+    (tmp_path / "holiday.mp4").write_bytes(b"x")
+    with pytest.raises(FeatxError, match="not a featx store"):
+        StoreWriter(tmp_path, config())
+
+
+def test_a_store_killed_before_its_first_commit_can_be_resumed(tmp_path):
+    root = tmp_path / "s"
+    (root / MANIFEST_DIR).mkdir(parents=True)
+    (root / ".part-x.parquet.999999999.tmp").write_bytes(b"half")
+    with StoreWriter(root, config()) as w:
+        add(w, "v", 2)
+    assert len(pd.read_parquet(root)) == 2
