@@ -105,11 +105,18 @@ def write_video(path: Path, frames, fps: int, size: int, codec: str = "libx264")
             container.mux(packet)
 
 
-def _check(videos: int, seconds: float, fps: int, size: int) -> None:
+def _start(out, videos: int, seconds: float, fps: int, size: int, seed: int, progress: bool):
+    """Check the arguments, make the folder; returns (folder, rng, frames per video, video numbers)."""
+    from tqdm.auto import tqdm
+
     if videos < 1 or seconds <= 0 or fps < 1:
         raise FeatxError("synth needs --videos >= 1, --seconds > 0 and --fps >= 1")
     if size < 16 or size % 2:
         raise FeatxError(f"--size must be an even number of pixels >= 16, not {size}")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    numbers = tqdm(range(videos), desc="synth", unit="video", disable=not progress)
+    return folder, np.random.default_rng(seed), max(1, round(seconds * fps)), numbers
 
 
 def make_trimmed(
@@ -117,15 +124,9 @@ def make_trimmed(
     val_fraction: float = 0.25, progress: bool = False,
 ) -> SynthResult:
     """`videos` clips, classes assigned in turn; about `val_fraction` of each class in split 'val'."""
-    from tqdm.auto import tqdm
-
-    _check(videos, seconds, fps, size)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    n = max(1, round(seconds * fps))
+    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress)
     rows, paths = [], []
-    for k in tqdm(range(videos), desc="synth", unit="video", disable=not progress):
+    for k in numbers:
         label = TRIMMED_CLASSES[k % len(TRIMMED_CLASSES)]
         rank = k // len(TRIMMED_CLASSES)  # index of this video within its class
         per_class = -(-videos // len(TRIMMED_CLASSES))
@@ -162,17 +163,11 @@ def make_untrimmed(
     val_fraction: float = 0.25, progress: bool = False,
 ) -> SynthResult:
     """`videos` long videos with action segments; `annotations.json` in the ActivityNet format."""
-    from tqdm.auto import tqdm
-
-    _check(videos, seconds, fps, size)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    n = max(1, round(seconds * fps))
+    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress)
     duration = n / fps
     n_val = round(videos * val_fraction)
     database, paths = {}, []
-    for k in tqdm(range(videos), desc="synth", unit="video", disable=not progress):
+    for k in numbers:
         video_id = f"untrimmed_{k:03d}"
         segments = _segments(rng, duration, fps)
         texture = _texture(rng, size)

@@ -118,3 +118,25 @@ def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
     rows = pd.read_parquet(store)
     assert rows.video_id.nunique() == 20 and len(rows) == 20 * 12
     assert not rows.duplicated(["video_id", "step"]).any()
+
+
+def test_ctrl_c_commits_finished_videos_and_says_how_to_resume(tmp_path):
+    videos = tmp_path / "v"
+    make_trimmed(videos, videos=12, seconds=1.5, fps=8, size=32, seed=4)
+    store = tmp_path / "s"
+    # a part holds about 3 videos (12 rows x 512 float16 each): some commit during the run, the rest on Ctrl-C
+    cmd = [featx_command(), "extract", str(videos), "--out", str(store), "--backbone", "resnet18", "--random-init",
+           "--batch-size", "4", "--workers", "1", "--device", "cpu", "--no-progress", "--part-mb", "0.03"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(store.glob("part-*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run must still be going for this test to mean anything"
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    committed = set(read_manifest(store).video_id)
+    assert 0 < len(committed) < 12
+    rows = pd.read_parquet(store)
+    assert set(rows.video_id) == committed and (rows.groupby("video_id").size() == 12).all()
