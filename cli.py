@@ -17,8 +17,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    help="Extract video features once into a Parquet store; train light temporal heads on them many times.",
+    help="Extract video features once, with a frozen pretrained backbone, into a Parquet store that pandas, "
+    "pyarrow and DuckDB read. (Training temporal heads on stores is not built yet.)",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        import featx
+
+        typer.echo(f"featx {featx.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    pass
 
 
 @contextlib.contextmanager
@@ -65,8 +81,7 @@ def extract(
 ) -> None:
     """Extract per-frame features of every input video into a Parquet store.
 
-    Re-running on the same --out skips videos already extracted. Unreadable videos become `error` rows in
-    the store's manifest (see `featx info`) and the run goes on.
+    Re-running on the same --out skips videos already extracted. Unreadable videos become `error` rows in the store's manifest (see `featx info`) and the run goes on; the exit code is 0 unless --strict.
     """
     from featx.config import ExtractConfig
     from featx.extract import RunOptions
@@ -83,6 +98,8 @@ def extract(
             dtype=dtype,
         )
         videos = collect_inputs(inputs)
+        if config.weights == "auto" and backbone != DEFAULT_BACKBONE:
+            typer.echo(f"fetching pretrained weights for {backbone} from timm's hub (offline? use --weights PATH)", err=True)
         options = RunOptions(
             batch_size=batch_size, workers=workers, device=device, progress=progress, part_mb=part_mb
         )
