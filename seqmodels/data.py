@@ -1,0 +1,144 @@
+"""Labelled sequences for classification: a featx store plus a labels CSV (`video_id,label[,split]`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from featx.errors import FeatxError
+from featx.store import load_sequences
+
+TRAIN_SPLITS = frozenset({"train", "training"})
+VAL_SPLITS = frozenset({"val", "valid", "validation", "test", "testing"})
+
+
+@dataclass
+class SequenceSet:
+    """Videos as variable-length feature sequences with integer labels (-1: unlabelled)."""
+
+    ids: list[str]
+    sequences: list[np.ndarray]  # each (T_i, D)
+    labels: np.ndarray  # (N,) int64 index into `classes`
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index) -> "SequenceSet":
+        return SequenceSet([self.ids[i] for i in index], [self.sequences[i] for i in index], self.labels[index])
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """A labels CSV: columns `video_id`, `label`, optional `split`; one-line errors when malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FeatxError(f"--labels {path}: no such file")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise FeatxError(f"--labels {path}: not a readable CSV ({exc})") from None
+    missing = {"video_id", "label"} - set(table.columns)
+    if missing:
+        raise FeatxError(f"--labels {path}: needs columns video_id,label[,split]; missing {sorted(missing)}")
+    empty = table.index[(table.video_id.str.strip() == "") | (table.label.str.strip() == "")]
+    if len(empty):
+        raise FeatxError(f"--labels {path}: empty video_id or label on line {empty[0] + 2}")
+    dup = table.video_id[table.video_id.duplicated()]
+    if len(dup):
+        raise FeatxError(f"--labels {path}: video_id {dup.iloc[0]!r} appears more than once")
+    if "split" in table.columns:
+        bad = sorted(set(table.split.str.lower()) - TRAIN_SPLITS - VAL_SPLITS)
+        if bad:
+            raise FeatxError(f"--labels {path}: unknown split values {bad[:3]} (use train / val)")
+    return table
+
+
+def _first(ids, n: int = 5) -> str:
+    ids = sorted(ids)
+    return ", ".join(map(repr, ids[:n])) + (f" and {len(ids) - n} more" if len(ids) > n else "")
+
+
+def uniform_steps(length: int, max_steps: int | None) -> np.ndarray:
+    """Indices of at most `max_steps` steps spread uniformly over a sequence of `length` (centre of each bin)."""
+    if max_steps is None or length <= max_steps:
+        return np.arange(length)
+    return np.floor((np.arange(max_steps) + 0.5) * length / max_steps).astype(np.int64)
+
+
+def load_labelled(
+    store: str | Path, labels: pd.DataFrame, classes: list[str] | None = None, ignore_missing: bool = False,
+    max_steps: int | None = None,
+) -> tuple[SequenceSet, list[str], pd.Series | None]:
+    """Sequences of the labelled videos in `store`. Returns (set, classes, split column or None).
+
+    Labels naming videos absent from the store, and store videos without a label, are errors unless
+    `ignore_missing` (then both are left out). `classes` fixes the label order (from a checkpoint)."""
+    seqs = load_sequences(store)
+    in_store, labelled = set(seqs), set(labels.video_id)
+    if not ignore_missing:
+        if labelled - in_store:
+            raise FeatxError(f"labels name videos that are not in the store: {_first(labelled - in_store)} (or --ignore-missing)")
+        if in_store - labelled:
+            raise FeatxError(f"store videos without a label: {_first(in_store - labelled)} (or --ignore-missing)")
+    labels = labels[labels.video_id.isin(in_store)].reset_index(drop=True)
+    if labels.empty:
+        raise FeatxError("no labelled video is in the store: do the labels' video_id values match the store's?")
+    classes = classes or sorted(labels.label.unique())
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = set(labels.label) - set(index)
+    if unknown:
+        raise FeatxError(f"labels {_first(unknown)} are not among the model's classes {classes}")
+    ids = labels.video_id.tolist()
+    sequences = [seqs[v][uniform_steps(len(seqs[v]), max_steps)] for v in ids]
+    y = np.array([index[c] for c in labels.label], dtype=np.int64)
+    split = labels.split.str.lower() if "split" in labels.columns else None
+    return SequenceSet(ids, sequences, y), classes, split
+
+
+def train_val_split(
+    data: SequenceSet, split: pd.Series | None, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[SequenceSet, SequenceSet]:
+    """By the labels' split column when present, else a stratified random split with `seed`."""
+    if split is not None:
+        train = np.flatnonzero(split.isin(TRAIN_SPLITS).to_numpy())
+        val = np.flatnonzero(split.isin(VAL_SPLITS).to_numpy())
+    else:
+        from sklearn.model_selection import train_test_split
+
+        if not 0 < val_fraction < 1:
+            raise FeatxError(f"--val-fraction must be between 0 and 1, not {val_fraction}")
+        counts = np.bincount(data.labels)
+        stratify = data.labels if counts[counts > 0].min() >= 2 else None
+        train, val = train_test_split(
+            np.arange(len(data)), test_size=val_fraction, random_state=seed, stratify=stratify
+        )
+    if len(train) == 0 or len(val) == 0:
+        raise FeatxError(f"need both training and validation videos; got {len(train)} and {len(val)}")
+    return data.subset(np.sort(train)), data.subset(np.sort(val))
+
+
+def pad(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest sequence: x (B, T, D) float32 and mask (B, T) bool, True on real steps."""
+    longest = max(len(s) for s in sequences)
+    dim = sequences[0].shape[1]
+    x = torch.zeros(len(sequences), longest, dim)
+    mask = torch.zeros(len(sequences), longest, dtype=torch.bool)
+    for i, s in enumerate(sequences):
+        x[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.float32))
+        mask[i, : len(s)] = True
+    return x, mask
+
+
+def batches(
+    data: SequenceSet, batch_size: int, shuffle: bool = False, generator: np.random.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]]:
+    """(x (B, T, D), mask (B, T), labels (B,), positions in `data`) batches."""
+    order = generator.permutation(len(data)) if shuffle else np.arange(len(data))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size].tolist()
+        x, mask = pad([data.sequences[i] for i in idx])
+        yield x, mask, torch.from_numpy(data.labels[idx]), idx
