@@ -1,8 +1,8 @@
 """Synthetic labelled videos for demos, tests and benchmarks, made on the fly with PyAV.
 
-trimmed:   one class per video, `labels.csv` (video_id,label,split). Two pairs of classes differ only in
-           temporal order (red then blue vs blue then red; moving left vs moving right): every frame of one
-           appears in the other, so temporal pooling of per-frame features cannot tell them apart.
+trimmed:   one class per video, `labels.csv` (video_id,label,split). The classes are two pairs that differ
+           only in temporal order (red then blue vs blue then red; green then yellow vs yellow then green):
+           every frame of one appears in the other, so temporal pooling cannot tell them apart.
 untrimmed: long videos with a few action segments on a moving background, `annotations.json` in the
            ActivityNet format (database -> video_id -> subset, duration, annotations [{segment, label}]).
 """
@@ -18,9 +18,9 @@ import numpy as np
 
 from featx.errors import FeatxError
 
-TRIMMED_CLASSES = ("red_then_blue", "blue_then_red", "left_to_right", "right_to_left")
+TRIMMED_CLASSES = ("red_then_blue", "blue_then_red", "green_then_yellow", "yellow_then_green")
 UNTRIMMED_CLASSES = ("red_disc", "blue_square", "yellow_bar")
-RED, BLUE, YELLOW = (220, 30, 30), (30, 60, 220), (235, 210, 20)
+RED, BLUE, GREEN, YELLOW = (220, 30, 30), (30, 60, 220), (40, 190, 60), (235, 210, 20)
 ANNOTATION_VERSION = "featx-synth-1"
 
 
@@ -39,10 +39,23 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return big.astype(np.uint8)
 
 
-def _background(texture: np.ndarray, t: float, size: int) -> np.ndarray:
-    dx = int((np.sin(t * 0.7) + 1) * size / 4)
-    dy = int((np.cos(t * 0.5) + 1) * size / 4)
+def _view(texture: np.ndarray, dy: float, dx: float, size: int) -> np.ndarray:
+    """The size x size window of the texture at offset (dy, dx), each in [0, size / 2]."""
+    dy, dx = int(np.clip(dy, 0, size // 2)), int(np.clip(dx, 0, size // 2))
     return texture[dy : dy + size, dx : dx + size].copy()
+
+
+def _drifting(texture: np.ndarray, t: float, size: int, phase: np.ndarray) -> np.ndarray:
+    """The texture seen by a slowly drifting camera (untrimmed videos)."""
+    return _view(texture, (np.cos(t * 0.5 + phase[1]) + 1) * size / 4, (np.sin(t * 0.7 + phase[0]) + 1) * size / 4, size)
+
+
+def _shaking(texture: np.ndarray, rng: np.random.Generator, size: int, centre: np.ndarray) -> np.ndarray:
+    """The texture seen by a camera shaking at random around `centre` (trimmed videos). The shake is
+    independent from frame to frame, so nothing in the background tells early frames from late ones: a
+    smooth drift would (the backgrounds of "A then B" and "B then A" would then differ in distribution)."""
+    dy, dx = centre + rng.integers(-2, 3, size=2)
+    return _view(texture, dy, dx, size)
 
 
 def _disc(img: np.ndarray, cx: float, cy: float, r: float, colour) -> None:
@@ -58,21 +71,36 @@ def _square(img: np.ndarray, cx: float, cy: float, half: float, colour) -> None:
     img[y0:y1, x0:x1] = colour
 
 
+def _ring(img: np.ndarray, cx: float, cy: float, r: float, colour) -> None:
+    inside = img.copy()
+    _disc(img, cx, cy, r, colour)
+    hole = np.zeros(img.shape[:2], bool)
+    yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
+    hole[(yy - cy) ** 2 + (xx - cx) ** 2 <= (0.55 * r) ** 2] = True
+    img[hole] = inside[hole]
+
+
+def _bar(img: np.ndarray, cy: float, size: int, colour) -> None:
+    img[int(cy) - size // 12 : int(cy) + size // 12, size // 10 : -size // 10] = colour
+
+
+# Each colour has its own shape, so a single frame shows which half of which class it comes from.
+_SHAPES = {
+    "red": lambda img, s: _disc(img, s * 0.5, s * 0.5, s * 0.22, RED),
+    "blue": lambda img, s: _square(img, s * 0.5, s * 0.5, s * 0.2, BLUE),
+    "green": lambda img, s: _ring(img, s * 0.5, s * 0.5, s * 0.25, GREEN),
+    "yellow": lambda img, s: _bar(img, s * 0.5, s, YELLOW),
+}
+
+
 def trimmed_frame(label: str, progress: float, background: np.ndarray) -> np.ndarray:
-    """Frame of class `label` at `progress` in [0, 1) through the video."""
-    img, size = background, background.shape[0]
-    if label in ("red_then_blue", "blue_then_red"):
-        first = label == "red_then_blue"
-        if (progress < 0.5) == first:
-            _disc(img, size * 0.5, size * 0.5, size * 0.22, RED)
-        else:
-            _square(img, size * 0.5, size * 0.5, size * 0.2, BLUE)
-    elif label in ("left_to_right", "right_to_left"):
-        x = 0.15 + 0.7 * (progress if label == "left_to_right" else 1 - progress)
-        _square(img, size * x, size * 0.5, size * 0.14, YELLOW)
-    else:
+    """Frame of class `label` ("<first>_then_<second>") at `progress` in [0, 1): the first colour's shape in
+    the first half, the second's in the second half."""
+    first, _, second = label.partition("_then_")
+    if label not in TRIMMED_CLASSES:
         raise FeatxError(f"unknown trimmed class {label!r}; known: {', '.join(TRIMMED_CLASSES)}")
-    return img
+    _SHAPES[first if progress < 0.5 else second](background, background.shape[0])
+    return background
 
 
 def untrimmed_frame(label: str | None, t: float, background: np.ndarray) -> np.ndarray:
@@ -84,20 +112,27 @@ def untrimmed_frame(label: str | None, t: float, background: np.ndarray) -> np.n
         _square(img, size * (0.5 + 0.25 * np.sin(t * 2)), size * 0.5, size * 0.16, BLUE)
     elif label == "yellow_bar":
         y = size * (0.5 + 0.3 * np.sin(t * 3))
-        img[int(y) - size // 12 : int(y) + size // 12, size // 10 : -size // 10] = YELLOW
+        _bar(img, y, size, YELLOW)
     elif label is not None:
         raise FeatxError(f"unknown untrimmed class {label!r}; known: {', '.join(UNTRIMMED_CLASSES)}")
     return img
 
 
-def write_video(path: Path, frames, fps: int, size: int, codec: str = "libx264") -> None:
-    """Encode an iterable of (size, size, 3) uint8 RGB frames at a constant `fps`."""
+def write_video(path: Path, frames, fps: int, size: int, codec: str = "libx264", intra_only: bool = False) -> None:
+    """Encode an iterable of (size, size, 3) uint8 RGB frames at a constant `fps`.
+
+    intra_only: every frame a keyframe at a constant quantiser, so a frame's coding artefacts depend on
+    its content alone, never on its position in the video (inter coding degrades the frames after a cut,
+    which would let order-blind models tell "A then B" from "B then A")."""
     import av
 
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
+        options = {"qp": "20"} if intra_only else {}
+        stream = container.add_stream(codec, rate=fps, options=options)
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
+        if intra_only:
+            stream.gop_size = 1
         for rgb in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 container.mux(packet)
@@ -132,10 +167,12 @@ def make_trimmed(
         per_class = -(-videos // len(TRIMMED_CLASSES))
         n_val = max(1, round(per_class * val_fraction)) if per_class > 1 and val_fraction > 0 else 0
         split = "val" if rank >= per_class - n_val else "train"
-        texture = _texture(rng, size)
+        texture, centre = _texture(rng, size), rng.uniform(2, size / 2 - 2, size=2)
         video_id = f"{label}_{rank:03d}"
         path = folder / f"{video_id}.mp4"
-        write_video(path, (trimmed_frame(label, j / n, _background(texture, j / fps, size)) for j in range(n)), fps, size)
+        # progress at frame centres, (j + 0.5) / n, so reversing a video maps its frames onto each other
+        frames = (trimmed_frame(label, (j + 0.5) / n, _shaking(texture, rng, size, centre)) for j in range(n))
+        write_video(path, frames, fps, size, intra_only=True)
         rows.append((video_id, label, split))
         paths.append(path)
     labels = folder / "labels.csv"
@@ -170,12 +207,14 @@ def make_untrimmed(
     for k in numbers:
         video_id = f"untrimmed_{k:03d}"
         segments = _segments(rng, duration, fps)
-        texture = _texture(rng, size)
+        texture, phase = _texture(rng, size), rng.uniform(0, 2 * np.pi, size=2)
 
         def label_at(t: float) -> str | None:
             return next((lab for s, e, lab in segments if s <= t < e), None)
 
-        frames = (untrimmed_frame(label_at(j / fps), j / fps, _background(texture, j / fps, size)) for j in range(n))
+        frames = (
+            untrimmed_frame(label_at(j / fps), j / fps, _drifting(texture, j / fps, size, phase)) for j in range(n)
+        )
         path = folder / f"{video_id}.mp4"
         write_video(path, frames, fps, size)
         paths.append(path)

@@ -64,7 +64,7 @@ def test_bad_input_is_one_line_on_stderr_and_exit_1(tiny_videos, tmp_path, args,
 def test_strict_turns_failed_videos_into_exit_code_1(tiny_videos, tmp_path):
     folder = tmp_path / "v"
     folder.mkdir()
-    shutil.copy(tiny_videos / "left_to_right_000.mp4", folder)
+    shutil.copy(tiny_videos / "green_then_yellow_000.mp4", folder)
     (folder / "broken.mp4").write_bytes(b"\x00" * 100)
     out = ["--out", str(tmp_path / "s"), *TINY_ARGS]
     relaxed = runner.invoke(app, ["extract", str(folder), *out])

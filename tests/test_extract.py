@@ -85,7 +85,7 @@ def _audio_only(path):
 def mixed_folder(tiny_videos, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
-    shutil.copy(tiny_videos / "left_to_right_000.mp4", folder / "good.mp4")
+    shutil.copy(tiny_videos / "green_then_yellow_000.mp4", folder / "good.mp4")
     (folder / "zero.mp4").write_bytes(b"")
     (folder / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
     (folder / "notes.avi").write_text("this is a text file, not a video\n" * 20)
@@ -118,8 +118,8 @@ def test_bad_inputs_become_error_rows_and_the_run_goes_on(mixed_folder, tmp_path
 def test_inputs_from_folders_files_and_lists_get_relative_ids(tmp_path, tiny_videos):
     (tmp_path / "a").mkdir()
     (tmp_path / "b" / "deep").mkdir(parents=True)
-    shutil.copy(tiny_videos / "left_to_right_000.mp4", tmp_path / "a" / "clip.mp4")
-    shutil.copy(tiny_videos / "right_to_left_000.mp4", tmp_path / "b" / "deep" / "clip.mp4")
+    shutil.copy(tiny_videos / "green_then_yellow_000.mp4", tmp_path / "a" / "clip.mp4")
+    shutil.copy(tiny_videos / "yellow_then_green_000.mp4", tmp_path / "b" / "deep" / "clip.mp4")
     (tmp_path / "b" / "notes.txt").write_text("ignored: not a video suffix")
     ids = [v.video_id for v in collect_inputs([tmp_path])]
     assert ids == ["a/clip", "b/deep/clip"]
