@@ -157,35 +157,162 @@ def synth(
     typer.echo(f"wrote {len(result.videos)} videos and {result.labels.name} to {result.folder}")
 
 
+def _parse_options(options: list[str]) -> dict:
+    """--option key=value pairs; values are read as JSON when they parse (numbers, true/false), else text."""
+    parsed = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise FeatxError(f"--option {item!r}: expected key=value, e.g. --option hidden=128")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
+def _epoch_line(row: dict) -> str:
+    line = (f"{row['epoch']:>5} | {row['train_loss']:>10.4f} | {row['train_accuracy']:>9.3f} | "
+            f"{row['val_loss']:>8.4f} | {row['val_accuracy']:>7.3f}")
+    if "val_update_fraction" in row:
+        line += f" | {row['val_update_fraction']:>7.3f}"
+    return line + f" | {row['seconds']:>5.1f}"
+
+
+def _print_metrics(metrics: dict) -> None:
+    keys = ["accuracy", "macro_f1", "hit@1", "hit@5", "clip_hit@1", "video_hit@1", "video_hit@5", "update_fraction"]
+    for key in keys:
+        if key in metrics:
+            typer.echo(f"{key:<16} {metrics[key]:.4f}")
+    typer.echo(f"{'videos':<16} {metrics['videos']}")
+
+
+@app.command("train-head")
+def train_head(
+    store: Annotated[Path, typer.Argument(help="A store written by `featx extract`.")],
+    labels: Annotated[Path, typer.Option(help="CSV with video_id,label[,split] (split: train / val).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write (config.json, checkpoint.pt, metrics.json, plots).")],
+    head: Annotated[str, typer.Option(help="avgpool, maxpool, late-fusion, slow-fusion, lstm, skip-lstm or skip-gru.")] = "lstm",
+    epochs: Annotated[int, typer.Option(min=1, help="At most this many epochs (early stopping may end sooner).")] = 30,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option()] = 1e-2,
+    patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without a better validation accuracy.")] = 8,
+    budget: Annotated[float, typer.Option(help="Skip heads: cost λ per updated step (budget loss λ·Σ u_t).")] = 0.0,
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Sample at most this many steps per video, uniformly in time.")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Validation share when the labels have no split column.")] = 0.2,
+    seed: Annotated[int, typer.Option()] = 0,
+    option: Annotated[Optional[list[str]], typer.Option(help="A head option as key=value, repeatable (e.g. hidden=128, layers=2, bidirectional=true, readout=mean).")] = None,
+    ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out labelled videos missing from the store and store videos without a label, instead of failing.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a classification head on a store's features; print a per-epoch table and the validation metrics."""
+    from tqdm.auto import tqdm
+
+    from seqmodels.classify import train_on_store
+    from seqmodels.train import TrainConfig
+
+    with user_errors():
+        config = TrainConfig(
+            head=head, head_options=_parse_options(option or []), epochs=epochs, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, patience=patience, budget=budget, max_steps=max_steps,
+            val_fraction=val_fraction, seed=seed, device=device,
+        )
+        header = "epoch | train loss | train acc | val loss | val acc" + (" | updates" if "skip" in head else "") + " |     s"
+        tqdm.write(header)
+        run, metrics = train_on_store(
+            store, labels, config, out, ignore_missing, on_epoch=lambda row: tqdm.write(_epoch_line(row)), progress=progress
+        )
+    typer.echo(f"best epoch {max(run.history, key=lambda r: (r['val_accuracy'], -r['val_loss']))['epoch']}; validation:")
+    _print_metrics(metrics)
+    typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, curves.png, confusion.png"
+               + (", skips.png)" if "update_fraction" in metrics else ")"))
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
+    store: Annotated[Path, typer.Argument(help="A store with the same extraction config as the run's.")],
+    labels: Annotated[Path, typer.Option(help="CSV with video_id,label[,split].")],
+    split: Annotated[str, typer.Option(help="val (the run's validation split), train, or all labelled videos.")] = "val",
+    clip_steps: Annotated[Optional[int], typer.Option(min=1, help="Also score clips of this many steps: clip hit@1, and video hit@k from the mean of a video's clips.")] = None,
+    clips: Annotated[int, typer.Option(min=1, help="Clips per video with --clip-steps (spread evenly).")] = 10,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the metrics JSON. Default: RUN/evaluation.json.")] = None,
+    ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out videos missing on either side.")] = False,
+) -> None:
+    """Print and write a run's metrics on a labelled store: accuracy, macro-F1, hit@k, clip vs video hit@1."""
+    from seqmodels.classify import evaluate_run
+
+    with user_errors():
+        metrics = evaluate_run(run, store, labels, split, clip_steps, clips, ignore_missing)
+        target = out or run / "evaluation.json"
+        target.write_text(json.dumps(metrics, indent=1))
+    _print_metrics(metrics)
+    typer.echo(f"wrote {target}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
+    store: Annotated[Path, typer.Argument(help="A store with the same extraction config as the run's.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="A .parquet or .csv file: video_id, label_1..k, score_1..k.")],
+    top_k: Annotated[int, typer.Option(min=1, help="How many labels per video.")] = 5,
+) -> None:
+    """Predict the top-k labels of every video in a store."""
+    from seqmodels.classify import predict_store, write_table
+
+    with user_errors():
+        table = predict_store(run, store, top_k)
+        write_table(table, out)
+    typer.echo(f"wrote {len(table)} predictions to {out}")
+
+
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo's videos and store.")] = Path("featx-demo"),
-    videos: Annotated[int, typer.Option(help="Number of synthetic videos.")] = 16,
+    out: Annotated[Path, typer.Option(help="Folder for the demo's videos, store and runs.")] = Path("featx-demo"),
+    videos: Annotated[int, typer.Option(min=8, help="Number of synthetic videos (half for validation).")] = 64,
 ) -> None:
-    """Make a small synthetic dataset, extract it with the bundled pretrained backbone, show how to load it."""
+    """Synthetic videos -> features with the bundled pretrained backbone -> two heads: pooling vs LSTM.
+
+    The classes come in pairs that differ only in temporal order, so temporal pooling stays near chance
+    within each pair while the LSTM tells them apart.
+    """
     from featx import synth as synth_lib
     from featx.config import ExtractConfig
     from featx.extract import RunOptions
     from featx.extract import extract as run_extract
     from featx.inputs import collect_inputs
-    from featx.store import load_sequences
+    from seqmodels.classify import train_on_store
+    from seqmodels.train import TrainConfig
 
     with user_errors():
-        data = synth_lib.make_trimmed(out / "videos", videos=videos, progress=True)
+        data = synth_lib.make_trimmed(out / "videos", videos=videos, fps=4, val_fraction=0.5, progress=True)
         typer.echo(f"1. synthetic videos: {len(data.videos)} in {data.folder} (labels: {data.labels})")
         store = out / "store"
-        summary = run_extract(collect_inputs([data.folder]), store, ExtractConfig(fps=4.0), RunOptions())
-        typer.echo("2. extracted with the bundled ImageNet EfficientNet-Lite0 at 4 frames/s:")
+        summary = run_extract(collect_inputs([data.folder]), store, ExtractConfig(), RunOptions())
+        typer.echo("2. extracted every frame with the bundled ImageNet EfficientNet-Lite0:")
         _print_summary(summary)
-        sequences = load_sequences(store)
-        first = next(iter(sequences))
-        typer.echo(f"3. {len(sequences)} sequences; {first!r} has shape {sequences[first].shape}")
+        typer.echo("3. heads trained on the store (validation accuracy, overall and within each order pair):")
+        pairs = [synth_lib.TRIMMED_CLASSES[i : i + 2] for i in range(0, len(synth_lib.TRIMMED_CLASSES), 2)]
+        for head in ("avgpool", "lstm"):
+            config = TrainConfig(head=head, epochs=40, patience=40, batch_size=8)
+            run, metrics = train_on_store(store, data.labels, config, out / "runs" / head, progress=False)
+            confusion = metrics["confusion"]
+            within = []
+            for a, b in pairs:
+                ia, ib = run.classes.index(a), run.classes.index(b)
+                right = confusion[ia][ia] + confusion[ib][ib]
+                total = sum(confusion[ia]) + sum(confusion[ib])
+                within.append(f"{a} vs {b}: {right / total:.2f}")
+            typer.echo(f"   {head:<8} accuracy {metrics['accuracy']:.2f} | " + " | ".join(within))
     typer.echo(
+        "   pooling is blind to order: near 0.5 within a pair is chance; the LSTM reads the order.\n"
         "\nOpen the store in pandas:\n"
         "    import pandas as pd\n"
         f"    df = pd.read_parquet({str(store)!r})\n"
         "    print(df.groupby('video_id').size())\n"
-        f"\nOr: featx info {store}"
+        f"\nOr: featx info {store}; featx predict {out / 'runs' / 'lstm'} {store} --out predictions.csv"
     )
 
 

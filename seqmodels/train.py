@@ -95,14 +95,14 @@ def _epoch_loss(model, data: SequenceSet, config: TrainConfig, device, optimizer
             loss = F.cross_entropy(out.logits, y)
             if out.updates is not None:
                 loss = loss + budget_loss(out.updates, config.budget)
-                updated += float(out.updates.sum())
+                updated += float(out.updates.detach().sum())
                 steps += int(mask.sum())
             if training:
                 optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
                 optimizer.step()
-            total += float(loss) * len(y)
+            total += float(loss.detach()) * len(y)
             correct += int((out.logits.argmax(-1) == y).sum())
             seen += len(y)
     result = {"loss": total / seen, "accuracy": correct / seen}
