@@ -83,7 +83,7 @@ def predict_scores(model: torch.nn.Module, data: SequenceSet, batch_size: int = 
     return probs, updates
 
 
-def _epoch_loss(model, data: SequenceSet, config: TrainConfig, device, optimizer=None, rng=None) -> dict:
+def run_epoch(model, data: SequenceSet, config: TrainConfig, device, optimizer=None, rng=None) -> dict:
     """One pass; trains when an optimizer is given. Returns loss, accuracy and the update fraction."""
     training = optimizer is not None
     model.train(training)
@@ -128,8 +128,8 @@ def train(
     best, best_state, since_best, history = None, None, 0, []
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"train {config.head}", unit="epoch", disable=not progress):
         t = time.monotonic()
-        fit = _epoch_loss(model, train_set, config, device, optimizer, rng)
-        val = _epoch_loss(model, val_set, config, device)
+        fit = run_epoch(model, train_set, config, device, optimizer, rng)
+        val = run_epoch(model, val_set, config, device)
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in fit.items()}, **{f"val_{k}": v for k, v in val.items()},
                "seconds": time.monotonic() - t}
         history.append(row)

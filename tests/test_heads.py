@@ -88,7 +88,7 @@ def test_skipped_steps_copy_the_state_exactly(cell):
     states = []
     with torch.no_grad():
         for t in range(6):
-            state, u = head.step(head.norm(x)[:, t], state)
+            state, u = head.step(head.project(head.norm(x)[:, t]), state)
             states.append({k: v.clone() for k, v in state.items() if k in ("h", "c")})
     for later in states[1:]:
         for key in later:
@@ -114,3 +114,21 @@ def test_budget_loss_and_update_fraction():
     mask = torch.tensor([[True, True, True, True], [True, True, True, False]])
     assert budget_loss(updates, 0.5).item() == pytest.approx(0.5 * (2 + 2) / 2)
     assert update_fraction(updates, mask) == pytest.approx(4 / 7)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_cell_equations_match_torchs_own_cells(cell):
+    torch.manual_seed(4)
+    head = SkipRNNHead(D, C, cell=cell, hidden=7)
+    x = torch.randn(5, D)
+    state = head.initial_state(5, x)
+    state["h"] = torch.randn(5, 7)
+    if cell == "lstm":
+        state["c"] = torch.randn(5, 7)
+        h_ref, c_ref = head.cell(x, (state["h"], state["c"]))
+        h, c = head._cell(head.project(x), state)
+        torch.testing.assert_close(c, c_ref)
+    else:
+        h_ref = head.cell(x, state["h"])
+        h, _ = head._cell(head.project(x), state)
+    torch.testing.assert_close(h, h_ref)

@@ -20,12 +20,13 @@ class LSTMHead(nn.Module):
         bidirectional: bool = False,  # also run the sequence backwards
         readout: str = "last",  # "last": state at the last real step; "mean": mean of the outputs
         dropout: float = 0.2,  # dropout on the LSTM outputs (and between layers)
+        input_norm: bool = True,  # LayerNorm over each step's features (off for raw low-dimensional inputs)
     ):
         super().__init__()
         if readout not in ("last", "mean"):
             raise ValueError(f"readout must be 'last' or 'mean', not {readout!r}")
         self.readout, self.bidirectional = readout, bidirectional
-        self.norm = nn.LayerNorm(in_dim)
+        self.norm = nn.LayerNorm(in_dim) if input_norm else nn.Identity()
         self.lstm = nn.LSTM(
             in_dim, hidden, layers, batch_first=True, bidirectional=bidirectional,
             dropout=dropout if layers > 1 else 0.0,

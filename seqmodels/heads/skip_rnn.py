@@ -13,6 +13,7 @@ before computing it (adaptive extraction). Budget loss: λ Σ_t u_t per sequence
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqmodels.heads.common import HeadOutput
@@ -42,12 +43,13 @@ class SkipRNNHead(nn.Module):
         hidden: int = 256,  # recurrent units
         update_bias: float = 1.0,  # initial bias b of the update gate
         dropout: float = 0.2,  # dropout before the classifier
+        input_norm: bool = True,  # LayerNorm over each step's features (off for raw low-dimensional inputs)
     ):
         super().__init__()
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', not {cell!r}")
         self.kind = cell
-        self.norm = nn.LayerNorm(in_dim)
+        self.norm = nn.LayerNorm(in_dim) if input_norm else nn.Identity()
         self.cell = nn.LSTMCell(in_dim, hidden) if cell == "lstm" else nn.GRUCell(in_dim, hidden)
         self.gate = nn.Linear(hidden, 1)
         nn.init.constant_(self.gate.bias, update_bias)
@@ -66,18 +68,32 @@ class SkipRNNHead(nn.Module):
         """ũ_t for the coming step, (B, 1): known before that step's input is seen."""
         return state["cum"] + torch.minimum(state["prob"], 1 - state["cum"])
 
-    def step(self, x_t: torch.Tensor, state: dict, real: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
-        """One step: x_t (B, D) already normalised, real (B, 1) 0 on padding. Returns (state, u_t (B, 1))."""
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The input half of the cell's gates, W_ih x + b_ih, for any number of steps at once: one large
+        matrix product for a whole sequence instead of one small one per step. (..., D) -> (..., G)."""
+        return F.linear(x, self.cell.weight_ih, self.cell.bias_ih)
+
+    def _cell(self, gates_x: torch.Tensor, state: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """torch's LSTMCell / GRUCell equations on a projected input. Returns (h̃_t, the gate's input)."""
+        gates_h = F.linear(state["h"], self.cell.weight_hh, self.cell.bias_hh)
+        if self.kind == "lstm":
+            i, f, g, o = (gates_x + gates_h).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * state["c"] + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c), c
+        xr, xz, xn = gates_x.chunk(3, dim=-1)
+        hr, hz, hn = gates_h.chunk(3, dim=-1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        h = (1 - z) * torch.tanh(xn + r * hn) + z * state["h"]
+        return h, h
+
+    def step(self, gates_x: torch.Tensor, state: dict, real: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
+        """One step on the projected input (`project` of the normalised x_t, (B, G)); real (B, 1) is 0 on
+        padding. Returns (new state, u_t (B, 1))."""
         u_tilde = self.update_probability(state)
         u = binarize(u_tilde)
         if real is not None:
             u = u * real  # padding never updates: the state after the last real step carries through
-        if self.kind == "lstm":
-            h_new, c_new = self.cell(x_t, (state["h"], state["c"]))
-            gate_input = c_new
-        else:
-            h_new = self.cell(x_t, state["h"])
-            gate_input = h_new
+        h_new, gate_input = self._cell(gates_x, state)  # gate input: c̃_t for an LSTM, h̃_t for a GRU
         delta = torch.sigmoid(self.gate(gate_input))  # Δũ_t, (B, 1)
         new = {
             "h": u * h_new + (1 - u) * state["h"],
@@ -85,16 +101,16 @@ class SkipRNNHead(nn.Module):
             "cum": (1 - u) * u_tilde,  # reset after an update, else keep accumulating
         }
         if self.kind == "lstm":
-            new["c"] = u * c_new + (1 - u) * state["c"]
+            new["c"] = u * gate_input + (1 - u) * state["c"]
         return new, u
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
-        x = self.norm(x)  # (B, T, D)
+        gates_x = self.project(self.norm(x))  # (B, T, G)
         real = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
         state = self.initial_state(x.shape[0], x)
         updates = []
         for t in range(x.shape[1]):
-            state, u = self.step(x[:, t], state, real[:, t])
+            state, u = self.step(gates_x[:, t], state, real[:, t])
             updates.append(u)
         return HeadOutput(self.classifier(state["h"]), torch.cat(updates, dim=1))  # (B, C), (B, T)
 
