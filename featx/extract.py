@@ -6,6 +6,8 @@ Rows of a video reach the store only once every one of its frames has been embed
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -125,6 +127,28 @@ class _Batcher:
         return out
 
 
+class _InterruptLater:
+    """Turns the first Ctrl-C (SIGINT) into a request checked between events, so that it never lands in the
+    middle of writing a part; a second Ctrl-C interrupts at once. Only in the main thread."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __enter__(self) -> "_InterruptLater":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, options: RunOptions = RunOptions()):
     """Extract features of `inputs` into the store `out`; videos already ok there are skipped."""
     from tqdm.auto import tqdm
@@ -168,32 +192,38 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
 
         workers = options.workers if options.workers is not None else auto_workers(backbone.device.type)
         events = decode_events([v.path for v in todo], config.fps, backbone.preprocess, workers)
-        for event in events:
-            kind, i = event[0], event[1]
-            video = videos.setdefault(i, _Video(todo[i], time.monotonic())) if kind != "error" else videos.get(i)
-            if kind == "frames":
-                chunk: FrameChunk = event[2]
-                video.index.append(chunk.index)
-                video.time.append(chunk.time)
-                video.queued += len(chunk.index)
-                batcher.put(i, chunk.pixels)
-                while batcher.ready():
-                    run_batch()
-            elif kind == "done":
-                video.decoded = event[2]
-                if video.queued == 0:
-                    finish(i)
-            else:
-                _, _, message, info = event
-                started = video.started if video else time.monotonic()
-                videos.pop(i, None)
-                writer.add_error(_record(todo[i], info, None, started, error=message))
-                summary.failed += 1
-                summary.failures.append((todo[i].video_id, message))
-                bar.update(1)
-        while batcher.queued:
-            run_batch()
+        with _InterruptLater() as interrupt:
+            for event in events:
+                if interrupt.requested:
+                    break
+                kind, i = event[0], event[1]
+                video = videos.setdefault(i, _Video(todo[i], time.monotonic())) if kind != "error" else videos.get(i)
+                if kind == "frames":
+                    chunk: FrameChunk = event[2]
+                    video.index.append(chunk.index)
+                    video.time.append(chunk.time)
+                    video.queued += len(chunk.index)
+                    batcher.put(i, chunk.pixels)
+                    while batcher.ready():
+                        run_batch()
+                elif kind == "done":
+                    video.decoded = event[2]
+                    if video.queued == 0:
+                        finish(i)
+                else:
+                    _, _, message, info = event
+                    started = video.started if video else time.monotonic()
+                    videos.pop(i, None)
+                    writer.add_error(_record(todo[i], info, None, started, error=message))
+                    summary.failed += 1
+                    summary.failures.append((todo[i].video_id, message))
+                    bar.update(1)
+            events.close()  # stops the decoding workers now, interrupted or not
+            while batcher.queued and not interrupt.requested:
+                run_batch()
         bar.close()
         summary.decode_seconds = time.monotonic() - t1
     summary.seconds = time.monotonic() - t0
+    if interrupt.requested:  # raised only now, after the finished videos were committed
+        raise KeyboardInterrupt
     return summary
