@@ -18,7 +18,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     help="Extract video features once, with a frozen pretrained backbone, into a Parquet store that pandas, "
-    "pyarrow and DuckDB read. (Training temporal heads on stores is not built yet.)",
+    "pyarrow and DuckDB read; train light temporal heads on stores many times.",
 )
 
 
