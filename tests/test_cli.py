@@ -93,23 +93,30 @@ def test_installed_command_runs_in_a_real_subprocess(tiny_videos, tmp_path):
     assert info.returncode == 0 and "4 ok, 0 failed" in info.stdout
 
 
-def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
-    videos = tmp_path / "v"
-    make_trimmed(videos, videos=20, seconds=1.5, fps=8, size=32, seed=3)
+def _slow_extraction(tmp_path, videos: int, part_mb: str, seed: int, capture: bool):
+    """Start `featx extract` in its own process group on `videos` small videos, and wait until its first part
+    is committed. resnet18 at 224 px runs about 45 frames/s here: 12 frames a video leave time to act."""
+    folder = tmp_path / "v"
+    make_trimmed(folder, videos=videos, seconds=1.5, fps=8, size=32, seed=seed)
     store = tmp_path / "s"
-    # resnet18 at 224 px runs about 45 frames/s here: 240 frames take seconds, time enough to kill mid-run;
-    # --part-mb tiny commits after every video
-    cmd = [featx_command(), "extract", str(videos), "--out", str(store), "--backbone", "resnet18", "--random-init",
-           "--batch-size", "4", "--workers", "1", "--device", "cpu", "--part-mb", "0.000001", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [featx_command(), "extract", str(folder), "--out", str(store), "--backbone", "resnet18", "--random-init",
+           "--batch-size", "4", "--workers", "1", "--device", "cpu", "--part-mb", part_mb, "--no-progress"]
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=out, stderr=out, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(store.glob("part-*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
+    assert proc.poll() is None, "the run must still be going for this test to mean anything"
+    return proc, store, cmd
+
+
+def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    proc, store, cmd = _slow_extraction(tmp_path, 20, "0.000001", seed=3, capture=False)  # a part per video
     os.killpg(proc.pid, signal.SIGKILL)  # the run and its decoding worker, at once
     proc.wait()
     manifest = read_manifest(store)
     killed_with = set(manifest.video_id[manifest.status == "ok"])
-    assert 0 < len(killed_with) < 20, "the kill must land mid-run for this test to mean anything"
+    assert 0 < len(killed_with) < 20
     rows = pd.read_parquet(store)
     assert set(rows.video_id) == killed_with  # committed videos only, each whole
     assert (rows.groupby("video_id").size() == 12).all()
@@ -123,17 +130,8 @@ def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
 
 
 def test_ctrl_c_commits_finished_videos_and_says_how_to_resume(tmp_path):
-    videos = tmp_path / "v"
-    make_trimmed(videos, videos=12, seconds=1.5, fps=8, size=32, seed=4)
-    store = tmp_path / "s"
     # a part holds about 3 videos (12 rows x 512 float16 each): some commit during the run, the rest on Ctrl-C
-    cmd = [featx_command(), "extract", str(videos), "--out", str(store), "--backbone", "resnet18", "--random-init",
-           "--batch-size", "4", "--workers", "1", "--device", "cpu", "--no-progress", "--part-mb", "0.03"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list(store.glob("part-*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run must still be going for this test to mean anything"
+    proc, store, _ = _slow_extraction(tmp_path, 12, "0.03", seed=4, capture=True)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the whole process group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
