@@ -250,18 +250,23 @@ def _remove_dead_tmp_files(root: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def repair_manifest(root: Path) -> list[str]:
-    """Rebuild the manifest fragment of every committed part that lacks one. Returns the parts repaired."""
-    repaired = []
+def _orphan_parts(root: Path):
+    """(fragment path, manifest table from the part's footer) for each committed part whose fragment is
+    missing: a writer stopped between the two renames of a flush."""
     for part in sorted(root.glob(PART_GLOB)):
-        name = part.name.removeprefix("part-")
-        fragment = root / MANIFEST_DIR / name
-        if fragment.exists():
-            continue
-        meta = pq.ParquetFile(part).metadata.metadata or {}
-        rows = json.loads(meta.get(PART_VIDEOS_KEY, b"[]"))
-        _write_atomic(_manifest_table(rows, meta.get(CONFIG_KEY, b"{}").decode()), fragment)
-        repaired.append(part.name)
+        fragment = root / MANIFEST_DIR / part.name.removeprefix("part-")
+        if not fragment.exists():
+            meta = pq.ParquetFile(part).metadata.metadata or {}
+            rows = json.loads(meta.get(PART_VIDEOS_KEY, b"[]"))
+            yield fragment, _manifest_table(rows, meta.get(CONFIG_KEY, b"{}").decode())
+
+
+def repair_manifest(root: Path) -> list[str]:
+    """Write the missing manifest fragment of every committed part that lacks one. Returns them."""
+    repaired = []
+    for fragment, table in _orphan_parts(root):
+        _write_atomic(table, fragment)
+        repaired.append(fragment.name)
     return repaired
 
 
@@ -282,9 +287,12 @@ def read_config(root: str | Path) -> ExtractConfig | None:
 
 
 def read_manifest(root: str | Path) -> pd.DataFrame:
-    """Every manifest row ever written (a video retried after an error has several), oldest first."""
+    """Every manifest row ever written (a video retried after an error has several), oldest first. Rows of a
+    part whose fragment a crash left unwritten come from the part itself, so the manifest always agrees
+    with the feature rows, even before the next run repairs the store."""
     root = Path(root)
     frames = [pq.read_table(p).to_pandas() for p in sorted((root / MANIFEST_DIR).glob("*.parquet"))]
+    frames += [table.to_pandas() for _, table in _orphan_parts(root)]
     if not frames:
         return MANIFEST_SCHEMA.empty_table().to_pandas()
     return pd.concat(frames, ignore_index=True).sort_values("finished_at", kind="stable", ignore_index=True)
