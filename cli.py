@@ -255,17 +255,34 @@ def evaluate(
 @app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
-    store: Annotated[Path, typer.Argument(help="A store with the same extraction config as the run's.")],
+    sources: Annotated[list[str], typer.Argument(help="A store with the same extraction config as the run's; with --adaptive, video files, folders or list files instead.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="A .parquet or .csv file: video_id, label_1..k, score_1..k.")],
     top_k: Annotated[int, typer.Option(min=1, help="How many labels per video.")] = 5,
+    adaptive: Annotated[bool, typer.Option("--adaptive", help="Skip heads only: decode the videos and run the backbone only on the frames whose step updates the state. Same predictions as extracting every frame first.")] = False,
+    device: Annotated[str, typer.Option(help="With --adaptive: the backbone's device (auto, cpu, cuda[:N]).")] = "auto",
 ) -> None:
-    """Predict the top-k labels of every video in a store."""
+    """Predict the top-k labels of every video in a store, or, with --adaptive, straight from videos."""
     from seqmodels.classify import predict_store, write_table
 
     with user_errors():
-        table = predict_store(run, store, top_k)
+        if adaptive:
+            from featx.inputs import collect_inputs
+            from seqmodels.adaptive import adaptive_predict
+
+            result = adaptive_predict(run, collect_inputs(sources), top_k, device)
+            table = result.table
+        else:
+            if len(sources) != 1:
+                raise FeatxError("predict takes one store (or video inputs with --adaptive)")
+            table = predict_store(run, sources[0], top_k)
         write_table(table, out)
     typer.echo(f"wrote {len(table)} predictions to {out}")
+    if adaptive:
+        share = result.backbone_calls / max(1, result.frames)
+        typer.echo(f"backbone calls {result.backbone_calls} of {result.frames} frames sampled ({share:.1%}); "
+                   f"{result.seconds:.1f} s")
+        for video_id, reason in result.failures:
+            typer.echo(f"  failed {video_id}: {reason}")
 
 
 @app.command()

@@ -1,0 +1,149 @@
+"""Adaptive extraction: a trained Skip RNN head decides, before a frame's features exist, whether it needs
+them; the backbone runs only on the frames whose step updates the state.
+
+Why this is exact: the gate for step t, ũ_t, depends only on steps before t (seqmodels.heads.skip_rnn). A
+skipped step copies the state and never reads x_t, so its features are never computed. The features that are
+computed are rounded to the store's dtype, so the head sees the very values it would read from a store.
+Videos are decoded side by side and their needed frames embedded in one batch (within one video the frame
+after an update can only be chosen once that update is done).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from featx.backbones import Backbone, load_backbone
+from featx.config import ExtractConfig
+from featx.errors import FeatxError
+from featx.inputs import VideoInput
+from featx.video import FrameChunk, stream_frames
+from seqmodels.heads.skip_rnn import SkipRNNHead
+from seqmodels.train import load_run
+
+
+@dataclass
+class _Stream:
+    """One video being read adaptively."""
+
+    source: VideoInput
+    frames: object  # iterator of single frames (pixels (H, W, 3) uint8)
+    state: dict
+    updates: list[int] = field(default_factory=list)
+    calls: int = 0  # backbone calls made for this video
+
+
+@dataclass
+class AdaptiveResult:
+    table: pd.DataFrame  # video_id, label_1, score_1, ..., backbone_calls, frames, update_fraction
+    frames: int  # frames sampled
+    backbone_calls: int
+    seconds: float
+    failures: list[tuple[str, str]]
+
+
+def backbone_for_run(store_config: dict, device: str = "auto") -> Backbone:
+    """The backbone that made the run's training store, with the same weights (checked by sha256)."""
+    config = ExtractConfig.from_dict(store_config)
+    source = config.weights
+    if source.startswith(("bundled:", "timm-hub:")):
+        source = "auto"
+    backbone = load_backbone(dataclasses.replace(config, weights=source), device)
+    if backbone.config.weights_sha256 != config.weights_sha256:
+        raise FeatxError(
+            f"the weights found for {config.backbone} ({backbone.config.weights}) differ from those the run's "
+            "store was extracted with (sha256 mismatch)"
+        )
+    return backbone
+
+
+def _single_frames(path, fps, pre):
+    for item in stream_frames(path, fps, pre):
+        if isinstance(item, FrameChunk):
+            yield from item.pixels
+
+
+def _advance(head: SkipRNNHead, stream: _Stream):
+    """Move past the frames this video does not need. Returns the next frame to embed, or None at the end."""
+    for pixels in stream.frames:
+        if torch.round(head.update_probability(stream.state)).item() == 1:
+            return pixels
+        zero = torch.zeros(1, head.cell.weight_ih.shape[0])  # never read: u_t = 0 copies the state
+        stream.state, u = head.step(zero, stream.state)
+        stream.updates.append(int(u.item()))
+    return None
+
+
+def adaptive_predict(
+    run_dir: str | Path, videos: list[VideoInput], top_k: int = 5, device: str = "auto", streams: int = 16,
+) -> AdaptiveResult:
+    """Predict with a skip head, computing backbone features only for the steps the head updates on.
+    `streams` videos are decoded side by side; their needed frames form one backbone batch."""
+    t0 = time.monotonic()
+    run = load_run(run_dir)
+    if not isinstance(run.model, SkipRNNHead):
+        raise FeatxError(f"--adaptive needs a skip-lstm or skip-gru run; {run_dir} is a {run.config.head} run")
+    if run.store_config is None:
+        raise FeatxError(f"{run_dir} does not record its store's extraction config; retrain it with this featx")
+    if run.config.max_steps is not None:
+        raise FeatxError("--adaptive cannot follow a run trained with --max-steps (it resamples whole videos)")
+    backbone = backbone_for_run(run.store_config, device)
+    head: SkipRNNHead = run.model.cpu().eval()
+    store_dtype = torch.float16 if backbone.config.dtype == "float16" else torch.float32
+    pending, active, done, failures = list(videos), [], [], []
+    with torch.no_grad():
+        while pending or active:
+            while pending and len(active) < streams:
+                v = pending.pop(0)
+                frames = _single_frames(v.path, backbone.config.fps, backbone.preprocess)
+                active.append(_Stream(v, frames, head.initial_state(1, torch.zeros(1))))
+            needed, still = [], []
+            for stream in active:
+                try:
+                    pixels = _advance(head, stream)
+                except FeatxError as exc:
+                    failures.append((stream.source.video_id, str(exc)))
+                    continue
+                if pixels is None:
+                    done.append(stream)
+                else:
+                    needed.append((stream, pixels))
+                    still.append(stream)
+            active = still
+            if not needed:
+                continue
+            feats = backbone.embed(torch.from_numpy(np.stack([p for _, p in needed])))  # (B, D) float32
+            feats = feats.to(store_dtype).float()  # the values a store would hold
+            gates = head.project(head.norm(feats))  # (B, G)
+            for row, (stream, _) in enumerate(needed):
+                stream.state, u = head.step(gates[row : row + 1], stream.state)
+                stream.updates.append(int(u.item()))
+                stream.calls += 1
+    return _result(run, head, done, failures, top_k, time.monotonic() - t0)
+
+
+def _result(run, head: SkipRNNHead, done: list[_Stream], failures, top_k: int, seconds: float) -> AdaptiveResult:
+    done = sorted(done, key=lambda s: s.source.video_id)
+    if not done:
+        return AdaptiveResult(pd.DataFrame(), 0, 0, seconds, failures)
+    with torch.no_grad():
+        h = torch.cat([s.state["h"] for s in done])
+        probs = torch.softmax(head.classifier(h), -1).numpy()  # (V, C)
+    k = min(top_k, len(run.classes))
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    table = {"video_id": [s.source.video_id for s in done]}
+    for j in range(k):
+        table[f"label_{j + 1}"] = [run.classes[c] for c in top[:, j]]
+        table[f"score_{j + 1}"] = probs[np.arange(len(done)), top[:, j]]
+    table["frames"] = [len(s.updates) for s in done]
+    table["backbone_calls"] = [s.calls for s in done]
+    table["update_fraction"] = [s.calls / max(1, len(s.updates)) for s in done]
+    frames = sum(len(s.updates) for s in done)
+    calls = sum(s.calls for s in done)
+    return AdaptiveResult(pd.DataFrame(table), frames, calls, seconds, failures)
