@@ -144,6 +144,7 @@ def synth(
     fps: Annotated[int, typer.Option(help="Frame rate of the videos.")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (even).")] = 96,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same videos.")] = 0,
+    lead_in: Annotated[float, typer.Option(min=0.0, max=0.9, help="Trimmed: each video starts with the background alone for a random share of its length below this.")] = 0.0,
 ) -> None:
     """Make synthetic labelled videos for demos, tests and benchmarks."""
     from featx import synth as synth_lib
@@ -151,9 +152,12 @@ def synth(
     with user_errors():
         if kind not in ("trimmed", "untrimmed"):
             raise FeatxError(f"--kind must be trimmed or untrimmed, not {kind!r}")
-        make = synth_lib.make_trimmed if kind == "trimmed" else synth_lib.make_untrimmed
         length = seconds if seconds is not None else (3.0 if kind == "trimmed" else 40.0)
-        result = make(out, videos=videos, seconds=length, fps=fps, size=size, seed=seed, progress=True)
+        common = dict(videos=videos, seconds=length, fps=fps, size=size, seed=seed, progress=True)
+        if kind == "trimmed":
+            result = synth_lib.make_trimmed(out, lead_in=lead_in, **common)
+        else:
+            result = synth_lib.make_untrimmed(out, **common)
     typer.echo(f"wrote {len(result.videos)} videos and {result.labels.name} to {result.folder}")
 
 

@@ -93,13 +93,14 @@ _SHAPES = {
 }
 
 
-def trimmed_frame(label: str, progress: float, background: np.ndarray) -> np.ndarray:
-    """Frame of class `label` ("<first>_then_<second>") at `progress` in [0, 1): the first colour's shape in
-    the first half, the second's in the second half."""
+def trimmed_frame(label: str, progress: float, background: np.ndarray, lead: float = 0.0) -> np.ndarray:
+    """Frame of class `label` ("<first>_then_<second>") at `progress` in [0, 1): the background alone before
+    `lead`, then the first colour's shape for half of the rest, then the second's."""
     first, _, second = label.partition("_then_")
     if label not in TRIMMED_CLASSES:
         raise FeatxError(f"unknown trimmed class {label!r}; known: {', '.join(TRIMMED_CLASSES)}")
-    _SHAPES[first if progress < 0.5 else second](background, background.shape[0])
+    if progress >= lead:
+        _SHAPES[first if progress < lead + (1 - lead) / 2 else second](background, background.shape[0])
     return background
 
 
@@ -156,9 +157,11 @@ def _start(out, videos: int, seconds: float, fps: int, size: int, seed: int, pro
 
 def make_trimmed(
     out: str | Path, videos: int = 16, seconds: float = 3.0, fps: int = 8, size: int = 96, seed: int = 0,
-    val_fraction: float = 0.25, progress: bool = False,
+    val_fraction: float = 0.25, progress: bool = False, lead_in: float = 0.0,
 ) -> SynthResult:
-    """`videos` clips, classes assigned in turn; about `val_fraction` of each class in split 'val'."""
+    """`videos` clips, classes assigned in turn; about `val_fraction` of each class in split 'val'.
+    lead_in > 0: each video first shows the background alone for a random share in [0, lead_in) of its
+    length, so a model must look until the action starts (the first frame no longer gives the class away)."""
     folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress)
     rows, paths = [], []
     for k in numbers:
@@ -171,7 +174,8 @@ def make_trimmed(
         video_id = f"{label}_{rank:03d}"
         path = folder / f"{video_id}.mp4"
         # progress at frame centres, (j + 0.5) / n, so reversing a video maps its frames onto each other
-        frames = (trimmed_frame(label, (j + 0.5) / n, _shaking(texture, rng, size, centre)) for j in range(n))
+        lead = rng.uniform(0, lead_in) if lead_in > 0 else 0.0
+        frames = (trimmed_frame(label, (j + 0.5) / n, _shaking(texture, rng, size, centre), lead) for j in range(n))
         write_video(path, frames, fps, size, intra_only=True)
         rows.append((video_id, label, split))
         paths.append(path)

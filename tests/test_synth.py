@@ -66,3 +66,15 @@ def test_untrimmed_annotations_are_activitynet_and_match_the_pixels(tmp_path):
                 assert min(_colour_share(rgb, colour) for rgb in inside) > 0.02
         outside = [rgb for t, rgb in frames if not any(x["segment"][0] - 0.3 <= t < x["segment"][1] + 0.3 for x in entry["annotations"])]
         assert max(_colour_share(rgb, RED) for rgb in outside) < 0.005
+
+
+def test_a_lead_in_shows_the_background_alone_before_the_action():
+    bg = _background()
+    assert np.array_equal(trimmed_frame("red_then_blue", 0.2, bg.copy(), lead=0.4), bg)  # background only
+    assert not np.array_equal(trimmed_frame("red_then_blue", 0.45, bg.copy(), lead=0.4), bg)
+    np.testing.assert_array_equal(
+        trimmed_frame("red_then_blue", 0.45, bg.copy(), lead=0.4), trimmed_frame("red_then_blue", 0.1, bg.copy())
+    )  # red first: the first colour fills [0.4, 0.7)
+    np.testing.assert_array_equal(
+        trimmed_frame("red_then_blue", 0.75, bg.copy(), lead=0.4), trimmed_frame("red_then_blue", 0.9, bg.copy())
+    )  # then blue

@@ -1,0 +1,106 @@
+"""Adaptive extraction: accuracy vs backbone calls of Skip RNN heads, and wall time vs full extraction.
+
+On synthetic trimmed videos (order-only classes, every frame used), features come from the bundled
+EfficientNet-Lite0. A skip head is trained for each budget λ; its validation accuracy and the share of steps
+it updates on (= the share of frames `featx predict --adaptive` runs the backbone on) are recorded. Then, for
+the cheapest λ within 1 point of the best accuracy, the validation videos are predicted twice: full
+extraction + the head, and adaptively from the videos. Prints tables, writes bench/results/adaptive.json and
+bench/results/adaptive.png.
+    python bench/adaptive.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from featx.config import ExtractConfig
+from featx.extract import RunOptions, extract
+from featx.inputs import VideoInput, collect_inputs
+from featx.synth import make_trimmed
+from seqmodels.adaptive import adaptive_predict
+from seqmodels.classify import predict_store, train_on_store
+from seqmodels.train import TrainConfig
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.plot([r["update_fraction"] for r in rows], [r["accuracy"] for r in rows], "o-")
+    for r in rows:
+        ax.annotate(f"λ={r['budget']:g}", (r["update_fraction"], r["accuracy"]), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    ax.set(xlabel="backbone calls / frames (update fraction)", ylabel="validation accuracy",
+           title="Skip RNN: accuracy vs backbone calls", xlim=(0, 1.05), ylim=(0, 1.05))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--fps", type=int, default=8)
+    parser.add_argument("--lead-in", type=float, default=0.5, help="background-only start, up to this share")
+    parser.add_argument("--head", default="skip-gru")
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.0, 0.003, 0.01, 0.03, 0.1, 0.3])
+    parser.add_argument("--epochs", type=int, default=60)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = make_trimmed(tmp / "v", videos=args.videos, seconds=args.seconds, fps=args.fps, val_fraction=0.5,
+                            lead_in=args.lead_in)
+        extract(collect_inputs([data.folder]), tmp / "store", ExtractConfig(), RunOptions(progress=False))
+        rows = []
+        for budget in args.budgets:
+            config = TrainConfig(head=args.head, budget=budget, epochs=args.epochs, patience=args.epochs, batch_size=8)
+            _, metrics = train_on_store(tmp / "store", data.labels, config, tmp / f"run{budget}", progress=False)
+            rows.append({"budget": budget, "accuracy": metrics["accuracy"], "update_fraction": metrics["update_fraction"]})
+            print(f"λ {budget:<6g} accuracy {metrics['accuracy']:.3f}  updates {metrics['update_fraction']:.1%}", flush=True)
+        best = max(r["accuracy"] for r in rows)
+        chosen = min((r for r in rows if r["accuracy"] >= best - 0.01), key=lambda r: r["update_fraction"])
+        run = tmp / f"run{chosen['budget']}"
+        labels = pd.read_csv(data.labels)
+        val = [VideoInput((data.folder / f"{v}.mp4").resolve(), v) for v in labels.video_id[labels.split == "val"]]
+
+        t = time.perf_counter()
+        extract(val, tmp / "val_store", ExtractConfig(), RunOptions(progress=False))
+        full = predict_store(run, tmp / "val_store")
+        full_seconds = time.perf_counter() - t
+        result = adaptive_predict(run, val, device="auto")
+        same = (full.set_index("video_id").label_1 == result.table.set_index("video_id").label_1).all()
+    timing = {"budget": chosen["budget"], "videos": len(val), "frames": result.frames,
+              "backbone_calls_full": result.frames, "backbone_calls_adaptive": result.backbone_calls,
+              "seconds_full": full_seconds, "seconds_adaptive": result.seconds, "same_predictions": bool(same)}
+    print(f"\n{args.head}, {args.videos} videos of {args.seconds:g} s at {args.fps} fps (half for validation), "
+          f"lead-in up to {args.lead_in:.0%}, bundled tf_efficientnet_lite0, every frame")
+    print(f"| {'λ':>6} | {'val accuracy':>12} | {'backbone calls':>14} |")
+    print(f"|{'-' * 7}:|{'-' * 13}:|{'-' * 15}:|")
+    for r in rows:
+        print(f"| {r['budget']:>6g} | {r['accuracy']:>12.3f} | {r['update_fraction']:>14.1%} |")
+    print(f"\nλ = {chosen['budget']:g} on the {len(val)} validation videos ({result.frames} frames):")
+    print(f"| {'pipeline':<36} | {'backbone calls':>14} | {'seconds':>7} |")
+    print(f"|{'-' * 38}|{'-' * 15}:|{'-' * 8}:|")
+    print(f"| {'featx extract + predict (full)':<36} | {result.frames:>14} | {full_seconds:>7.1f} |")
+    print(f"| {'featx predict --adaptive':<36} | {result.backbone_calls:>14} | {result.seconds:>7.1f} |")
+    print(f"same top-1 predictions: {same}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "adaptive.json").write_text(json.dumps({"args": vars(args), "sweep": rows, "timing": timing}, indent=1))
+    _plot(rows, RESULTS / "adaptive.png")
+    print(f"wrote {RESULTS / 'adaptive.json'} and {RESULTS / 'adaptive.png'}")
+
+
+if __name__ == "__main__":
+    main()
