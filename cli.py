@@ -145,6 +145,7 @@ def synth(
     size: Annotated[int, typer.Option(help="Width and height in pixels (even).")] = 96,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same videos.")] = 0,
     lead_in: Annotated[float, typer.Option(min=0.0, max=0.9, help="Trimmed: each video starts with the background alone for a random share of its length below this.")] = 0.0,
+    flashes: Annotated[float, typer.Option(min=0.0, max=0.24, help="Trimmed: each colour only flashes, for this share of the video, at a random time (first before second).")] = 0.0,
 ) -> None:
     """Make synthetic labelled videos for demos, tests and benchmarks."""
     from featx import synth as synth_lib
@@ -155,7 +156,7 @@ def synth(
         length = seconds if seconds is not None else (3.0 if kind == "trimmed" else 40.0)
         common = dict(videos=videos, seconds=length, fps=fps, size=size, seed=seed, progress=True)
         if kind == "trimmed":
-            result = synth_lib.make_trimmed(out, lead_in=lead_in, **common)
+            result = synth_lib.make_trimmed(out, lead_in=lead_in, flashes=flashes, **common)
         else:
             result = synth_lib.make_untrimmed(out, **common)
     typer.echo(f"wrote {len(result.videos)} videos and {result.labels.name} to {result.folder}")

@@ -37,9 +37,10 @@ def _plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot([r["update_fraction"] for r in rows], [r["accuracy"] for r in rows], "o-")
-    for r in rows:
-        ax.annotate(f"λ={r['budget']:g}", (r["update_fraction"], r["accuracy"]), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    markers = "osD^vP*X"
+    for i, r in enumerate(rows):  # one marker per λ and a legend: neighbouring points may overlap
+        ax.plot(r["update_fraction"], r["accuracy"], markers[i % len(markers)], label=f"λ = {r['budget']:g}")
+    ax.legend(fontsize=8, loc="center right")
     ax.set(xlabel="backbone calls / frames (update fraction)", ylabel="validation accuracy",
            title="Skip RNN: accuracy vs backbone calls", xlim=(0, 1.05), ylim=(0, 1.05))
     ax.grid(alpha=0.3)
@@ -53,7 +54,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--fps", type=int, default=8)
-    parser.add_argument("--lead-in", type=float, default=0.5, help="background-only start, up to this share")
+    parser.add_argument("--flashes", type=float, default=0.15, help="each colour flashes for this share of a video")
     parser.add_argument("--head", default="skip-gru")
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.0, 0.003, 0.01, 0.03, 0.1, 0.3])
     parser.add_argument("--epochs", type=int, default=60)
@@ -61,7 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = make_trimmed(tmp / "v", videos=args.videos, seconds=args.seconds, fps=args.fps, val_fraction=0.5,
-                            lead_in=args.lead_in)
+                            flashes=args.flashes)
         extract(collect_inputs([data.folder]), tmp / "store", ExtractConfig(), RunOptions(progress=False))
         rows = []
         for budget in args.budgets:
@@ -85,7 +86,7 @@ def main() -> None:
               "backbone_calls_full": result.frames, "backbone_calls_adaptive": result.backbone_calls,
               "seconds_full": full_seconds, "seconds_adaptive": result.seconds, "same_predictions": bool(same)}
     print(f"\n{args.head}, {args.videos} videos of {args.seconds:g} s at {args.fps} fps (half for validation), "
-          f"lead-in up to {args.lead_in:.0%}, bundled tf_efficientnet_lite0, every frame")
+          f"colours flashing for {args.flashes:.0%} of a video at random times, bundled tf_efficientnet_lite0, every frame")
     print(f"| {'λ':>6} | {'val accuracy':>12} | {'backbone calls':>14} |")
     print(f"|{'-' * 7}:|{'-' * 13}:|{'-' * 15}:|")
     for r in rows:

@@ -104,6 +104,19 @@ def trimmed_frame(label: str, progress: float, background: np.ndarray, lead: flo
     return background
 
 
+def flash_frame(label: str, progress: float, background: np.ndarray, first_at: float, second_at: float, length: float) -> np.ndarray:
+    """Frame of class `label` when its two colours only flash: the first during [first_at, first_at + length),
+    the second during [second_at, second_at + length) (progress in [0, 1)); the background otherwise. No single
+    frame tells the order, and the flashes come at times a model cannot know in advance."""
+    first, _, second = label.partition("_then_")
+    if label not in TRIMMED_CLASSES:
+        raise FeatxError(f"unknown trimmed class {label!r}; known: {', '.join(TRIMMED_CLASSES)}")
+    for colour, start in ((first, first_at), (second, second_at)):
+        if start <= progress < start + length:
+            _SHAPES[colour](background, background.shape[0])
+    return background
+
+
 def untrimmed_frame(label: str | None, t: float, background: np.ndarray) -> np.ndarray:
     """Frame at time t: the background, plus the action `label` when one is running."""
     img, size = background, background.shape[0]
@@ -157,11 +170,14 @@ def _start(out, videos: int, seconds: float, fps: int, size: int, seed: int, pro
 
 def make_trimmed(
     out: str | Path, videos: int = 16, seconds: float = 3.0, fps: int = 8, size: int = 96, seed: int = 0,
-    val_fraction: float = 0.25, progress: bool = False, lead_in: float = 0.0,
+    val_fraction: float = 0.25, progress: bool = False, lead_in: float = 0.0, flashes: float = 0.0,
 ) -> SynthResult:
     """`videos` clips, classes assigned in turn; about `val_fraction` of each class in split 'val'.
     lead_in > 0: each video first shows the background alone for a random share in [0, lead_in) of its
-    length, so a model must look until the action starts (the first frame no longer gives the class away)."""
+    length, so a model must look until the action starts (the first frame no longer gives the class away).
+    flashes > 0: each colour shows only for this share of the video, at a random time (see flash_frame)."""
+    if not 0 <= flashes < 0.25:
+        raise FeatxError(f"--flashes must be in [0, 0.25), not {flashes}")
     folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress)
     rows, paths = [], []
     for k in numbers:
@@ -174,8 +190,14 @@ def make_trimmed(
         video_id = f"{label}_{rank:03d}"
         path = folder / f"{video_id}.mp4"
         # progress at frame centres, (j + 0.5) / n, so reversing a video maps its frames onto each other
-        lead = rng.uniform(0, lead_in) if lead_in > 0 else 0.0
-        frames = (trimmed_frame(label, (j + 0.5) / n, _shaking(texture, rng, size, centre), lead) for j in range(n))
+        if flashes > 0:
+            first_at = rng.uniform(0, 0.5 - flashes)
+            second_at = rng.uniform(first_at + flashes, 1 - flashes)
+            frames = (flash_frame(label, (j + 0.5) / n, _shaking(texture, rng, size, centre), first_at, second_at, flashes)
+                      for j in range(n))
+        else:
+            lead = rng.uniform(0, lead_in) if lead_in > 0 else 0.0
+            frames = (trimmed_frame(label, (j + 0.5) / n, _shaking(texture, rng, size, centre), lead) for j in range(n))
         write_video(path, frames, fps, size, intra_only=True)
         rows.append((video_id, label, split))
         paths.append(path)

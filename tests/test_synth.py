@@ -78,3 +78,13 @@ def test_a_lead_in_shows_the_background_alone_before_the_action():
     np.testing.assert_array_equal(
         trimmed_frame("red_then_blue", 0.75, bg.copy(), lead=0.4), trimmed_frame("red_then_blue", 0.9, bg.copy())
     )  # then blue
+
+
+def test_flashes_show_one_colour_at_a_time_at_the_given_times():
+    from featx.synth import flash_frame
+
+    bg = _background()
+    at = lambda p: flash_frame("green_then_yellow", p, bg.copy(), first_at=0.2, second_at=0.6, length=0.1)  # noqa: E731
+    assert np.array_equal(at(0.1), bg) and np.array_equal(at(0.45), bg) and np.array_equal(at(0.75), bg)
+    np.testing.assert_array_equal(at(0.25), trimmed_frame("green_then_yellow", 0.1, bg.copy()))
+    np.testing.assert_array_equal(at(0.65), trimmed_frame("green_then_yellow", 0.9, bg.copy()))
