@@ -76,6 +76,7 @@ def extract(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     dtype: Annotated[str, typer.Option(help="Storage dtype of the features: float16 or float32.")] = "float16",
     part_mb: Annotated[float, typer.Option(help="Commit a part file once it holds about this many MB of features (a crash loses at most the uncommitted part).")] = 64,
+    shard: Annotated[Optional[str], typer.Option(help="i/N: extract only the videos of shard i of N (a stable hash of video_id). Shards may run at the same time, on any machines, into one store.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when any video failed (default: failures are recorded in the manifest and the exit code is 0).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -100,8 +101,11 @@ def extract(
         videos = collect_inputs(inputs)
         if config.weights == "auto" and backbone != DEFAULT_BACKBONE:
             typer.echo(f"fetching pretrained weights for {backbone} from timm's hub (offline? use --weights PATH)", err=True)
+        from featx.shards import parse_shard
+
         options = RunOptions(
-            batch_size=batch_size, workers=workers, device=device, progress=progress, part_mb=part_mb
+            batch_size=batch_size, workers=workers, device=device, progress=progress, part_mb=part_mb,
+            shard=parse_shard(shard) if shard else None,
         )
         summary = run_extract(videos, out, config, options)
     _print_summary(summary)
@@ -117,6 +121,9 @@ def _format_info(info: dict) -> str:
     lines.append(f"parts      {info['parts']} ({info['bytes'] / 2**20:.1f} MiB)")
     lines.append(f"rows       {info['rows']}")
     lines.append(f"videos     {info['videos_ok']} ok, {info['videos_failed']} failed")
+    if len(info["shards"]) > 1 or "-" not in info["shards"]:
+        for shard, counts in sorted(info["shards"].items()):
+            lines.append(f"  shard {shard}: {counts['ok']} ok, {counts['failed']} failed")
     for fail in info["failed"]:
         lines.append(f"  failed {fail['video_id']} ({fail['path']}): {fail['error']}")
     return "\n".join(lines)
@@ -126,13 +133,27 @@ def _format_info(info: dict) -> str:
 def info(
     store: Annotated[Path, typer.Argument(help="A store directory written by `featx extract`.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    inputs: Annotated[Optional[list[str]], typer.Option("--inputs", help="The extraction's inputs (repeatable): also report which of their videos have no ok or error row yet.")] = None,
 ) -> None:
-    """Print a store's extraction config, counts, feature dimension and the failed videos with reasons."""
-    from featx.store import store_info
+    """Print a store's extraction config, counts, feature dimension, shards and the failed videos with reasons."""
+    from featx.store import latest_manifest, store_info
 
     with user_errors():
         summary = store_info(store)
+        if inputs:
+            from featx.inputs import collect_inputs
+
+            wanted = {v.video_id for v in collect_inputs(inputs)}
+            missing = sorted(wanted - set(latest_manifest(store).video_id))
+            summary["inputs"] = len(wanted)
+            summary["missing"] = missing
     typer.echo(json.dumps(summary, indent=1, default=str) if as_json else _format_info(summary))
+    if inputs and not as_json:
+        missing = summary["missing"]
+        done = "complete: every input has an ok or error row" if not missing else f"{len(missing)} not done yet"
+        typer.echo(f"inputs     {summary['inputs']}, {done}")
+        for video_id in missing[:10]:
+            typer.echo(f"  missing {video_id}")
 
 
 @app.command()

@@ -18,6 +18,7 @@ import numpy as np
 from featx.config import ExtractConfig
 from featx.decode_pool import decode_events
 from featx.inputs import VideoInput
+from featx.shards import select_shard
 from featx.store import StoreWriter
 from featx.video import DecodedVideo, FrameChunk, VideoInfo, row_spans
 
@@ -32,6 +33,7 @@ class RunOptions:
     progress: bool = True  # show a tqdm bar
     part_mb: float = 64  # commit a part once it holds about this much feature data
     flush_seconds: float = 120  # ... or once its oldest video has waited this long
+    shard: tuple[int, int] | None = None  # (i, N): extract only shard i of N (featx.shards)
 
 
 @dataclass
@@ -158,7 +160,10 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
     t0 = time.monotonic()
     backbone = load_backbone(config, options.device)
     summary = ExtractSummary(store=str(out))
-    with StoreWriter(out, backbone.config, part_mb=options.part_mb, flush_seconds=options.flush_seconds) as writer:
+    shard = f"{options.shard[0]}/{options.shard[1]}" if options.shard else None
+    if options.shard:
+        inputs = select_shard(inputs, *options.shard)
+    with StoreWriter(out, backbone.config, part_mb=options.part_mb, flush_seconds=options.flush_seconds, shard=shard) as writer:
         todo = [v for v in inputs if v.video_id not in writer.ok_ids]
         summary.skipped = len(inputs) - len(todo)
         bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not options.progress)

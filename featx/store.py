@@ -49,6 +49,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("part", pa.string()),  # the part file holding the rows
         ("seconds", pa.float64()),  # wall time spent on this video
         ("finished_at", pa.float64()),  # unix time; the latest row of a video is its current status
+        ("shard", pa.string()),  # "i/N" when written by `featx extract --shard i/N`, else null
     ]
 )
 
@@ -131,6 +132,7 @@ class StoreWriter:
         part_mb: float = 64,
         row_group_mb: float = 8,
         flush_seconds: float = 120,
+        shard: str | None = None,  # "i/N", recorded in every manifest row this writer adds
     ):
         if not config.resolved:
             raise ValueError("StoreWriter needs a resolved config (load the backbone first)")
@@ -140,6 +142,7 @@ class StoreWriter:
         self._part_bytes = part_mb * 2**20
         self._row_group_bytes = row_group_mb * 2**20
         self._flush_seconds = flush_seconds
+        self._shard = shard
         self._schema = feature_schema(config.feature_dim, config.dtype, self._config_json)
         # names sort in time order (microseconds), and never clash between concurrent writers (random suffix)
         self._run = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
@@ -189,14 +192,14 @@ class StoreWriter:
         self._first_at = self._first_at or time.monotonic()
         self._pending.append(table)
         self._pending_bytes += table.nbytes
-        self._records.append({**record, "status": "ok", "rows": table.num_rows, "part": self._part_name})
+        self._records.append({**record, "status": "ok", "rows": table.num_rows, "part": self._part_name, "shard": self._shard})
         if self._pending_bytes >= self._row_group_bytes:
             self._write_pending()
         self._maybe_flush()
 
     def add_error(self, record: dict) -> None:
         self._first_at = self._first_at or time.monotonic()
-        self._records.append({**record, "status": "error", "rows": 0, "part": None})
+        self._records.append({**record, "status": "error", "rows": 0, "part": None, "shard": self._shard})
         self._maybe_flush()
 
     @property
@@ -357,4 +360,8 @@ def store_info(root: str | Path) -> dict:
         "videos_ok": int((latest["status"] == "ok").sum()),
         "videos_failed": len(failed),
         "failed": failed[["video_id", "path", "error"]].to_dict("records"),
+        "shards": {
+            str(shard): {"ok": int((group.status == "ok").sum()), "failed": int((group.status == "error").sum())}
+            for shard, group in latest.groupby(latest["shard"].fillna("-"))
+        } if "shard" in latest.columns else {},
     }

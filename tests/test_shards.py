@@ -1,0 +1,60 @@
+import subprocess
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from featx.errors import FeatxError
+from featx.inputs import VideoInput
+from featx.shards import parse_shard, select_shard, shard_of
+from featx.store import latest_manifest
+from featx.synth import make_trimmed
+from tests.test_cli import TINY_ARGS, featx_command
+
+runner = CliRunner()
+
+
+def test_shards_partition_the_videos_stably():
+    videos = [VideoInput(None, f"folder/video_{k}") for k in range(200)]
+    parts = [select_shard(videos, i, 3) for i in range(3)]
+    assert sorted(v.video_id for p in parts for v in p) == sorted(v.video_id for v in videos)
+    assert all(40 < len(p) < 95 for p in parts)  # roughly even
+    # a stable hash: the same id always lands in the same shard (sha1 of "a", first 8 bytes, mod 7)
+    assert shard_of("a", 7) == int("86f7e437faa5a7fc", 16) % 7
+
+
+@pytest.mark.parametrize("text", ["3", "3/3", "-1/2", "a/b", "1/0"])
+def test_bad_shard_specs_are_refused(text):
+    with pytest.raises(FeatxError, match="--shard"):
+        parse_shard(text)
+
+
+def test_two_shards_at_once_into_one_store_lose_nothing(tmp_path):
+    make_trimmed(tmp_path / "v", videos=10, seconds=1, fps=4, size=32, seed=9)
+    store = tmp_path / "s"
+    base = [featx_command(), "extract", str(tmp_path / "v"), "--out", str(store), *TINY_ARGS, "--no-progress",
+            "--part-mb", "0.00001"]
+    procs = [subprocess.Popen([*base, "--shard", f"{i}/2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    rows = pd.read_parquet(store)
+    assert rows.video_id.nunique() == 10 and len(rows) == 10 * 4
+    assert not rows.duplicated(["video_id", "step"]).any()
+    manifest = latest_manifest(store)
+    assert sorted(manifest.shard.unique()) == ["0/2", "1/2"] and (manifest.status == "ok").all()
+    info = runner.invoke(app, ["info", str(store), "--inputs", str(tmp_path / "v")])
+    assert "shard 0/2:" in info.output and "complete: every input has an ok or error row" in info.output
+
+
+def test_info_lists_inputs_not_extracted_yet(tmp_path):
+    make_trimmed(tmp_path / "v", videos=6, seconds=1, fps=4, size=32, seed=9)
+    store = tmp_path / "s"
+    result = runner.invoke(app, ["extract", str(tmp_path / "v"), "--out", str(store), *TINY_ARGS, "--shard", "0/2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    info = runner.invoke(app, ["info", str(store), "--inputs", str(tmp_path / "v")])
+    expected_missing = [v for v in sorted(p.stem for p in (tmp_path / "v").glob("*.mp4")) if shard_of(v, 2) == 1]
+    assert f"{len(expected_missing)} not done yet" in info.output
+    assert all(f"missing {v}" in info.output for v in expected_missing)
