@@ -77,6 +77,9 @@ def extract(
     dtype: Annotated[str, typer.Option(help="Storage dtype of the features: float16 or float32.")] = "float16",
     part_mb: Annotated[float, typer.Option(help="Commit a part file once it holds about this many MB of features (a crash loses at most the uncommitted part).")] = 64,
     shard: Annotated[Optional[str], typer.Option(help="i/N: extract only the videos of shard i of N (a stable hash of video_id). Shards may run at the same time, on any machines, into one store.")] = None,
+    engine: Annotated[str, typer.Option(help="local, or ray: run --shards shards as Ray tasks (pip install 'featx[ray]').")] = "local",
+    shards: Annotated[int, typer.Option(min=1, help="With --engine ray: how many shards (tasks) to split the inputs into.")] = 2,
+    ray_address: Annotated[Optional[str], typer.Option(help="With --engine ray: an existing cluster (e.g. auto, ray://head:10001). Default: start Ray on this machine.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when any video failed (default: failures are recorded in the manifest and the exit code is 0).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -107,7 +110,16 @@ def extract(
             batch_size=batch_size, workers=workers, device=device, progress=progress, part_mb=part_mb,
             shard=parse_shard(shard) if shard else None,
         )
-        summary = run_extract(videos, out, config, options)
+        if engine == "ray":
+            if shard:
+                raise FeatxError("--engine ray makes its own shards: use --shards N, not --shard")
+            from featx.ray_engine import extract_on_ray
+
+            summary = extract_on_ray(videos, out, config, options, shards, ray_address)
+        elif engine == "local":
+            summary = run_extract(videos, out, config, options)
+        else:
+            raise FeatxError(f"--engine must be local or ray, not {engine!r}")
     _print_summary(summary)
     if strict and summary.failed:
         raise typer.Exit(1)

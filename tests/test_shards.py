@@ -58,3 +58,28 @@ def test_info_lists_inputs_not_extracted_yet(tmp_path):
     expected_missing = [v for v in sorted(p.stem for p in (tmp_path / "v").glob("*.mp4")) if shard_of(v, 2) == 1]
     assert f"{len(expected_missing)} not done yet" in info.output
     assert all(f"missing {v}" in info.output for v in expected_missing)
+
+
+def test_a_local_ray_run_writes_the_same_store_as_one_process(tmp_path):
+    import numpy as np  # Ray itself is a test extra (featx[ray] for users); the engine imports it
+
+    from featx.store import load_sequences
+
+    make_trimmed(tmp_path / "v", videos=6, seconds=1, fps=4, size=32, seed=11)
+    plain = runner.invoke(app, ["extract", str(tmp_path / "v"), "--out", str(tmp_path / "plain"), *TINY_ARGS, "--no-progress"])
+    assert plain.exit_code == 0, plain.output
+    on_ray = subprocess.run(
+        [featx_command(), "extract", str(tmp_path / "v"), "--out", str(tmp_path / "ray"), *TINY_ARGS, "--no-progress",
+         "--engine", "ray", "--shards", "2"], capture_output=True, text=True, timeout=600,
+    )
+    assert on_ray.returncode == 0, on_ray.stderr[-2000:]
+    assert "ok 6 | failed 0" in on_ray.stdout
+    a, b = load_sequences(tmp_path / "plain"), load_sequences(tmp_path / "ray")
+    assert sorted(a) == sorted(b)
+    for vid in a:
+        np.testing.assert_allclose(a[vid].astype(np.float32), b[vid].astype(np.float32), rtol=1e-3, atol=1e-3)
+    cols = ["video_id", "step", "t_start", "t_end", "frame_start", "frame_end"]
+    plain_rows = pd.read_parquet(tmp_path / "plain", columns=cols).sort_values(cols[:2], ignore_index=True)
+    ray_rows = pd.read_parquet(tmp_path / "ray", columns=cols).sort_values(cols[:2], ignore_index=True)
+    pd.testing.assert_frame_equal(plain_rows, ray_rows)
+    assert sorted(latest_manifest(tmp_path / "ray").shard.unique()) == ["0/2", "1/2"]
