@@ -93,14 +93,15 @@ def test_installed_command_runs_in_a_real_subprocess(tiny_videos, tmp_path):
     assert info.returncode == 0 and "4 ok, 0 failed" in info.stdout
 
 
-def _slow_extraction(tmp_path, videos: int, part_mb: str, seed: int, capture: bool):
+def _slow_extraction(tmp_path, videos: int, part_mb: str, seed: int, capture: bool, extra: tuple = ()):
     """Start `featx extract` in its own process group on `videos` small videos, and wait until its first part
     is committed. resnet18 at 224 px runs about 45 frames/s here: 12 frames a video leave time to act."""
     folder = tmp_path / "v"
-    make_trimmed(folder, videos=videos, seconds=1.5, fps=8, size=32, seed=seed)
+    if not folder.exists():
+        make_trimmed(folder, videos=videos, seconds=1.5, fps=8, size=32, seed=seed)
     store = tmp_path / "s"
     cmd = [featx_command(), "extract", str(folder), "--out", str(store), "--backbone", "resnet18", "--random-init",
-           "--batch-size", "4", "--workers", "1", "--device", "cpu", "--part-mb", part_mb, "--no-progress"]
+           "--batch-size", "4", "--workers", "1", "--device", "cpu", "--part-mb", part_mb, "--no-progress", *extra]
     out = subprocess.PIPE if capture else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=out, stderr=out, text=True, start_new_session=True)
     deadline = time.monotonic() + 120

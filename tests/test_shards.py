@@ -83,3 +83,25 @@ def test_a_local_ray_run_writes_the_same_store_as_one_process(tmp_path):
     ray_rows = pd.read_parquet(tmp_path / "ray", columns=cols).sort_values(cols[:2], ignore_index=True)
     pd.testing.assert_frame_equal(plain_rows, ray_rows)
     assert sorted(latest_manifest(tmp_path / "ray").shard.unique()) == ["0/2", "1/2"]
+
+
+def test_a_killed_shard_run_again_completes_the_store(tmp_path):
+    import os
+    import signal
+
+    from tests.test_cli import _slow_extraction
+
+    make_trimmed(tmp_path / "v", videos=16, seconds=1.5, fps=8, size=32, seed=12)
+    first = [featx_command(), "extract", str(tmp_path / "v"), "--out", str(tmp_path / "s"), "--backbone", "resnet18",
+             "--random-init", "--workers", "0", "--device", "cpu", "--no-progress", "--shard", "0/2"]
+    assert subprocess.run(first, capture_output=True, timeout=300).returncode == 0
+    proc, store, cmd = _slow_extraction(tmp_path, 16, "0.000001", seed=12, capture=False, extra=("--shard", "1/2"))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    incomplete = runner.invoke(app, ["info", str(store), "--inputs", str(tmp_path / "v")])
+    assert "not done yet" in incomplete.output
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0  # the same shard, again
+    complete = runner.invoke(app, ["info", str(store), "--inputs", str(tmp_path / "v")])
+    assert "complete: every input has an ok or error row" in complete.output
+    rows = pd.read_parquet(store)
+    assert rows.video_id.nunique() == 16 and not rows.duplicated(["video_id", "step"]).any()
