@@ -102,7 +102,7 @@ def decode_events(
                     yield ("error", i, f"decoder process died (exit code {proc.exitcode})", _probe_quietly(paths[i]))
                     procs[wid] = start(wid)
                 if not any(p.is_alive() for p in procs.values()) and remaining:
-                    raise FeatxError(f"all decoder processes exited with {remaining} videos left undecoded")
+                    raise FeatxError(f"all decoder processes exited with {remaining} videos left undecoded") from None
                 continue
             if event[0] == "start":
                 _, wid, i = event

@@ -235,7 +235,7 @@ def make_untrimmed(
         segments = _segments(rng, duration, fps)
         texture, phase = _texture(rng, size), rng.uniform(0, 2 * np.pi, size=2)
 
-        def label_at(t: float) -> str | None:
+        def label_at(t: float, segments=segments) -> str | None:
             return next((lab for s, e, lab in segments if s <= t < e), None)
 
         frames = (
