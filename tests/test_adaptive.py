@@ -9,13 +9,12 @@ from featx.inputs import collect_inputs
 from seqmodels.adaptive import adaptive_predict
 from seqmodels.classify import predict_store
 from seqmodels.train import TrainConfig, load_run, save_run
-from tests.test_cli_heads import labelled_store  # noqa: F401  (fixture)
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def skip_run(labelled_store, tmp_path_factory):  # noqa: F811
+def skip_run(labelled_store, tmp_path_factory):
     store, labels = labelled_store
     from seqmodels.classify import train_on_store
 
@@ -29,7 +28,7 @@ def skip_run(labelled_store, tmp_path_factory):  # noqa: F811
     return folder
 
 
-def test_adaptive_prediction_equals_prediction_on_full_features(labelled_store, skip_run):  # noqa: F811
+def test_adaptive_prediction_equals_prediction_on_full_features(labelled_store, skip_run):
     store, _ = labelled_store
     videos = collect_inputs([store.parent / "v"])
     full = predict_store(skip_run, store, top_k=3).set_index("video_id")
@@ -44,7 +43,7 @@ def test_adaptive_prediction_equals_prediction_on_full_features(labelled_store, 
     assert 0.2 < result.backbone_calls / result.frames < 0.8
 
 
-def test_adaptive_needs_a_skip_head(labelled_store, tmp_path):  # noqa: F811
+def test_adaptive_needs_a_skip_head(labelled_store, tmp_path):
     store, labels = labelled_store
     from seqmodels.classify import train_on_store
 
@@ -53,7 +52,7 @@ def test_adaptive_needs_a_skip_head(labelled_store, tmp_path):  # noqa: F811
         adaptive_predict(tmp_path / "pool", collect_inputs([store.parent / "v"]))
 
 
-def test_cli_adaptive_reports_backbone_calls(labelled_store, skip_run, tmp_path):  # noqa: F811
+def test_cli_adaptive_reports_backbone_calls(labelled_store, skip_run, tmp_path):
     store, _ = labelled_store
     out = tmp_path / "adaptive.csv"
     result = runner.invoke(app, ["predict", str(skip_run), str(store.parent / "v"), "--adaptive", "--out", str(out), "--device", "cpu"])

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from cli import app
 from featx.store import read_manifest
 from featx.synth import make_trimmed
+from tests.conftest import TINY_ARGS
 
 runner = CliRunner()
-TINY_ARGS = ["--backbone", "test_efficientnet", "--random-init", "--workers", "0", "--device", "cpu"]
 
 
 def featx_command() -> str:

@@ -5,19 +5,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from featx.synth import make_trimmed
-from tests.test_cli import TINY_ARGS
+from tests.conftest import TINY_ARGS
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def labelled_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("heads")
-    data = make_trimmed(root / "v", videos=16, seconds=1.5, fps=4, size=32, seed=7)
-    result = runner.invoke(app, ["extract", str(root / "v"), "--out", str(root / "s"), *TINY_ARGS, "--no-progress"])
-    assert result.exit_code == 0, result.output
-    return root / "s", data.labels
 
 
 @pytest.mark.parametrize("head", ["avgpool", "skip-lstm"])

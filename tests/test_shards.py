@@ -10,7 +10,8 @@ from featx.inputs import VideoInput
 from featx.shards import parse_shard, select_shard, shard_of
 from featx.store import latest_manifest
 from featx.synth import make_trimmed
-from tests.test_cli import TINY_ARGS, featx_command
+from tests.conftest import TINY_ARGS
+from tests.test_cli import featx_command
 
 runner = CliRunner()
 
