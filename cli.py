@@ -230,7 +230,7 @@ def train_head(
     store: Annotated[Path, typer.Argument(help="A store written by `featx extract`.")],
     labels: Annotated[Path, typer.Option(help="CSV with video_id,label[,split] (split: train / val).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write (config.json, checkpoint.pt, metrics.json, plots).")],
-    head: Annotated[str, typer.Option(help="avgpool, maxpool, late-fusion, slow-fusion, lstm, skip-lstm or skip-gru.")] = "lstm",
+    head: Annotated[str, typer.Option(help="avgpool, maxpool, late-fusion, slow-fusion, lstm, skip-lstm, skip-gru or transformer.")] = "lstm",
     epochs: Annotated[int, typer.Option(min=1, help="At most this many epochs (early stopping may end sooner).")] = 30,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,

@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--heads", nargs="+", default=list(HEADS))
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default=str(RESULTS / "heads_epoch.json"))
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
@@ -59,10 +60,10 @@ def main() -> None:
     print(f"|{'-' * 14}|{'-' * 11}:|{'-' * 9}:|{'-' * 12}:|")
     for r in rows:
         print(f"| {r['head']:<12} | {r['parameters']:>10,} | {r['seconds']:>8.1f} | {r['sequences_per_s']:>11.0f} |")
-    RESULTS.mkdir(exist_ok=True)
+    Path(args.out).parent.mkdir(exist_ok=True)
     result = {"args": vars(args), "device": str(device), "machine": platform.machine(), "rows": rows}
-    (RESULTS / "heads_epoch.json").write_text(json.dumps(result, indent=1))
-    print(f"wrote {RESULTS / 'heads_epoch.json'}")
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

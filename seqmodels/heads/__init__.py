@@ -17,6 +17,7 @@ from seqmodels.heads.fusion import LateFusion, SlowFusion
 from seqmodels.heads.lstm import LSTMHead
 from seqmodels.heads.pooling import avgpool, maxpool
 from seqmodels.heads.skip_rnn import SkipRNNHead
+from seqmodels.heads.transformer import TransformerHead
 
 
 def _skip(cell: str) -> Callable[..., nn.Module]:
@@ -34,6 +35,7 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
     "lstm": LSTMHead,
     "skip-lstm": _skip("lstm"),
     "skip-gru": _skip("gru"),
+    "transformer": TransformerHead,
 }
 SKIP_HEADS = frozenset({"skip-lstm", "skip-gru"})
 
