@@ -37,16 +37,20 @@ def _main(
     pass
 
 
+RESUME_HINT = "finished videos were committed; run the same command again to resume"
+
+
 @contextlib.contextmanager
-def user_errors():
-    """At the CLI boundary a FeatxError is one line on stderr and exit code 1, never a traceback."""
+def user_errors(on_interrupt: str = "nothing was written"):
+    """At the CLI boundary a FeatxError is one line on stderr and exit code 1, never a traceback; Ctrl-C is
+    one line saying what was kept, and exit code 130."""
     try:
         yield
     except FeatxError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted: finished videos were committed; run the same command again to resume", err=True)
+        typer.echo(f"interrupted: {on_interrupt}", err=True)
         raise typer.Exit(130) from None
 
 
@@ -92,7 +96,7 @@ def extract(
     from featx.extract import extract as run_extract
     from featx.inputs import collect_inputs
 
-    with user_errors():
+    with user_errors(on_interrupt=RESUME_HINT):
         if weights is not None and random_init:
             raise FeatxError("--weights and --random-init exclude each other")
         config = ExtractConfig(
@@ -183,7 +187,7 @@ def synth(
     """Make synthetic labelled videos for demos, tests and benchmarks."""
     from featx import synth as synth_lib
 
-    with user_errors():
+    with user_errors(on_interrupt="some videos were written; run the same command again to write them all"):
         if kind not in ("trimmed", "untrimmed"):
             raise FeatxError(f"--kind must be trimmed or untrimmed, not {kind!r}")
         length = seconds if seconds is not None else (3.0 if kind == "trimmed" else 40.0)
@@ -341,7 +345,7 @@ def demo(
     from seqmodels.classify import train_on_store
     from seqmodels.train import TrainConfig
 
-    with user_errors():
+    with user_errors(on_interrupt="the store keeps the finished videos; run featx demo again to go on"):
         data = synth_lib.make_trimmed(out / "videos", videos=videos, fps=4, val_fraction=0.5, progress=True)
         typer.echo(f"1. synthetic videos: {len(data.videos)} in {data.folder} (labels: {data.labels})")
         store = out / "store"
