@@ -24,6 +24,7 @@ from featx.config import ExtractConfig
 from featx.errors import FeatxError
 from featx.inputs import VideoInput
 from featx.video import FrameChunk, stream_frames
+from seqmodels.classify import top_k_columns
 from seqmodels.heads.skip_rnn import SkipRNNHead
 from seqmodels.train import load_run
 
@@ -135,12 +136,7 @@ def _result(run, head: SkipRNNHead, done: list[_Stream], failures, top_k: int, s
     with torch.no_grad():
         h = torch.cat([s.state["h"] for s in done])
         probs = torch.softmax(head.classifier(h), -1).numpy()  # (V, C)
-    k = min(top_k, len(run.classes))
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    table = {"video_id": [s.source.video_id for s in done]}
-    for j in range(k):
-        table[f"label_{j + 1}"] = [run.classes[c] for c in top[:, j]]
-        table[f"score_{j + 1}"] = probs[np.arange(len(done)), top[:, j]]
+    table = top_k_columns([s.source.video_id for s in done], probs, run.classes, top_k)
     table["frames"] = [len(s.updates) for s in done]
     table["backbone_calls"] = [s.calls for s in done]
     table["update_fraction"] = [s.calls / max(1, len(s.updates)) for s in done]

@@ -126,15 +126,21 @@ def predict_store(run_dir: str | Path, store: str | Path, top_k: int = 5) -> pd.
     sequences = [seqs[v][uniform_steps(len(seqs[v]), run.config.max_steps)] for v in ids]
     data = SequenceSet(ids, sequences, np.zeros(len(ids), np.int64))  # labels unknown: unused
     scores, updates = predict_scores(run.model, data, run.config.batch_size)
-    k = min(top_k, len(run.classes))
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    table = {"video_id": ids}
-    for j in range(k):
-        table[f"label_{j + 1}"] = [run.classes[c] for c in top[:, j]]
-        table[f"score_{j + 1}"] = scores[np.arange(len(ids)), top[:, j]]
+    table = top_k_columns(ids, scores, run.classes, top_k)
     if is_skip(run):
         table["update_fraction"] = [float(u.mean()) for u in updates]
     return pd.DataFrame(table)
+
+
+def top_k_columns(ids: list[str], scores: np.ndarray, classes: list[str], top_k: int) -> dict:
+    """{video_id, label_1, score_1, ..., label_k, score_k} from (N, C) class probabilities."""
+    k = min(top_k, len(classes))
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    table = {"video_id": list(ids)}
+    for j in range(k):
+        table[f"label_{j + 1}"] = [classes[c] for c in top[:, j]]
+        table[f"score_{j + 1}"] = scores[np.arange(len(ids)), top[:, j]]
+    return table
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from featx.backbones import resolve_device
 from featx.errors import FeatxError
 from seqmodels.data import SequenceSet, batches
 from seqmodels.heads import SKIP_HEADS, build_head
@@ -55,14 +56,6 @@ class Run:
     in_dim: int
     store_config: dict | None  # the extraction config of the store it was trained on
     history: list[dict] = field(default_factory=list)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FeatxError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return torch.device(name)
 
 
 def predict_scores(model: torch.nn.Module, data: SequenceSet, batch_size: int = 64, device: str | torch.device = "cpu"):
@@ -121,7 +114,7 @@ def train(
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    device = _device(config.device)
+    device = resolve_device(config.device)
     in_dim = train_set.sequences[0].shape[1]
     model = build_head(config.head, in_dim, len(classes), **config.head_options).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -169,7 +162,7 @@ def load_run(folder: str | Path, device: str = "cpu") -> Run:
     config = TrainConfig.from_dict(ckpt["train"])
     model = build_head(config.head, ckpt["in_dim"], len(ckpt["classes"]), **config.head_options)
     model.load_state_dict(ckpt["state_dict"])
-    model.to(_device(device)).eval()
+    model.to(resolve_device(device)).eval()
     return Run(model, config, ckpt["classes"], ckpt["in_dim"], ckpt["store_config"], ckpt.get("history", []))
 
 
