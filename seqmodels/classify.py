@@ -42,8 +42,7 @@ def _validation_metrics(run: Run, val: SequenceSet) -> tuple[dict, list]:
     scores, updates = predict_scores(run.model, val, run.config.batch_size, next(run.model.parameters()).device)
     metrics = classification_metrics(val.labels, scores, run.classes)
     if is_skip(run):
-        used = np.concatenate(updates)
-        metrics["update_fraction"] = float(used.mean())
+        metrics["update_fraction"] = float(np.concatenate(updates).mean())
     return metrics, updates
 
 
@@ -91,13 +90,13 @@ def evaluate_run(
 ) -> dict:
     """Metrics of a run on `split` (val: the run's own validation split; train; all). With `clip_steps`,
     Karpathy's clip hit@1 (each clip alone) and video hit@1 / hit@5 (mean of a video's clip scores)."""
+    if split not in ("val", "train", "all"):
+        raise FeatxError(f"--split must be val, train or all, not {split!r}")
     run = load_run(run_dir)
     check_store_matches(run, store)
     data, _, split_col = load_labelled(
         store, read_labels(labels_csv), classes=run.classes, ignore_missing=ignore_missing, max_steps=run.config.max_steps
     )
-    if split not in ("val", "train", "all"):
-        raise FeatxError(f"--split must be val, train or all, not {split!r}")
     if split != "all":
         train_set, val_set = train_val_split(data, split_col, run.config.val_fraction, run.config.seed)
         data = val_set if split == "val" else train_set
