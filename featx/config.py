@@ -12,6 +12,8 @@ from featx.errors import FeatxError
 FORMAT_VERSION = 1
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DTYPES = ("float16", "float32")
+# The backbone's arithmetic: "auto" resolves to bfloat16 autocast on CUDA and float32 on the CPU.
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
 _NOT_IDENTITY = ("weights", "versions")
@@ -23,6 +25,7 @@ class ExtractConfig:
     weights: str = "auto"  # "auto" (bundled, else timm's hub), a checkpoint path, or "random-init"
     fps: float | None = None  # target sampling rate by presentation time; None keeps every frame
     dtype: str = "float16"  # storage dtype of the feature column
+    precision: str = "auto"  # backbone arithmetic (PRECISIONS); resolved when the backbone is loaded
     # Filled in by the backbone when it is loaded (see `featx.backbones.load_backbone`).
     weights_sha256: str | None = None  # sha256 of the weights file (or of the tensors, for hub/random weights)
     feature_dim: int | None = None  # D, the length of every feature vector
@@ -37,6 +40,8 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise FeatxError(f"--dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if self.precision not in PRECISIONS:
+            raise FeatxError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.fps is not None and not self.fps > 0:
             raise FeatxError(f"--fps must be a positive number of frames per second, not {self.fps}")
 
@@ -59,6 +64,7 @@ class ExtractConfig:
                 f"unknown extraction config keys {unknown}: the store was written by a newer featx; upgrade featx"
             )
         data = dict(data)
+        data.setdefault("precision", "float32")  # stores written before precision was recorded ran float32
         for key in ("input_size", "mean", "std"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])

@@ -9,12 +9,12 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from featx.batches import Batcher, BatchRunner
 from featx.config import ExtractConfig
 from featx.decode_pool import decode_events
 from featx.inputs import VideoInput
@@ -34,6 +34,7 @@ class RunOptions:
     part_mb: float = 64  # commit a part once it holds about this much feature data
     flush_seconds: float = 120  # ... or once its oldest video has waited this long
     shard: tuple[int, int] | None = None  # (i, N): extract only shard i of N (featx.shards)
+    compile: bool = False  # torch.compile the backbone; every batch is then padded to batch_size
 
 
 @dataclass
@@ -91,44 +92,6 @@ def _record(video: VideoInput, info: VideoInfo | None, frames: int | None, start
     }
 
 
-class _Batcher:
-    """Queues frame chunks of many videos and runs the backbone on full batches."""
-
-    def __init__(self, embed, batch_size: int):
-        self._embed, self._batch_size = embed, batch_size
-        self._queue: deque[tuple[int, np.ndarray]] = deque()  # (video index, (N, H, W, 3) pixels)
-        self.queued = 0
-
-    def put(self, i: int, pixels: np.ndarray) -> None:
-        self._queue.append((i, pixels))
-        self.queued += len(pixels)
-
-    def ready(self) -> bool:
-        return self.queued >= self._batch_size
-
-    def run(self) -> list[tuple[int, np.ndarray]]:
-        """Embed up to one batch from the queue; returns (video index, (n, D) features) in queue order."""
-        import torch
-
-        owners, pieces, taken = [], [], 0
-        while self._queue and taken < self._batch_size:
-            i, pixels = self._queue.popleft()
-            room = self._batch_size - taken
-            if len(pixels) > room:
-                self._queue.appendleft((i, pixels[room:]))
-                pixels = pixels[:room]
-            owners.append((i, len(pixels)))
-            pieces.append(pixels)
-            taken += len(pixels)
-        self.queued -= taken
-        feats = self._embed(torch.from_numpy(np.concatenate(pieces))).numpy()  # (B, D)
-        out, at = [], 0
-        for i, n in owners:
-            out.append((i, feats[at : at + n]))
-            at += n
-        return out
-
-
 class _InterruptLater:
     """Turns the first Ctrl-C (SIGINT) into a request checked between events, so that it never lands in the
     middle of writing a part; a second Ctrl-C interrupts at once. Only in the main thread."""
@@ -167,8 +130,12 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
         todo = [v for v in inputs if v.video_id not in writer.ok_ids]
         summary.skipped = len(inputs) - len(todo)
         bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not options.progress)
+        if options.compile:
+            backbone.compile(options.batch_size)  # before the clock starts: compiling is part of loading
+        elif backbone.device.type == "cuda":
+            backbone.warm_up(options.batch_size)
         t1 = time.monotonic()
-        batcher = _Batcher(backbone.embed, options.batch_size)
+        batcher = Batcher(BatchRunner(backbone, options.batch_size, pad=options.compile), options.batch_size)
         keep_dtype = np.float16 if config.dtype == "float16" else np.float32  # halves what long videos hold
         videos: dict[int, _Video] = {}
 
@@ -181,9 +148,9 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
             summary.ok += 1
             bar.update(1)
 
-        def run_batch() -> None:
+        def run_batch(drain: bool = False) -> None:
             touched = set()
-            done = batcher.run()
+            done = batcher.drain() if drain else batcher.run()
             summary.frames += sum(len(f) for _, f in done)
             bar.set_postfix(frames_per_s=f"{summary.frames / (time.monotonic() - t1):.1f}")
             for i, feats in done:
@@ -226,6 +193,7 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
             events.close()  # stops the decoding workers now, interrupted or not
             while batcher.queued and not interrupt.requested:
                 run_batch()
+            run_batch(drain=True)  # batches already in flight finish quickly, even when interrupted
         bar.close()
         summary.decode_seconds = time.monotonic() - t1
     summary.seconds = time.monotonic() - t0

@@ -132,8 +132,12 @@ def untrimmed_frame(label: str | None, t: float, background: np.ndarray) -> np.n
     return img
 
 
-def write_video(path: Path, frames, fps: int, size: int, codec: str = "libx264", intra_only: bool = False) -> None:
-    """Encode an iterable of (size, size, 3) uint8 RGB frames at a constant `fps`.
+def write_video(
+    path: Path, frames, fps: int, size: int | tuple[int, int], codec: str = "libx264", intra_only: bool = False,
+    gop: int | None = None,
+) -> None:
+    """Encode an iterable of (H, W, 3) uint8 RGB frames at a constant `fps`; size is (W, H), or one int for
+    square frames. gop: keyframe spacing in frames (default: the encoder's).
 
     intra_only: every frame a keyframe at a constant quantiser, so a frame's coding artefacts depend on
     its content alone, never on its position in the video (inter coding degrades the frames after a cut,
@@ -143,10 +147,10 @@ def write_video(path: Path, frames, fps: int, size: int, codec: str = "libx264",
     with av.open(str(path), "w") as container:
         options = {"qp": "20"} if intra_only else {}
         stream = container.add_stream(codec, rate=fps, options=options)
-        stream.width = stream.height = size
+        stream.width, stream.height = (size, size) if isinstance(size, int) else size
         stream.pix_fmt = "yuv420p"
-        if intra_only:
-            stream.gop_size = 1
+        if intra_only or gop:
+            stream.gop_size = 1 if intra_only else gop
         for rgb in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 container.mux(packet)

