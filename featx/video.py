@@ -172,10 +172,12 @@ def _to_rgb(frame, pre: Preprocess | None) -> np.ndarray:
 
 
 def stream_frames(
-    path: str | Path, fps: float | None = None, pre: Preprocess | None = None, chunk: int = 16, threads: int = 0
+    path: str | Path, fps: float | None = None, pre: Preprocess | None = None, chunk: int = 16, threads: int = 0,
+    seek: bool = True,
 ) -> Iterator[FrameChunk | DecodedVideo]:
-    """Decode `path` once, yielding the sampled frames in chunks of up to `chunk`, then one DecodedVideo.
-    threads: the decoder's threads (0: FFmpeg's choice, one per core).
+    """Decode `path`, yielding the sampled frames in chunks of up to `chunk`, then one DecodedVideo.
+    threads: the decoder's threads (0: FFmpeg's choice, one per core). seek: at an --fps below the native
+    rate, seek to keyframes when that decodes much less than a full pass (featx.seek); same frames either way.
 
     Raises FeatxError for files that cannot be opened, fail to decode, or decode far fewer frames than the
     container declares (a truncated file).
@@ -190,28 +192,70 @@ def stream_frames(
         info = _info(container)
         start = Fraction(stream.start_time or 0) * (stream.time_base or 1)
         step = 1.0 / info.fps if info.fps > 0 else 0.0
-        sampler = TimeSampler(fps)
+        plan = _seek_plan(path, stream, start, fps, info) if seek and fps and fps < info.fps else None
+        frames = _seeked(container, stream, start, plan) if plan else _FullDecode(container, stream, start, step, fps)
         idx, times, pixels = [], [], []
-        t, n = None, 0
         try:
-            for frame in container.decode(stream):
-                t = _frame_time(frame, start, t, step)
-                if sampler.keep(t):
-                    idx.append(n)
-                    times.append(t)
-                    pixels.append(_to_rgb(frame, pre))
-                    if len(idx) == chunk:
-                        yield FrameChunk(np.array(idx, np.int64), np.array(times), np.stack(pixels))
-                        idx, times, pixels = [], [], []
-                n += 1
+            for n, t, frame in frames:
+                idx.append(n)
+                times.append(t)
+                pixels.append(_to_rgb(frame, pre))
+                if len(idx) == chunk:
+                    yield FrameChunk(np.array(idx, np.int64), np.array(times), np.stack(pixels))
+                    idx, times, pixels = [], [], []
         except av.FFmpegError as exc:
-            raise FeatxError(f"decoding failed after {n} frames ({_ffmpeg_reason(exc)})") from None
+            raise FeatxError(f"decoding failed ({_ffmpeg_reason(exc)})") from None
+        n, last = plan[1:] if plan else frames.end
         if n == 0:
             raise FeatxError("no frames could be decoded")
         if info.frames and n < _MIN_DECODED_SHARE * info.frames:
-            raise FeatxError(f"truncated: decoded {n} of {info.frames} declared frames")
+            raise FeatxError(f"truncated: {'found' if plan else 'decoded'} {n} of {info.frames} declared frames")
         if idx:
             yield FrameChunk(np.array(idx, np.int64), np.array(times), np.stack(pixels))
-        yield DecodedVideo(info=info, frames_decoded=n, end_time=t + step)
+        yield DecodedVideo(info=info, frames_decoded=n, end_time=last + step)
     finally:
         container.close()
+
+
+class _FullDecode:
+    """(frame number, time, frame) of the sampled frames, decoding every frame; `end` is then
+    (frames decoded, time of the last one)."""
+
+    def __init__(self, container, stream, start: Fraction, step: float, fps: float | None):
+        self._args = container, stream, start, step, fps
+        self.end = (0, 0.0)
+
+    def __iter__(self):
+        container, stream, start, step, fps = self._args
+        sampler = TimeSampler(fps)
+        t, n = None, 0
+        for frame in container.decode(stream):
+            t = _frame_time(frame, start, t, step)
+            if sampler.keep(t):
+                yield n, t, frame
+            n += 1
+            self.end = (n, t)
+
+
+def _seek_plan(path, stream, start: Fraction, fps: float, info: VideoInfo):
+    """(runs, frames, time of the last frame) when seeking pays off, else None."""
+    from featx import seek
+
+    index = seek.packet_index(path)
+    if index is None or len(index.pts) == 0:
+        return None
+    base = stream.time_base or Fraction(1)
+    times = [float(int(p) * base - start) for p in index.pts]  # exactly as _frame_time computes them
+    targets = np.asarray(sample_indices(times, fps))
+    runs, cost = seek.plan(targets, np.flatnonzero(index.keyframe))
+    if not seek.worth_seeking(len(times), cost):
+        return None
+    return (index, runs, times), len(times), times[-1]
+
+
+def _seeked(container, stream, start: Fraction, plan):
+    from featx import seek
+
+    (index, runs, times), _, _ = plan
+    for n, frame in seek.decode_runs(container, stream, index, runs):
+        yield n, times[n], frame

@@ -1,0 +1,55 @@
+"""Seeking to keyframes at a low --fps: the plan's cost model by hand, and frames identical to a full decode."""
+
+import numpy as np
+import pytest
+
+from featx import seek
+from featx.synth import write_video
+from featx.video import DecodedVideo, FrameChunk, Preprocess, stream_frames
+
+
+@pytest.mark.parametrize(
+    ("targets", "runs", "cost"),
+    [
+        ([25], [(20, [25])], 2 + 25 - 20 + 1),  # decoding 26 frames from the start costs more than a seek
+        ([3, 25], [(0, [3]), (20, [25])], 4 + 8),  # 0..3 from the start, then a seek to keyframe 20
+        ([21, 23], [(20, [21, 23])], 4 + 2),  # 23 is two frames on from 21: decode on, no second seek
+        ([9, 12], [(0, [9, 12])], 10 + 3),  # crossing keyframe 10 by decoding on beats seeking (2 + 3)
+    ],
+)
+def test_plan_takes_the_cheaper_way_to_each_target(targets, runs, cost):
+    got, got_cost = seek.plan(np.array(targets), np.array([0, 10, 20, 30]), seek_cost=2)
+    assert [(r.start, r.targets) for r in got] == runs
+    assert got_cost == cost
+
+
+def _moving(n, size=64):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (size + n, size, 3), dtype=np.uint8)
+    return (base[t : t + size] for t in range(n))
+
+
+def test_seeking_yields_exactly_the_frames_of_a_full_decode(tmp_path, monkeypatch):
+    path = tmp_path / "gop5.mp4"
+    write_video(path, _moving(500), 25, 64, gop=5)
+    pre = Preprocess(56, (48, 48), "bicubic")
+    seeks = []
+    original = seek.decode_runs
+    monkeypatch.setattr(seek, "decode_runs", lambda *a: (seeks.append(len(a[3])), (yield from original(*a)))[1])
+    seeked = list(stream_frames(path, 0.5, pre, seek=True))
+    assert seeks and seeks[0] > 1  # several seeks happened
+    full = list(stream_frames(path, 0.5, pre, seek=False))
+    assert isinstance(seeked[-1], DecodedVideo) and seeked[-1] == full[-1]  # same frame count and end time
+    a = [c for c in seeked if isinstance(c, FrameChunk)]
+    b = [c for c in full if isinstance(c, FrameChunk)]
+    for key in ("index", "time", "pixels"):
+        np.testing.assert_array_equal(np.concatenate([getattr(c, key) for c in a]), np.concatenate([getattr(c, key) for c in b]))
+    assert len(np.concatenate([c.index for c in a])) == 10  # 20 s at 0.5 fps
+
+
+def test_no_seeking_when_keyframes_are_far_apart(tmp_path, monkeypatch):
+    path = tmp_path / "gop250.mp4"
+    write_video(path, _moving(250), 25, 64, gop=250)
+    monkeypatch.setattr(seek, "decode_runs", lambda *a: pytest.fail("seeked"))
+    chunks = [c for c in stream_frames(path, 1, Preprocess(56, (48, 48), "bicubic")) if isinstance(c, FrameChunk)]
+    assert len(np.concatenate([c.index for c in chunks])) == 10
