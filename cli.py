@@ -79,7 +79,7 @@ def extract(
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decoding processes (0: decode in the main process). Default: several with CUDA; on the CPU 0 for up to 2 cores (a worker would compete with the model for them), else cores/8.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     dtype: Annotated[str, typer.Option(help="Storage dtype of the features: float16 or float32.")] = "float16",
-    precision: Annotated[str, typer.Option(help="Backbone arithmetic: auto (bfloat16 autocast on CUDA, float32 on the CPU), float32, bfloat16 or float16. Recorded in the store: one store holds one precision.")] = "auto",
+    precision: Annotated[str, typer.Option(help="Backbone arithmetic: auto (float16 autocast on CUDA, float32 on the CPU), float32, bfloat16 or float16. Recorded in the store: one store holds one precision.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (worth it for long runs on a GPU; compiling takes a while). Every batch is padded to --batch-size so it compiles once.")] = False,
     part_mb: Annotated[float, typer.Option(help="Commit a part file once it holds about this many MB of features (a crash loses at most the uncommitted part).")] = 64,
     shard: Annotated[Optional[str], typer.Option(help="i/N: extract only the videos of shard i of N (a stable hash of video_id). Shards may run at the same time, on any machines, into one store.")] = None,

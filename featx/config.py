@@ -12,7 +12,7 @@ from featx.errors import FeatxError
 FORMAT_VERSION = 1
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DTYPES = ("float16", "float32")
-# The backbone's arithmetic: "auto" resolves to bfloat16 autocast on CUDA and float32 on the CPU.
+# The backbone's arithmetic: "auto" resolves to float16 autocast on CUDA and float32 on the CPU.
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
