@@ -71,7 +71,7 @@ def auto_workers(device_type: str, cores: int | None = None) -> int:
     """Decoding processes by default. On a GPU decoding is the bottleneck: all cores but two decode (measured on
     an H100 host with 16 cores, resnet50: 8 workers 1137 frames/s, 12 1267, 16 1339, bench/throughput.py). On a
     small CPU machine a worker competes with torch's threads for the same cores; measured on 2 cores
-    (bench/extract.py, tf_efficientnet_lite0): 0 workers 0.93x the model alone, 1 worker 0.82x, 2 0.73x."""
+    (bench/throughput.py --workers 0 1, resnet18): 0 workers 0.92x the model alone, 1 worker 0.68x."""
     cores = cores or os.cpu_count() or 1
     if device_type == "cuda":
         return max(1, cores - 2)

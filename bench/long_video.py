@@ -1,0 +1,83 @@
+"""Memory and time of long videos: peak RSS (main process + decoding workers) and wall time extracting long
+low-resolution synthetic videos vs a 1-minute one. (Throughput: bench/throughput.py.)
+
+Prints a table and writes JSON to bench/results/long_video.json.
+    python bench/long_video.py                         # the README's table: 1, 10, 30 and 60 minutes
+    python bench/long_video.py --minutes 1 5           # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+from featx.synth import make_untrimmed
+
+RESULTS = Path(__file__).parent / "results"
+
+
+_RSS_SCRIPT = """
+import sys, threading, time, psutil
+from featx.config import ExtractConfig
+from featx.extract import RunOptions, extract
+from featx.inputs import collect_inputs
+peak, stop = [0], []
+def watch():
+    me = psutil.Process()
+    while not stop:
+        try:
+            peak[0] = max(peak[0], sum(p.memory_info().rss for p in [me] + me.children(recursive=True)))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+threading.Thread(target=watch, daemon=True).start()
+t = time.perf_counter()
+s = extract(collect_inputs([sys.argv[1]]), sys.argv[2], ExtractConfig(fps=float(sys.argv[3])), RunOptions(progress=False))
+stop.append(1)
+print(peak[0], time.perf_counter() - t, s.frames)
+"""
+
+
+def long_video(minutes: int, fps: float, tmp: Path) -> dict:
+    folder = tmp / f"long{minutes}"
+    make_untrimmed(folder, videos=1, seconds=minutes * 60, fps=10, size=64, seed=minutes)
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(folder / "untrimmed_000.mp4"), str(tmp / f"s{minutes}"), str(fps)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    return {"minutes": minutes, "peak_rss_mb": int(out[0]) / 2**20, "seconds": float(out[1]), "frames": int(out[2])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=int, nargs="+", default=[1, 10, 30, 60], help="video lengths; the first is the reference")
+    parser.add_argument("--fps", type=float, default=1.0, help="sampling rate (the videos are 10 fps)")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for minutes in args.minutes:
+            rows.append(long_video(minutes, args.fps, Path(tmp)))
+            print(rows[-1], flush=True)
+    ref = rows[0]
+    print(f"\nlong video (64x64, 10 fps, sampled at {args.fps:g} fps)")
+    print("| minutes | frames | peak RSS MB | RSS vs first | seconds | seconds per minute |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        r["rss_vs_first"] = r["peak_rss_mb"] / ref["peak_rss_mb"]
+        print(f"| {r['minutes']} | {r['frames']} | {r['peak_rss_mb']:.0f} | {r['rss_vs_first']:.2f} | {r['seconds']:.1f} | "
+              f"{r['seconds'] / r['minutes']:.2f} |")
+    RESULTS.mkdir(exist_ok=True)
+    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "fps": args.fps, "rows": rows}
+    (RESULTS / "long_video.json").write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {RESULTS / 'long_video.json'}")
+
+
+if __name__ == "__main__":
+    main()
