@@ -1,0 +1,1 @@
+"""Temporal activity detection in untrimmed videos: annotations, per-step targets, post-processing, mAP."""
