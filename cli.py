@@ -235,9 +235,11 @@ def _print_metrics(metrics: dict) -> None:
 @app.command("train-head")
 def train_head(
     store: Annotated[Path, typer.Argument(help="A store written by `featx extract`.")],
-    labels: Annotated[Path, typer.Option(help="CSV with video_id,label[,split] (split: train / val).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write (config.json, checkpoint.pt, metrics.json, plots).")],
-    head: Annotated[str, typer.Option(help="avgpool, maxpool, late-fusion, slow-fusion, lstm, skip-lstm, skip-gru or transformer.")] = "lstm",
+    labels: Annotated[Optional[Path], typer.Option(help="Classification: CSV with video_id,label[,split] (split: train / val).")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="Detection: ActivityNet JSON or CSV video_id,start,end,label (subsets 'training' / 'validation' split the videos).")] = None,
+    task: Annotated[str, typer.Option(help="classification or detection (default: detection with --annotations).")] = "auto",
+    head: Annotated[Optional[str], typer.Option(help="Classification: avgpool, maxpool, late-fusion, slow-fusion, lstm (default), skip-lstm, skip-gru or transformer. Detection: montes-lstm (default).")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="At most this many epochs (early stopping may end sooner).")] = 30,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
@@ -249,16 +251,31 @@ def train_head(
     seed: Annotated[int, typer.Option()] = 0,
     option: Annotated[Optional[list[str]], typer.Option(help="A head option as key=value, repeatable (e.g. hidden=128, layers=2, bidirectional=true, readout=mean).")] = None,
     ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out labelled videos missing from the store and store videos without a label, instead of failing.")] = False,
+    background_weight: Annotated[float, typer.Option(help="Detection: loss weight of background steps (Montes et al.: 0.3).")] = 0.3,
+    smooth: Annotated[int, typer.Option(min=1, help="Detection: mean-filter window in steps before thresholding.")] = 5,
+    threshold: Annotated[float, typer.Option(help="Detection: a step is active when 1 - P(background) reaches this.")] = 0.5,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Train a classification head on a store's features; print a per-epoch table and the validation metrics."""
+    """Train a head on a store's features: a video classifier (--labels) or a temporal activity detector
+    (--annotations); print a per-epoch table and the validation metrics."""
     from tqdm.auto import tqdm
 
     from seqmodels.classify import train_on_store
     from seqmodels.train import TrainConfig
 
     with user_errors():
+        if task == "auto":
+            task = "detection" if annotations is not None else "classification"
+        if task == "detection":
+            _train_detection(store, out, annotations, head or "montes-lstm", epochs, batch_size, lr, val_fraction, seed,
+                             option, ignore_missing, background_weight, smooth, threshold, device)
+            return
+        if task != "classification":
+            raise FeatxError(f"--task must be classification or detection, not {task!r}")
+        if labels is None:
+            raise FeatxError("classification needs --labels CSV (or --annotations for detection)")
+        head = head or "lstm"
         config = TrainConfig(
             head=head, head_options=_parse_options(option or []), epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, patience=patience, budget=budget, max_steps=max_steps,
@@ -275,21 +292,89 @@ def train_head(
                + (", skips.png)" if "update_fraction" in metrics else ")"))
 
 
+def _train_detection(store, out, annotations, head, epochs, batch_size, lr, val_fraction, seed, option, ignore_missing,
+                     background_weight, smooth, threshold, device) -> None:
+    from featx.store import read_config
+    from seqmodels.detection.run import DetectionConfig, train_detection
+
+    if annotations is None:
+        raise FeatxError("--task detection needs --annotations (ActivityNet JSON or CSV video_id,start,end,label)")
+    config = DetectionConfig(
+        head=head, head_options=_parse_options(option or []), epochs=epochs, batch_size=min(batch_size, 8), lr=lr,
+        background_weight=background_weight, smooth=smooth, threshold=threshold, val_fraction=val_fraction, seed=seed,
+        device=device,
+    )
+    store_config = read_config(store)
+    if store_config is None:
+        raise FeatxError(f"{store} is not a featx store (no extraction config found); run `featx extract` first")
+    typer.echo("epoch | train loss | val loss")
+    run, metrics = train_detection(
+        store, annotations, config, out, ignore_missing, store_config=store_config.to_dict(),
+        on_epoch=lambda r: typer.echo(f"{r['epoch']:>5} | {r['train_loss']:>10.4f} | {r['val_loss']:>8.4f}") if _shown(r) else None,
+    )
+    typer.echo(f"best epoch {min(run.history, key=lambda r: r['val_loss'])['epoch']}; validation ({metrics['videos']} videos):")
+    _print_map(metrics)
+    typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, timeline.png)")
+
+
+def _shown(row: dict) -> bool:
+    return row["epoch"] <= 3 or row["epoch"] % 5 == 0
+
+
+def _print_map(metrics: dict) -> None:
+    typer.echo("tIoU  | " + " | ".join(f"{t:>5}" for t in metrics["map"]) + " | average")
+    typer.echo("mAP   | " + " | ".join(f"{m:>5.3f}" for m in metrics["map"].values()) + f" | {metrics['average_map']:.3f}")
+    for cls, row in metrics["ap_per_class"].items():
+        typer.echo(f"AP {cls}: " + " ".join(f"{a:.2f}" for a in row.values()))
+
+
+def _tiou(value: str) -> tuple[float, ...]:
+    from seqmodels.detection.map import ACTIVITYNET_TIOU, THUMOS_TIOU
+
+    if value == "activitynet":
+        return ACTIVITYNET_TIOU
+    if value == "thumos":
+        return THUMOS_TIOU
+    try:
+        values = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise FeatxError(f"--tiou must be activitynet, thumos or numbers like 0.3,0.5, not {value!r}") from None
+    if not all(0 < v <= 1 for v in values):
+        raise FeatxError(f"--tiou thresholds must lie in (0, 1], not {value!r}")
+    return values
+
+
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
     store: Annotated[Path, typer.Argument(help="A store with the same extraction config as the run's.")],
-    labels: Annotated[Path, typer.Option(help="CSV with video_id,label[,split].")],
+    labels: Annotated[Optional[Path], typer.Option(help="Classification runs: CSV with video_id,label[,split].")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="Detection runs: ActivityNet JSON or CSV video_id,start,end,label.")] = None,
+    subset: Annotated[str, typer.Option(help="Detection: the annotations' subset to score (validation, training, ...), or all.")] = "validation",
+    tiou: Annotated[str, typer.Option(help="Detection: activitynet (0.5:0.05:0.95), thumos (0.3:0.1:0.7) or a list like 0.3,0.5.")] = "activitynet",
     split: Annotated[str, typer.Option(help="val (the run's validation split), train, or all labelled videos.")] = "val",
     clip_steps: Annotated[Optional[int], typer.Option(min=1, help="Also score clips of this many steps: clip hit@1, and video hit@k from the mean of a video's clips.")] = None,
     clips: Annotated[int, typer.Option(min=1, help="Clips per video with --clip-steps (spread evenly).")] = 10,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the metrics JSON. Default: RUN/evaluation.json.")] = None,
     ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out videos missing on either side.")] = False,
 ) -> None:
-    """Print and write a run's metrics on a labelled store: accuracy, macro-F1, hit@k, clip vs video hit@1."""
+    """Print and write a run's metrics: accuracy, macro-F1, hit@k, clip vs video hit@1 for a classifier; mAP per
+    tIoU threshold and class (ActivityNet protocol) for a detector."""
     from seqmodels.classify import evaluate_run
+    from seqmodels.detection.run import evaluate_detection, run_task
 
     with user_errors():
+        if run_task(run) == "detection":
+            if annotations is None:
+                raise FeatxError("a detection run is evaluated with --annotations")
+            result = evaluate_detection(run, store, annotations, None if subset == "all" else subset, _tiou(tiou), ignore_missing)
+            target = out or run / "evaluation.json"
+            target.write_text(json.dumps(result.to_dict(), indent=1))
+            _print_map(result.to_dict())
+            typer.echo(f"wrote {target}")
+            return
+        if labels is None:
+            raise FeatxError("a classification run is evaluated with --labels")
         metrics = evaluate_run(run, store, labels, split, clip_steps, clips, ignore_missing)
         target = out or run / "evaluation.json"
         target.write_text(json.dumps(metrics, indent=1))
@@ -301,15 +386,27 @@ def evaluate(
 def predict(
     run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
     sources: Annotated[list[str], typer.Argument(help="A store with the same extraction config as the run's; with --adaptive, video files, folders or list files instead.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="A .parquet or .csv file: video_id, label_1..k, score_1..k.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Classification: a .parquet or .csv file (video_id, label_1..k, score_1..k). Detection: a .json file in the ActivityNet results format.")],
     top_k: Annotated[int, typer.Option(min=1, help="How many labels per video.")] = 5,
     adaptive: Annotated[bool, typer.Option("--adaptive", help="Skip heads only: decode the videos and run the backbone only on the frames whose step updates the state. Same predictions as extracting every frame first.")] = False,
     device: Annotated[str, typer.Option(help="With --adaptive: the backbone's device (auto, cpu, cuda[:N]).")] = "auto",
 ) -> None:
-    """Predict the top-k labels of every video in a store, or, with --adaptive, straight from videos."""
+    """Predict the top-k labels of every video in a store, or, with --adaptive, straight from videos; with a
+    detection run, the scored segments of every video as ActivityNet results JSON."""
     from seqmodels.classify import predict_store, write_table
+    from seqmodels.detection.run import predict_detection, run_task
 
     with user_errors():
+        if run_task(run) == "detection":
+            if adaptive or len(sources) != 1:
+                raise FeatxError("a detection run predicts on one store (no --adaptive)")
+            if out.suffix.lower() != ".json":
+                raise FeatxError(f"--out {out}: detection results are written as .json (ActivityNet format)")
+            results = predict_detection(run, sources[0])
+            out.write_text(json.dumps(results, indent=1))
+            count = sum(len(v) for v in results["results"].values())
+            typer.echo(f"wrote {count} segments for {len(results['results'])} videos to {out}")
+            return
         if adaptive:
             from featx.inputs import collect_inputs
             from seqmodels.adaptive import adaptive_predict

@@ -16,31 +16,38 @@ def step_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, b
     return F.cross_entropy(logits[mask], targets[mask], weight=weight)
 
 
+def train_epoch(
+    model: torch.nn.Module, optimizer, sequences: list[np.ndarray], targets: list[np.ndarray], batch_size: int,
+    background_weight: float, rng: np.random.Generator, clip: float = 1.0,
+) -> float:
+    """One shuffled pass over the sequences; the mean training loss."""
+    model.train()
+    device = next(model.parameters()).device
+    losses = []
+    perm = rng.permutation(len(sequences))
+    for start in range(0, len(perm), batch_size):
+        chosen = perm[start : start + batch_size]
+        x, mask = pad([sequences[i] for i in chosen])
+        y, _ = pad([targets[i][:, None] for i in chosen])
+        x, mask, y = x.to(device), mask.to(device), y[..., 0].long().to(device)
+        loss = step_loss(model(x, mask), y, mask, background_weight)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
 def train_steps(
     model: torch.nn.Module, sequences: list[np.ndarray], targets: list[np.ndarray], epochs: int = 30,
-    batch_size: int = 8, lr: float = 1e-3, background_weight: float = 0.3, seed: int = 0, clip: float = 1.0,
+    batch_size: int = 8, lr: float = 1e-3, background_weight: float = 0.3, seed: int = 0,
 ) -> list[float]:
-    """Train `model` (per-step logits) in place; returns the mean training loss of each epoch."""
+    """Train `model` (per-step logits) in place for `epochs`; returns the mean training loss of each epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    history = []
-    for _ in range(epochs):
-        model.train()
-        losses = []
-        perm = rng.permutation(len(sequences))
-        for start in range(0, len(perm), batch_size):
-            chosen = perm[start : start + batch_size]
-            x, mask = pad([sequences[i] for i in chosen])
-            y, _ = pad([targets[i][:, None] for i in chosen])
-            loss = step_loss(model(x, mask), y[..., 0].long(), mask, background_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            losses.append(loss.item())
-        history.append(float(np.mean(losses)))
-    return history
+    return [train_epoch(model, optimizer, sequences, targets, batch_size, background_weight, rng) for _ in range(epochs)]
 
 
 def predict_steps(model: torch.nn.Module, sequences: list[np.ndarray], batch_size: int = 32) -> list[np.ndarray]:
@@ -51,6 +58,7 @@ def predict_steps(model: torch.nn.Module, sequences: list[np.ndarray], batch_siz
         for start in range(0, len(sequences), batch_size):
             chunk = sequences[start : start + batch_size]
             x, mask = pad(chunk)
-            probs = F.softmax(model(x, mask), -1).numpy()
+            device = next(model.parameters()).device
+            probs = F.softmax(model(x.to(device), mask.to(device)), -1).cpu().numpy()
             out += [probs[i, : len(s)] for i, s in enumerate(chunk)]
     return out

@@ -1,0 +1,66 @@
+"""Detection through the CLI: synth untrimmed -> extract -> train-head --annotations -> predict JSON -> evaluate."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from seqmodels.detection.annotations import load_annotations
+from seqmodels.detection.map import detection_map
+from seqmodels.detection.run import ground_truth, read_results
+from tests.conftest import TINY_ARGS
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def untrimmed_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("untrimmed")
+    assert runner.invoke(app, ["synth", str(root / "v"), "--kind", "untrimmed", "--videos", "6", "--seconds", "20",
+                               "--size", "32"]).exit_code == 0
+    result = runner.invoke(app, ["extract", str(root / "v"), "--out", str(root / "s"), "--fps", "2", *TINY_ARGS, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return root / "s", root / "v" / "annotations.json"
+
+
+def test_train_predict_evaluate_agree(untrimmed_store, tmp_path):
+    store, anno = untrimmed_store
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train-head", str(store), "--annotations", str(anno), "--out", str(run), "--epochs", "3",
+                                 "--option", "hidden=16", "--threshold", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert "mAP" in result.output
+    assert {"config.json", "checkpoint.pt", "metrics.json", "history.json", "timeline.png"} <= {p.name for p in run.iterdir()}
+    assert json.loads((run / "config.json").read_text())["task"] == "detection"
+
+    results = tmp_path / "results.json"
+    result = runner.invoke(app, ["predict", str(run), str(store), "--out", str(results)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(results.read_text())
+    assert set(data) == {"version", "results", "external_data"} and len(data["results"]) == 6
+    for rows in data["results"].values():
+        for r in rows:
+            assert set(r) == {"label", "score", "segment"} and r["segment"][0] < r["segment"][1]
+
+    result = runner.invoke(app, ["evaluate", str(run), str(store), "--annotations", str(anno), "--tiou", "0.3,0.5"])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert set(evaluation["map"]) == {"0.3", "0.5"} and "average_map" in evaluation
+    # the results file, scored on the validation videos, gives the numbers evaluate printed
+    annotations = load_annotations(anno)
+    val = annotations.subset("validation")
+    mine = detection_map(ground_truth(annotations, val), [d for d in read_results(results) if d.video_id in val], [0.3, 0.5])
+    assert mine.to_dict()["map"] == pytest.approx(evaluation["map"])
+
+
+def test_detection_input_errors_are_one_line(untrimmed_store, tmp_path):
+    store, anno = untrimmed_store
+    result = runner.invoke(app, ["train-head", str(store), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "error: classification needs --labels" in result.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("video_id,start,end,label\nnot_there,0,1,a\n")
+    result = runner.invoke(app, ["train-head", str(store), "--annotations", str(bad), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "video 'not_there' is not in the store" in result.output
+    result = runner.invoke(app, ["train-head", str(store), "--annotations", str(anno), "--head", "lstm", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "not a detection head" in result.output
