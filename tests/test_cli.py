@@ -74,7 +74,7 @@ def test_strict_turns_failed_videos_into_exit_code_1(tiny_videos, tmp_path):
 
 
 def test_demo_runs_on_the_bundled_backbone_and_trains_two_heads(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--videos", "8"])
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--videos", "8", "--untrimmed", "4"])
     assert result.exit_code == 0, result.output
     assert "ok 8 | failed 0" in result.output and "pd.read_parquet" in result.output
     assert "avgpool  accuracy" in result.output and "lstm     accuracy" in result.output
@@ -82,6 +82,7 @@ def test_demo_runs_on_the_bundled_backbone_and_trains_two_heads(tmp_path):
     assert df.groupby("video_id").size().tolist() == [12] * 8  # 3 s at 4 fps, every frame
     assert len(df.feature.iloc[0]) == 1280
     assert (tmp_path / "demo" / "runs" / "lstm" / "checkpoint.pt").is_file()
+    assert "mAP" in result.output and (tmp_path / "demo" / "runs" / "montes-lstm" / "timeline.png").is_file()
 
 
 def test_installed_command_runs_in_a_real_subprocess(tiny_videos, tmp_path):

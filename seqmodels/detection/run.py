@@ -20,13 +20,14 @@ from featx.backbones import resolve_device
 from featx.errors import FeatxError
 from featx.store import latest_manifest, load_features, load_sequences
 from seqmodels.detection.annotations import Annotations, check_videos, load_annotations, step_targets
-from seqmodels.detection.heads import MontesLSTM
+from seqmodels.detection.actionformer import ActionFormerHead
+from seqmodels.detection.heads import MontesLSTM, StepLinear
 from seqmodels.detection.map import ACTIVITYNET_TIOU, Detection, DetectionMAP, detection_map
 from seqmodels.detection.postprocess import segments_from_probs
-from seqmodels.detection.train import predict_steps, step_loss, train_epoch
+from seqmodels.detection.train import evaluate_loss, montes_loss, predict_steps, segment_loss, train_epoch
 
 RUN_FORMAT_VERSION = 1
-DETECTION_HEADS = {"montes-lstm": MontesLSTM}
+DETECTION_HEADS = {"montes-lstm": MontesLSTM, "actionformer": ActionFormerHead, "linear": StepLinear}
 RESULTS_VERSION = "featx detection results 1"
 
 
@@ -101,16 +102,47 @@ def _split(annotations: Annotations, ids: list[str], val_fraction: float, seed: 
     return [ids[i] for i in sorted(order[n_val:])], [ids[i] for i in sorted(order[:n_val])]
 
 
-def _targets(data: StepData, annotations: Annotations, classes: list[str]) -> list[np.ndarray]:
-    return [step_targets(s, e, annotations.videos[v].segments, classes) for v, s, e in zip(data.ids, data.t_start, data.t_end)]
+def _step_clock(t_start: np.ndarray, t_end: np.ndarray) -> tuple[float, float]:
+    """(time of step 0's start, seconds per step): steps are uniform at a store's --fps."""
+    return float(t_start[0]), float(np.median(t_end - t_start))
+
+
+def _targets(model, data: StepData, annotations: Annotations, classes: list[str]) -> list[np.ndarray]:
+    """Per-step classes (0 background) for step heads; (n, 3) start, end (in steps), class for segment heads."""
+    if model.kind == "steps":
+        return [step_targets(s, e, annotations.videos[v].segments, classes) for v, s, e in zip(data.ids, data.t_start, data.t_end)]
+    out = []
+    for v, s, e in zip(data.ids, data.t_start, data.t_end):
+        t0, dt = _step_clock(s, e)
+        segs = annotations.videos[v].segments
+        out.append(np.array([[(g.start - t0) / dt, (g.end - t0) / dt, classes.index(g.label)] for g in segs], float).reshape(-1, 3))
+    return out
+
+
+def _loss_fn(model, config: DetectionConfig):
+    return montes_loss(config.background_weight) if model.kind == "steps" else segment_loss
 
 
 def detect(run: DetectionRun, data: StepData) -> list[Detection]:
-    """Scored segments for every video of `data`, after the run's post-processing."""
+    """Scored segments for every video of `data`, after the run's post-processing (step heads) or decoding
+    and soft-NMS (segment heads)."""
     out = []
-    for vid, probs, s, e in zip(data.ids, predict_steps(run.model, data.features), data.t_start, data.t_end):
-        for start, end, label, score in segments_from_probs(probs, s, e, run.config.smooth, run.config.threshold):
-            out.append(Detection(vid, start, end, run.classes[label - 1], score))
+    if run.model.kind == "steps":
+        for vid, probs, s, e in zip(data.ids, predict_steps(run.model, data.features), data.t_start, data.t_end):
+            for start, end, label, score in segments_from_probs(probs, s, e, run.config.smooth, run.config.threshold):
+                out.append(Detection(vid, start, end, run.classes[label - 1], score))
+        return out
+    from seqmodels.data import pad
+
+    run.model.eval()
+    device = next(run.model.parameters()).device
+    for at in range(0, len(data.ids), 16):
+        x, mask = pad(data.features[at : at + 16])
+        for k, found in enumerate(run.model.detect(x.to(device), mask.to(device))):
+            i = at + k
+            t0, dt = _step_clock(data.t_start[i], data.t_end[i])
+            for start, end, label, score in found:
+                out.append(Detection(data.ids[i], t0 + start * dt, t0 + end * dt, run.classes[label], score))
     return out
 
 
@@ -134,17 +166,18 @@ def train_detection(
         raise FeatxError(f"need videos to train and to validate on; got {len(train_ids)} and {len(val_ids)}")
     data = load_steps(store, ids)
     train_set, val_set = data.subset(train_ids), data.subset(val_ids)
-    train_y, val_y = _targets(train_set, annotations, classes), _targets(val_set, annotations, classes)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     in_dim = train_set.features[0].shape[1]
-    model = DETECTION_HEADS[config.head](in_dim, len(classes) + 1, **config.head_options).to(device)
+    model = _build(config, in_dim, len(classes)).to(device)
+    train_y, val_y = _targets(model, train_set, annotations, classes), _targets(model, val_set, annotations, classes)
+    loss_fn = _loss_fn(model, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)
     best, best_state, history = None, None, []
     for epoch in range(1, config.epochs + 1):
-        fit = train_epoch(model, optimizer, train_set.features, train_y, config.batch_size, config.background_weight, rng)
-        val = _loss(model, val_set.features, val_y, config.background_weight)
+        fit = train_epoch(model, optimizer, train_set.features, train_y, config.batch_size, loss_fn, rng)
+        val = evaluate_loss(model, val_set.features, val_y, loss_fn)
         history.append({"epoch": epoch, "train_loss": fit, "val_loss": val})
         if on_epoch:
             on_epoch(history[-1])
@@ -162,15 +195,10 @@ def train_detection(
     return run, metrics
 
 
-def _loss(model, features, targets, background_weight) -> float:
-    from seqmodels.data import pad
-
-    model.eval()
-    with torch.no_grad():
-        x, mask = pad(features)
-        y, _ = pad([t[:, None] for t in targets])
-        device = next(model.parameters()).device
-        return step_loss(model(x.to(device), mask.to(device)), y[..., 0].long().to(device), mask.to(device), background_weight).item()
+def _build(config: DetectionConfig, in_dim: int, actions: int) -> torch.nn.Module:
+    """Step heads output K + 1 classes (0: background); segment heads K."""
+    head = DETECTION_HEADS[config.head]
+    return head(in_dim, actions + (1 if head.kind == "steps" else 0), **config.head_options)
 
 
 def save_detection_run(run: DetectionRun, folder: str | Path) -> None:
@@ -195,7 +223,7 @@ def load_detection_run(folder: str | Path, device: str = "cpu") -> DetectionRun:
     if ckpt.get("format_version", 0) > RUN_FORMAT_VERSION:
         raise FeatxError(f"{folder} was written by a newer featx (run format {ckpt['format_version']})")
     config = DetectionConfig(**ckpt["train"])
-    model = DETECTION_HEADS[config.head](ckpt["in_dim"], len(ckpt["classes"]) + 1, **config.head_options)
+    model = _build(config, ckpt["in_dim"], len(ckpt["classes"]))
     model.load_state_dict(ckpt["state_dict"])
     model.to(resolve_device(device)).eval()
     return DetectionRun(model, config, ckpt["classes"], ckpt["in_dim"], ckpt["store_config"], ckpt.get("history", []))

@@ -16,9 +16,24 @@ def step_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, b
     return F.cross_entropy(logits[mask], targets[mask], weight=weight)
 
 
+def montes_loss(background_weight: float):
+    """loss_fn for per-step heads: (model, x, mask, [(T_i,) class arrays]) -> weighted cross-entropy."""
+
+    def loss(model, x, mask, targets):
+        y, _ = pad([t[:, None] for t in targets])
+        return step_loss(model(x, mask), y[..., 0].long().to(x.device), mask, background_weight)
+
+    return loss
+
+
+def segment_loss(model, x, mask, targets):
+    """loss_fn for segment heads (their own `loss`); targets: per video (n, 3) start, end (steps), class."""
+    return model.loss(x, mask, targets)
+
+
 def train_epoch(
-    model: torch.nn.Module, optimizer, sequences: list[np.ndarray], targets: list[np.ndarray], batch_size: int,
-    background_weight: float, rng: np.random.Generator, clip: float = 1.0,
+    model: torch.nn.Module, optimizer, sequences: list[np.ndarray], targets: list, batch_size: int, loss_fn,
+    rng: np.random.Generator, clip: float = 1.0,
 ) -> float:
     """One shuffled pass over the sequences; the mean training loss."""
     model.train()
@@ -28,9 +43,7 @@ def train_epoch(
     for start in range(0, len(perm), batch_size):
         chosen = perm[start : start + batch_size]
         x, mask = pad([sequences[i] for i in chosen])
-        y, _ = pad([targets[i][:, None] for i in chosen])
-        x, mask, y = x.to(device), mask.to(device), y[..., 0].long().to(device)
-        loss = step_loss(model(x, mask), y, mask, background_weight)
+        loss = loss_fn(model, x.to(device), mask.to(device), [targets[i] for i in chosen])
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -39,15 +52,28 @@ def train_epoch(
     return float(np.mean(losses))
 
 
+def evaluate_loss(model: torch.nn.Module, sequences: list[np.ndarray], targets: list, loss_fn, batch_size: int = 32) -> float:
+    """Mean loss over batches, without training."""
+    model.eval()
+    device = next(model.parameters()).device
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(sequences), batch_size):
+            x, mask = pad(sequences[start : start + batch_size])
+            losses.append(loss_fn(model, x.to(device), mask.to(device), targets[start : start + batch_size]).item())
+    return float(np.mean(losses))
+
+
 def train_steps(
     model: torch.nn.Module, sequences: list[np.ndarray], targets: list[np.ndarray], epochs: int = 30,
     batch_size: int = 8, lr: float = 1e-3, background_weight: float = 0.3, seed: int = 0,
 ) -> list[float]:
-    """Train `model` (per-step logits) in place for `epochs`; returns the mean training loss of each epoch."""
+    """Train a per-step `model` in place for `epochs`; returns the mean training loss of each epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    return [train_epoch(model, optimizer, sequences, targets, batch_size, background_weight, rng) for _ in range(epochs)]
+    loss_fn = montes_loss(background_weight)
+    return [train_epoch(model, optimizer, sequences, targets, batch_size, loss_fn, rng) for _ in range(epochs)]
 
 
 def predict_steps(model: torch.nn.Module, sequences: list[np.ndarray], batch_size: int = 32) -> list[np.ndarray]:
