@@ -50,7 +50,8 @@ def test_train_predict_evaluate_agree(untrimmed_store, tmp_path):
     # the results file, scored on the validation videos, gives the numbers evaluate printed
     annotations = load_annotations(anno)
     val = annotations.subset("validation")
-    mine = detection_map(ground_truth(annotations, val), [d for d in read_results(results) if d.video_id in val], [0.3, 0.5])
+    mine = detection_map(ground_truth(annotations, val), [d for d in read_results(results) if d.video_id in val], [0.3, 0.5],
+                         annotations.classes)
     assert mine.to_dict()["map"] == pytest.approx(evaluation["map"])
 
 

@@ -56,3 +56,5 @@ def test_map_averages_over_ground_truth_classes_and_rejects_unknown_labels():
     assert result.to_dict()["map"] == {"0.5": 0.5, "0.7": 0.5}
     with pytest.raises(FeatxError, match=r"predicted labels \['c'\]"):
         detection_map(gt, [D("v", 0, 10, "c")])
+    # "c" is a class of the annotation file that this subset lacks: it counts in no AP
+    assert detection_map(gt, [D("v", 0, 10, "a", 0.9), D("v", 0, 5, "c")], [0.5], known=["a", "b", "c"]).map[0] == 0.5

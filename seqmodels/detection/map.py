@@ -110,10 +110,14 @@ class DetectionMAP:
         }
 
 
-def detection_map(ground_truth: list[Detection], predictions: list[Detection], thresholds=ACTIVITYNET_TIOU) -> DetectionMAP:
-    """mAP over the ground truth's classes at each tIoU threshold (see the module docstring)."""
+def detection_map(
+    ground_truth: list[Detection], predictions: list[Detection], thresholds=ACTIVITYNET_TIOU, known: list[str] | None = None
+) -> DetectionMAP:
+    """mAP over the ground truth's classes at each tIoU threshold (see the module docstring). `known`: every
+    class of the annotation file, when the ground truth is one subset of it: a prediction of a known class that
+    this subset never shows counts in no AP (the official code indexes classes by the evaluated subset)."""
     classes = sorted({g.label for g in ground_truth})
-    unknown = sorted({p.label for p in predictions} - set(classes))
+    unknown = sorted({p.label for p in predictions} - set(classes) - set(known or []))
     if unknown:
         raise FeatxError(f"predicted labels {unknown} do not occur in the ground truth (classes: {', '.join(classes)})")
     ap = np.array([

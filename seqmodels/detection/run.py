@@ -185,7 +185,7 @@ def train_detection(
             best, best_state = val, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     run = DetectionRun(model.eval(), config, classes, in_dim, store_config, history)
-    result = detection_map(ground_truth(annotations, val_ids), detect(run, val_set))
+    result = detection_map(ground_truth(annotations, val_ids), detect(run, val_set), known=classes)
     metrics = {"videos": len(val_ids), **result.to_dict()}
     save_detection_run(run, out)
     out = Path(out)
@@ -267,7 +267,7 @@ def evaluate_detection(
     chosen = [v for v in ids if subset is None or annotations.videos[v].subset == subset]
     if not chosen:
         raise FeatxError(f"{annotations.source}: no annotated videos in subset {subset!r} (use --subset all?)")
-    return detection_map(ground_truth(annotations, chosen), detect(run, load_steps(store, chosen)), thresholds)
+    return detection_map(ground_truth(annotations, chosen), detect(run, load_steps(store, chosen)), thresholds, annotations.classes)
 
 
 def timeline(annotations: Annotations, detections: list[Detection], ids: list[str], path: str | Path) -> None:
