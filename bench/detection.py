@@ -5,8 +5,8 @@ from the bundled EfficientNet-Lite0 at `--fps`, then three heads on the 'trainin
 'validation' with the ActivityNet protocol: `linear` (the trivial baseline: a per-step linear classifier with
 Montes' post-processing), `montes-lstm` and `actionformer`.
 
-Prints a table and writes JSON to bench/results/detection.json.
-    python bench/detection.py                  # 48 videos of 40 s (the README's table)
+Prints a table and writes JSON to bench/results/detection_fps<fps>.json.
+    python bench/detection.py --fps 2           # 48 videos of 40 s (the README's tables: --fps 2 and --fps 4)
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ def main() -> None:
     for r in rows:
         print(f"| {r['head']} | " + " | ".join(f"{r['map'][t]:.3f}" for t in thresholds) + f" | {r['average_map']:.3f} | {r['seconds']:.0f} |")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "detection.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
-    print(f"wrote {RESULTS / 'detection.json'}")
+    target = RESULTS / f"detection_fps{args.fps:g}.json"
+    target.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":
