@@ -70,7 +70,7 @@ def _print_summary(summary) -> None:
 @app.command()
 def extract(
     inputs: Annotated[list[str], typer.Argument(help="Video files, folders (searched recursively) or list files (.txt: one path per line; .csv: a 'path' column, optional 'video_id').")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Store directory (created, or resumed if it exists).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Store directory (created, or resumed if it exists), or a pyarrow filesystem URI: s3://bucket/store, gs://bucket/store, hdfs://host/store.")],
     backbone: Annotated[str, typer.Option(help="Any timm model name. The default has bundled ImageNet weights and works offline.")] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option(help="Local weights: a state dict, a timm checkpoint or .safetensors (loaded with weights_only=True).")] = None,
     random_init: Annotated[bool, typer.Option("--random-init", help="Untrained, seeded weights (for tests; the features mean nothing).")] = False,
@@ -150,7 +150,7 @@ def _format_info(info: dict) -> str:
 
 @app.command()
 def info(
-    store: Annotated[Path, typer.Argument(help="A store directory written by `featx extract`.")],
+    store: Annotated[str, typer.Argument(help="A store written by `featx extract`: a directory or a pyarrow filesystem URI (s3://..., gs://...).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     inputs: Annotated[Optional[list[str]], typer.Option("--inputs", help="The extraction's inputs (repeatable): also report which of their videos have no ok or error row yet.")] = None,
 ) -> None:
@@ -234,7 +234,7 @@ def _print_metrics(metrics: dict) -> None:
 
 @app.command("train-head")
 def train_head(
-    store: Annotated[Path, typer.Argument(help="A store written by `featx extract`.")],
+    store: Annotated[str, typer.Argument(help="A store written by `featx extract` (a directory or a pyarrow filesystem URI).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write (config.json, checkpoint.pt, metrics.json, plots).")],
     labels: Annotated[Optional[Path], typer.Option(help="Classification: CSV with video_id,label[,split] (split: train / val).")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="Detection: ActivityNet JSON or CSV video_id,start,end,label (subsets 'training' / 'validation' split the videos).")] = None,
@@ -347,7 +347,7 @@ def _tiou(value: str) -> tuple[float, ...]:
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
-    store: Annotated[Path, typer.Argument(help="A store with the same extraction config as the run's.")],
+    store: Annotated[str, typer.Argument(help="A store with the same extraction config as the run's (a directory or a URI).")],
     labels: Annotated[Optional[Path], typer.Option(help="Classification runs: CSV with video_id,label[,split].")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="Detection runs: ActivityNet JSON or CSV video_id,start,end,label.")] = None,
     subset: Annotated[str, typer.Option(help="Detection: the annotations' subset to score (validation, training, ...), or all.")] = "validation",

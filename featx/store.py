@@ -26,8 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from featx import location
 from featx.config import ExtractConfig
 from featx.errors import FeatxError
+from featx.location import store_path
 
 CONFIG_KEY = b"featx"
 PART_VIDEOS_KEY = b"featx.videos"
@@ -112,7 +114,10 @@ def _manifest_table(rows: list[dict], config_json: str) -> pa.Table:
     return table.replace_schema_metadata({CONFIG_KEY: config_json.encode()})
 
 
-def _write_atomic(table: pa.Table, final: Path) -> None:
+def _write_atomic(table: pa.Table, final) -> None:
+    if location.is_remote(final):  # an object appears whole when its upload completes
+        location.write_table(table, final)
+        return
     tmp = _tmp_path(final)
     pq.write_table(table, tmp)
     os.replace(tmp, final)
@@ -136,7 +141,7 @@ class StoreWriter:
     ):
         if not config.resolved:
             raise ValueError("StoreWriter needs a resolved config (load the backbone first)")
-        self.root = Path(root)
+        self.root = store_path(root)
         self.config = config
         self._config_json = config.to_json()
         self._part_bytes = part_mb * 2**20
@@ -212,9 +217,9 @@ class StoreWriter:
         if self._writer is None:
             # No dictionary encoding for the features: float16 values are 2-byte fixed-length byte arrays
             # in Parquet, and decoding them through a dictionary made reading 5.7x slower (bench/read.py).
-            self._writer = pq.ParquetWriter(
-                _tmp_path(self.root / self._part_name), self._schema, use_dictionary=["video_id"]
-            )
+            final = self.root / self._part_name
+            target = final if location.is_remote(final) else _tmp_path(final)
+            self._writer = location.parquet_writer(target, self._schema, use_dictionary=["video_id"])
         self._writer.write_table(pa.concat_tables(self._pending))
         self._part_written += self._pending_bytes
         self._pending, self._pending_bytes = [], 0
@@ -233,8 +238,9 @@ class StoreWriter:
         if self._writer is not None:
             ok = [r for r in self._records if r["status"] == "ok"]
             self._writer.add_key_value_metadata({PART_VIDEOS_KEY: json.dumps(ok)})
-            self._writer.close()
-            os.replace(_tmp_path(self.root / self._part_name), self.root / self._part_name)
+            self._writer.close()  # on an object store this completes the upload: the part appears now
+            if not location.is_remote(self.root):
+                os.replace(_tmp_path(self.root / self._part_name), self.root / self._part_name)
         fragment = self.root / MANIFEST_DIR / f"{self._name}.parquet"
         _write_atomic(_manifest_table(self._records, self._config_json), fragment)
         self._seq += 1
@@ -250,25 +256,27 @@ class StoreWriter:
         self.close()
 
 
-def _remove_dead_tmp_files(root: Path) -> None:
+def _remove_dead_tmp_files(root) -> None:
+    if location.is_remote(root):  # nothing is written under temp names there
+        return
     for tmp in list(root.glob(".*.tmp")) + list((root / MANIFEST_DIR).glob(".*.tmp")):
         pid = tmp.name.rsplit(".", 2)[-2]
         if not pid.isdigit() or not _pid_alive(int(pid)) or int(pid) == os.getpid():
             tmp.unlink(missing_ok=True)
 
 
-def _orphan_parts(root: Path):
+def _orphan_parts(root):
     """(fragment path, manifest table from the part's footer) for each committed part whose fragment is
     missing: a writer stopped between the two renames of a flush."""
     for part in sorted(root.glob(PART_GLOB)):
         fragment = root / MANIFEST_DIR / part.name.removeprefix("part-")
         if not fragment.exists():
-            meta = pq.ParquetFile(part).metadata.metadata or {}
+            meta = location.parquet_metadata(part).metadata or {}
             rows = json.loads(meta.get(PART_VIDEOS_KEY, b"[]"))
             yield fragment, _manifest_table(rows, meta.get(CONFIG_KEY, b"{}").decode())
 
 
-def repair_manifest(root: Path) -> list[str]:
+def repair_manifest(root) -> list[str]:
     """Write the missing manifest fragment of every committed part that lacks one. Returns them."""
     repaired = []
     for fragment, table in _orphan_parts(root):
@@ -278,16 +286,16 @@ def repair_manifest(root: Path) -> list[str]:
 
 
 # -- reading -------------------------------------------------------------------------------------------
-def _require_store(root: Path) -> None:
+def _require_store(root) -> None:
     if not root.is_dir() or not (any(root.glob(PART_GLOB)) or (root / MANIFEST_DIR).is_dir()):
         raise FeatxError(f"{root} is not a featx store (no part-*.parquet files or {MANIFEST_DIR}/ folder)")
 
 
 def read_config(root: str | Path) -> ExtractConfig | None:
     """The extraction config a store was written with (None for a new, empty directory)."""
-    root = Path(root)
+    root = store_path(root)
     for path in sorted(root.glob(PART_GLOB)) + sorted((root / MANIFEST_DIR).glob("*.parquet")):
-        meta = pq.read_schema(path).metadata or {}
+        meta = location.read_schema(path).metadata or {}
         if CONFIG_KEY in meta:
             return ExtractConfig.from_json(meta[CONFIG_KEY].decode())
     return None
@@ -297,8 +305,8 @@ def read_manifest(root: str | Path) -> pd.DataFrame:
     """Every manifest row ever written (a video retried after an error has several), oldest first. Rows of a
     part whose fragment a crash left unwritten come from the part itself, so the manifest always agrees
     with the feature rows, even before the next run repairs the store."""
-    root = Path(root)
-    frames = [pq.read_table(p).to_pandas() for p in sorted((root / MANIFEST_DIR).glob("*.parquet"))]
+    root = store_path(root)
+    frames = [location.read_table(p).to_pandas() for p in sorted((root / MANIFEST_DIR).glob("*.parquet"))]
     frames += [table.to_pandas() for _, table in _orphan_parts(root)]
     if not frames:
         return MANIFEST_SCHEMA.empty_table().to_pandas()
@@ -311,12 +319,12 @@ def latest_manifest(root: str | Path) -> pd.DataFrame:
     return manifest.drop_duplicates("video_id", keep="last").reset_index(drop=True)
 
 
-def _dataset(root: Path) -> ds.Dataset:
+def _dataset(root) -> ds.Dataset:
     _require_store(root)
-    parts = sorted(str(p) for p in root.glob(PART_GLOB))
+    parts = sorted(root.glob(PART_GLOB))
     if not parts:
         raise FeatxError(f"{root} has no feature rows yet (every video failed, or none was extracted)")
-    return ds.dataset(parts, format="parquet")
+    return location.dataset(parts)
 
 
 def _filter(video_ids):
@@ -325,13 +333,13 @@ def _filter(video_ids):
 
 def load_features(root: str | Path, columns: list[str] | None = None, video_ids=None) -> pd.DataFrame:
     """The store's rows as a pandas DataFrame (the `feature` column holds one numpy array per row)."""
-    table = _dataset(Path(root)).to_table(columns=columns, filter=_filter(video_ids))
+    table = _dataset(store_path(root)).to_table(columns=columns, filter=_filter(video_ids))
     return table.to_pandas()
 
 
 def load_sequences(root: str | Path, video_ids=None) -> dict[str, np.ndarray]:
     """{video_id: (T, D) array of features in step order} for every (or the given) video, sorted by id."""
-    table = _dataset(Path(root)).to_table(columns=["video_id", "step", "feature"], filter=_filter(video_ids))
+    table = _dataset(store_path(root)).to_table(columns=["video_id", "step", "feature"], filter=_filter(video_ids))
     if table.num_rows == 0:
         return {}
     ids = table.column("video_id").to_numpy(zero_copy_only=False)
@@ -358,10 +366,10 @@ def _grouped_in_step_order(ids: np.ndarray, steps: np.ndarray) -> bool:
 
 def store_info(root: str | Path) -> dict:
     """A summary of a store: config, parts, rows, videos ok / failed (with reasons)."""
-    root = Path(root)
+    root = store_path(root)
     _require_store(root)
     parts = sorted(root.glob(PART_GLOB))
-    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    rows = sum(location.parquet_metadata(p).num_rows for p in parts)
     latest = latest_manifest(root)
     failed = latest[latest["status"] == "error"]
     config = read_config(root)

@@ -1,0 +1,137 @@
+"""Where a store lives: a local directory, or a path on any pyarrow filesystem given as a URI
+(`s3://bucket/store`, `gs://bucket/store`, `hdfs://host/store`, `file:///abs/store`).
+
+`store_path(root)` returns a `pathlib.Path` for local paths and a `RemotePath` otherwise; RemotePath offers the
+few Path operations the store uses, on top of `pyarrow.fs`. The Parquet helpers below take either.
+
+Committing differs: locally a file is written under a hidden temp name and renamed into place; on object
+stores a file is written straight to its final name, because an object appears only when its upload
+completes (S3, GCS: whole-object writes are atomic), and object stores have no rename.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+
+@dataclass(frozen=True)
+class _Stat:
+    st_size: int
+
+
+class RemotePath:
+    """A path on a pyarrow filesystem, with the pathlib.Path operations the store needs."""
+
+    def __init__(self, fs, path: str, uri: str):
+        self.fs, self.path, self.uri = fs, path.rstrip("/"), uri.rstrip("/")
+
+    def __truediv__(self, name: str) -> "RemotePath":
+        return RemotePath(self.fs, f"{self.path}/{name}", f"{self.uri}/{name}")
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def __repr__(self) -> str:
+        return f"RemotePath({self.uri!r})"
+
+    def __lt__(self, other: "RemotePath") -> bool:
+        return self.path < other.path
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RemotePath) and (self.fs, self.path) == (other.fs, other.path)
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def _info(self):
+        return self.fs.get_file_info(self.path)
+
+    def exists(self) -> bool:
+        from pyarrow.fs import FileType
+
+        return self._info().type != FileType.NotFound
+
+    def is_dir(self) -> bool:
+        from pyarrow.fs import FileType
+
+        return self._info().type == FileType.Directory
+
+    def iterdir(self):
+        from pyarrow.fs import FileSelector
+
+        for info in self.fs.get_file_info(FileSelector(self.path, allow_not_found=True)):
+            yield self / info.base_name
+
+    def glob(self, pattern: str):
+        return [p for p in self.iterdir() if fnmatch.fnmatchcase(p.name, pattern)]
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        self.fs.create_dir(self.path, recursive=parents)
+
+    def stat(self) -> _Stat:
+        return _Stat(self._info().size or 0)
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        if missing_ok and not self.exists():
+            return
+        self.fs.delete_file(self.path)
+
+
+def store_path(root) -> Path | RemotePath:
+    """A local Path, or a RemotePath for a URI with a scheme (s3://, gs://, hdfs://, file://...)."""
+    if isinstance(root, (Path, RemotePath)):
+        return root
+    text = str(root)
+    if "://" not in text:
+        return Path(text)
+    from pyarrow.fs import FileSystem
+
+    fs, path = FileSystem.from_uri(text)
+    return RemotePath(fs, path, text)
+
+
+def is_remote(path) -> bool:
+    return isinstance(path, RemotePath)
+
+
+def read_schema(path):
+    return pq.read_schema(path.path, filesystem=path.fs) if is_remote(path) else pq.read_schema(path)
+
+
+def parquet_metadata(path):
+    if is_remote(path):
+        with path.fs.open_input_file(path.path) as f:
+            return pq.ParquetFile(f).metadata
+    return pq.ParquetFile(path).metadata
+
+
+def read_table(path):
+    return pq.read_table(path.path, filesystem=path.fs) if is_remote(path) else pq.read_table(path)
+
+
+def write_table(table, path, **options) -> None:
+    if is_remote(path):
+        pq.write_table(table, path.path, filesystem=path.fs, **options)
+    else:
+        pq.write_table(table, path, **options)
+
+
+def parquet_writer(path, schema, **options):
+    if is_remote(path):
+        return pq.ParquetWriter(path.path, schema, filesystem=path.fs, **options)
+    return pq.ParquetWriter(path, schema, **options)
+
+
+def dataset(paths: list) -> ds.Dataset:
+    if paths and is_remote(paths[0]):
+        return ds.dataset([p.path for p in paths], filesystem=paths[0].fs, format="parquet")
+    return ds.dataset([str(p) for p in paths], format="parquet")
