@@ -1,0 +1,69 @@
+"""Clip (3D) backbones: inflation's defining property, and torchvision checkpoints loading into featx's models."""
+
+import pytest
+import timm
+import torch
+import torchvision.models.video as tvv
+from torch import nn
+
+from featx.backbones.inflate import inflate
+from featx.backbones.video3d import create_clip_model
+from featx.errors import FeatxError
+
+
+@pytest.fixture(scope="module")
+def resnet2d():
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=0).eval()
+    for m in model.modules():  # statistics and scales far from the identity, as pretrained ones are
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["mean", "center"])
+@pytest.mark.parametrize("time_kernel", [3, 5])
+def test_a_static_clip_gives_the_2d_feature_of_its_frame(resnet2d, mode, time_kernel):
+    frame = torch.randn(2, 3, 64, 64)
+    clip = frame.unsqueeze(2).repeat(1, 1, 6, 1, 1)  # (B, 3, T, H, W), one frame repeated
+    with torch.no_grad():
+        want, got = resnet2d(frame), inflate(resnet2d, time_kernel, mode)(clip)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_inflated_networks_see_time(resnet2d):
+    clip = torch.randn(1, 3, 6, 64, 64)  # frames differ
+    with torch.no_grad():
+        mean, center = inflate(resnet2d, 3, "mean")(clip), inflate(resnet2d, 3, "center")(clip)
+        frames = torch.stack([resnet2d(clip[:, :, t]) for t in range(6)]).mean(0)
+    assert not torch.allclose(mean, center, atol=1e-3)
+    torch.testing.assert_close(center, frames, rtol=1e-4, atol=1e-5)  # centre slices only: per-frame, then pooled
+
+
+def test_time_stride_halves_the_clip_in_the_stem(resnet2d):
+    inflated = inflate(resnet2d, 3, "mean", time_stride=2)
+    with torch.no_grad():
+        stem = inflated.conv1(torch.randn(1, 3, 8, 32, 32))
+    assert stem.shape[2] == 4
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "mc3_18", "r2plus1d_18"])
+def test_a_torchvision_checkpoint_round_trips(tmp_path, name):
+    torch.manual_seed(1)
+    reference = getattr(tvv, name)(weights=None).eval()
+    torch.save(reference.state_dict(), tmp_path / "w.pth")
+    ours = create_clip_model(name, tmp_path / "w.pth")
+    reference.fc = nn.Identity()
+    clip = torch.randn(2, 3, 8, 112, 112)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(clip), reference(clip))
+    assert ours(clip).shape == (2, 512)
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    torch.save(tvv.r3d_18(weights=None).state_dict(), tmp_path / "w.pth")
+    with pytest.raises(FeatxError, match="does not match torchvision's r2plus1d_18"):
+        create_clip_model("r2plus1d_18", tmp_path / "w.pth")
