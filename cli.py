@@ -57,7 +57,7 @@ def user_errors(on_interrupt: str = "nothing was written"):
 def _print_summary(summary) -> None:
     typer.echo(
         f"ok {summary.ok} | failed {summary.failed} | skipped {summary.skipped} (already in the store) | "
-        f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.frames_per_second:.1f} frames/s after "
+        f"{summary.frames} {summary.unit} in {summary.seconds:.1f} s ({summary.frames_per_second:.1f} {summary.unit}/s after "
         f"loading the model) "
         f"-> {summary.store}"
     )
@@ -80,6 +80,11 @@ def extract(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     dtype: Annotated[str, typer.Option(help="Storage dtype of the features: float16 or float32.")] = "float16",
     precision: Annotated[str, typer.Option(help="Backbone arithmetic: auto (float16 autocast on CUDA, float32 on the CPU), float32, bfloat16 or float16. Recorded in the store: one store holds one precision.")] = "auto",
+    clip_len: Annotated[Optional[int], typer.Option(min=1, help="Clip backbones: frames (sampled at --fps) per clip; one row per clip. Needed by r3d_18, mc3_18, r2plus1d_18, s3d, mvit_*, swin3d_* (16 is their usual length) and by --inflate.")] = None,
+    clip_stride: Annotated[Optional[int], typer.Option(min=1, help="Frames between clip starts (default: --clip-len, no overlap).")] = None,
+    clip_tail: Annotated[str, typer.Option(help="The frames after the last full clip: pad (one more clip, the last frame repeated) or drop.")] = "pad",
+    inflate: Annotated[Optional[str], typer.Option(help="Turn a 2D timm ResNet into a 3D clip backbone: mean (each k x k kernel repeated over time / T) or center (middle slice only).")] = None,
+    inflate_time: Annotated[int, typer.Option(help="With --inflate: the temporal kernel size of the k x k convolutions.")] = 3,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (worth it for long runs on a GPU; compiling takes a while). Every batch is padded to --batch-size so it compiles once.")] = False,
     part_mb: Annotated[float, typer.Option(help="Commit a part file once it holds about this many MB of features (a crash loses at most the uncommitted part).")] = 64,
     shard: Annotated[Optional[str], typer.Option(help="i/N: extract only the videos of shard i of N (a stable hash of video_id). Shards may run at the same time, on any machines, into one store.")] = None,
@@ -107,6 +112,11 @@ def extract(
             fps=fps,
             dtype=dtype,
             precision=precision,
+            clip_len=clip_len,
+            clip_stride=clip_stride,
+            clip_tail=clip_tail,
+            inflate=inflate,
+            inflate_time=inflate_time,
         )
         videos = collect_inputs(inputs)
         if config.weights == "auto" and backbone != DEFAULT_BACKBONE:

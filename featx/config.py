@@ -14,6 +14,8 @@ DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DTYPES = ("float16", "float32")
 # The backbone's arithmetic: "auto" resolves to float16 autocast on CUDA and float32 on the CPU.
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+CLIP_TAILS = ("pad", "drop")  # the last, incomplete clip: repeat the last frame, or leave it out
+INFLATE_MODES = ("mean", "center")
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
 _NOT_IDENTITY = ("weights", "versions")
@@ -26,6 +28,11 @@ class ExtractConfig:
     fps: float | None = None  # target sampling rate by presentation time; None keeps every frame
     dtype: str = "float16"  # storage dtype of the feature column
     precision: str = "auto"  # backbone arithmetic (PRECISIONS); resolved when the backbone is loaded
+    clip_len: int | None = None  # frames (sampled at fps) per clip for clip (3D) backbones; None: per frame
+    clip_stride: int | None = None  # frames between clip starts (default: clip_len, non-overlapping)
+    clip_tail: str = "pad"  # CLIP_TAILS
+    inflate: str | None = None  # inflate a 2D timm ResNet into 3D: "mean" or "center" (INFLATE_MODES)
+    inflate_time: int = 3  # temporal kernel of the inflated k x k convolutions
     # Filled in by the backbone when it is loaded (see `featx.backbones.load_backbone`).
     weights_sha256: str | None = None  # sha256 of the weights file (or of the tensors, for hub/random weights)
     feature_dim: int | None = None  # D, the length of every feature vector
@@ -40,10 +47,29 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise FeatxError(f"--dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if self.clip_len is not None and self.clip_len < 1 or self.clip_stride is not None and self.clip_stride < 1:
+            raise FeatxError("--clip-len and --clip-stride must be positive numbers of frames")
+        if self.clip_stride is not None and self.clip_len is None:
+            raise FeatxError("--clip-stride needs --clip-len")
+        if self.clip_tail not in CLIP_TAILS:
+            raise FeatxError(f"--clip-tail must be one of {', '.join(CLIP_TAILS)}, not {self.clip_tail!r}")
+        if self.inflate is not None and self.inflate not in INFLATE_MODES:
+            raise FeatxError(f"--inflate must be one of {', '.join(INFLATE_MODES)}, not {self.inflate!r}")
+        if self.inflate_time < 1 or self.inflate_time % 2 == 0:
+            raise FeatxError(f"--inflate-time must be an odd positive number of frames, not {self.inflate_time}")
         if self.precision not in PRECISIONS:
             raise FeatxError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.fps is not None and not self.fps > 0:
             raise FeatxError(f"--fps must be a positive number of frames per second, not {self.fps}")
+
+    @property
+    def clips(self) -> bool:
+        """Whether rows are clips of several frames (a clip backbone) rather than single frames."""
+        return self.clip_len is not None
+
+    @property
+    def stride(self) -> int:
+        return self.clip_stride or self.clip_len or 1
 
     @property
     def resolved(self) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from featx.batches import Batcher, BatchRunner
+from featx.clips import ClipWindow, clip_spans
 from featx.config import ExtractConfig
 from featx.decode_pool import decode_events
 from featx.inputs import VideoInput
@@ -43,7 +44,8 @@ class ExtractSummary:
     ok: int = 0
     failed: int = 0
     skipped: int = 0  # already ok in the store
-    frames: int = 0  # frames embedded in this run
+    frames: int = 0  # rows embedded in this run: frames, or clips for clip backbones (see unit)
+    unit: str = "frames"
     seconds: float = 0.0  # wall time of the whole run, loading the backbone included
     decode_seconds: float = 0.0  # wall time from the first decoded frame's request to the last write
     failures: list[tuple[str, str]] = field(default_factory=list)  # (video_id, reason)
@@ -63,8 +65,9 @@ class _Video:
     index: list[np.ndarray] = field(default_factory=list)
     time: list[np.ndarray] = field(default_factory=list)
     features: list[np.ndarray] = field(default_factory=list)
-    queued: int = 0  # frames waiting in the batch queue
+    queued: int = 0  # rows (frames or clips) waiting in the batch queue
     decoded: DecodedVideo | None = None
+    window: ClipWindow | None = None  # clip backbones: the sliding window over the sampled frames
 
 
 def auto_workers(device_type: str, cores: int | None = None) -> int:
@@ -139,11 +142,33 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
         batcher = Batcher(BatchRunner(backbone, options.batch_size, pad=options.compile), options.batch_size)
         keep_dtype = np.float16 if config.dtype == "float16" else np.float32  # halves what long videos hold
         videos: dict[int, _Video] = {}
+        if config.clips:
+            summary.unit = "clips"
+
+        def new_video(i: int) -> _Video:
+            window = ClipWindow(config.clip_len, config.stride, config.clip_tail) if config.clips else None
+            return _Video(todo[i], time.monotonic(), window=window)
+
+        def queue(i: int, rows: np.ndarray | None) -> None:
+            if rows is not None:
+                videos[i].queued += len(rows)
+                batcher.put(i, rows)
+                while batcher.ready():
+                    run_batch()
+
+        def fail(i: int, message: str, info, started: float) -> None:
+            videos.pop(i, None)
+            writer.add_error(_record(todo[i], info, None, started, error=message))
+            summary.failed += 1
+            summary.failures.append((todo[i].video_id, message))
+            bar.update(1)
 
         def finish(i: int) -> None:
             v = videos.pop(i)
             starts, times = np.concatenate(v.index), np.concatenate(v.time)
             frame_end, t_end = row_spans(starts, times, v.decoded.frames_decoded, v.decoded.end_time)
+            if v.window is not None:  # one row per clip, spanning its first to its last real frame
+                starts, frame_end, times, t_end = clip_spans(v.window.starts, config.clip_len, starts, frame_end, times, t_end)
             table = writer.table(v.source.video_id, times, t_end, starts, frame_end, np.concatenate(v.features))
             writer.add_video(_record(v.source, v.decoded.info, v.decoded.frames_decoded, v.started), table)
             summary.ok += 1
@@ -170,27 +195,27 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
                 if interrupt.requested:
                     break
                 kind, i = event[0], event[1]
-                video = videos.setdefault(i, _Video(todo[i], time.monotonic())) if kind != "error" else videos.get(i)
+                if kind != "error" and i not in videos:
+                    videos[i] = new_video(i)
+                video = videos.get(i)
                 if kind == "frames":
                     chunk: FrameChunk = event[2]
                     video.index.append(chunk.index)
                     video.time.append(chunk.time)
-                    video.queued += len(chunk.index)
-                    batcher.put(i, chunk.pixels)
-                    while batcher.ready():
-                        run_batch()
+                    queue(i, video.window.push(chunk.pixels) if video.window else chunk.pixels)
                 elif kind == "done":
+                    if video.window is not None:
+                        queue(i, video.window.finish())  # before `decoded` is set: no batch may finish it yet
+                        if not video.window.starts:
+                            fail(i, f"shorter than one clip ({video.window.seen} frames < --clip-len "
+                                    f"{config.clip_len}); --clip-tail pad keeps it", event[2].info, video.started)
+                            continue
                     video.decoded = event[2]
                     if video.queued == 0:
                         finish(i)
                 else:
                     _, _, message, info = event
-                    started = video.started if video else time.monotonic()
-                    videos.pop(i, None)
-                    writer.add_error(_record(todo[i], info, None, started, error=message))
-                    summary.failed += 1
-                    summary.failures.append((todo[i].video_id, message))
-                    bar.update(1)
+                    fail(i, message, info, video.started if video else time.monotonic())
             events.close()  # stops the decoding workers now, interrupted or not
             while batcher.queued and not interrupt.requested:
                 run_batch()

@@ -56,14 +56,15 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def feature_schema(dim: int, dtype: str, config_json: str) -> pa.Schema:
+def feature_schema(dim: int, dtype: str, config_json: str, clips: bool = False) -> pa.Schema:
+    """Feature rows; clip stores (clip backbones) add `t_center`, the middle of the clip's time span."""
     value = pa.float16() if dtype == "float16" else pa.float32()
+    times = [("t_start", pa.float64()), ("t_end", pa.float64())] + ([("t_center", pa.float64())] if clips else [])
     return pa.schema(
         [
             ("video_id", pa.string()),
             ("step", pa.int32()),
-            ("t_start", pa.float64()),
-            ("t_end", pa.float64()),
+            *times,
             ("frame_start", pa.int64()),
             ("frame_end", pa.int64()),
             ("feature", pa.list_(value, dim)),
@@ -77,18 +78,18 @@ def video_table(schema: pa.Schema, video_id: str, t_start, t_end, frame_start, f
     n, dim = features.shape
     value_type = schema.field("feature").type.value_type
     values = pa.array(np.ascontiguousarray(features, dtype=value_type.to_pandas_dtype()).reshape(-1))
-    return pa.table(
-        [
-            pa.array([video_id] * n, pa.string()),
-            pa.array(np.arange(n, dtype=np.int32)),
-            pa.array(np.asarray(t_start, np.float64)),
-            pa.array(np.asarray(t_end, np.float64)),
-            pa.array(np.asarray(frame_start, np.int64)),
-            pa.array(np.asarray(frame_end, np.int64)),
-            pa.FixedSizeListArray.from_arrays(values, dim),
-        ],
-        schema=schema,
-    )
+    t_start, t_end = np.asarray(t_start, np.float64), np.asarray(t_end, np.float64)
+    columns = {
+        "video_id": pa.array([video_id] * n, pa.string()),
+        "step": pa.array(np.arange(n, dtype=np.int32)),
+        "t_start": pa.array(t_start),
+        "t_end": pa.array(t_end),
+        "t_center": pa.array((t_start + t_end) / 2),
+        "frame_start": pa.array(np.asarray(frame_start, np.int64)),
+        "frame_end": pa.array(np.asarray(frame_end, np.int64)),
+        "feature": pa.FixedSizeListArray.from_arrays(values, dim),
+    }
+    return pa.table([columns[name] for name in schema.names], schema=schema)
 
 
 def _tmp_path(final: Path) -> Path:
@@ -148,7 +149,7 @@ class StoreWriter:
         self._row_group_bytes = row_group_mb * 2**20
         self._flush_seconds = flush_seconds
         self._shard = shard
-        self._schema = feature_schema(config.feature_dim, config.dtype, self._config_json)
+        self._schema = feature_schema(config.feature_dim, config.dtype, self._config_json, config.clips)
         # names sort in time order (microseconds), and never clash between concurrent writers (random suffix)
         self._run = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
         self._seq = 0

@@ -205,7 +205,7 @@ def test_reading_something_that_is_not_a_store_is_a_clear_error(tmp_path):
 
 
 def test_config_from_dict_rejects_unknown_keys():
-    data = config().to_dict() | {"clip_len": 16}
+    data = config().to_dict() | {"clip_shuffle": 16}
     with pytest.raises(FeatxError, match="unknown extraction config keys"):
         ExtractConfig.from_dict(data)
 

@@ -30,11 +30,15 @@ class Backbone:
         return self.forward(pixels.to(self.device, non_blocking=True)).cpu()
 
     def forward(self, pixels):
-        """(B, H, W, 3) uint8 RGB tensor on the backbone's device -> (B, D) float32 features there."""
+        """(B, H, W, 3) frames or (B, L, H, W, 3) clips, uint8 RGB on the backbone's device -> (B, D) float32."""
         import torch
 
-        x = pixels.permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W), channels_last in memory already
-        x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        if pixels.ndim == 5:  # clips -> (B, 3, L, H, W)
+            x = pixels.permute(0, 4, 1, 2, 3).float().div_(255)
+            x = (x - self._mean.unsqueeze(2)) / self._std.unsqueeze(2)
+        else:
+            x = pixels.permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W), channels_last in memory already
+            x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast():
             return self.model(x).float()  # (B, D)
 
@@ -51,7 +55,8 @@ class Backbone:
         import torch
 
         _, h, w = self.config.input_size
-        self.forward(torch.zeros((batch_size, h, w, 3), dtype=torch.uint8, device=self.device))
+        clip = (self.config.clip_len,) if self.config.clips else ()
+        self.forward(torch.zeros((batch_size, *clip, h, w, 3), dtype=torch.uint8, device=self.device))
 
     def _autocast(self):
         import contextlib
@@ -102,12 +107,43 @@ def _versions() -> dict[str, str]:
     return {"featx": featx.__version__, "torch": torch.__version__, "timm": timm.__version__, "av": av.__version__}
 
 
-def _output_dim(model, input_size, device) -> int:
+def _output_dim(model, input_size, device, clip_len: int | None = None) -> int:
     """D of the pooled features, measured (num_features is not the output size for every timm model)."""
     import torch
 
+    c, h, w = input_size
+    shape = (1, c, clip_len, h, w) if clip_len else (1, c, h, w)
     with torch.inference_mode():
-        return int(model(torch.zeros(1, *input_size, device=device)).shape[-1])
+        return int(model(torch.zeros(shape, device=device)).shape[-1])
+
+
+def _clip_model(config: ExtractConfig):
+    """A torchvision video model: (model, weights source, sha256, timm-style data config)."""
+    from pathlib import Path
+
+    from featx.backbones import timm2d, video3d
+
+    spec = video3d.CLIP_MODELS[config.backbone]
+    if not config.clips:
+        raise FeatxError(f"{config.backbone} embeds clips: give --clip-len (its default is {spec.clip_len})")
+    if config.weights == "auto":
+        raise FeatxError(
+            f"{config.backbone}: pass --weights PATH (torchvision's checkpoint, e.g. {config.backbone}-*.pth) or "
+            "--random-init; featx does not download weights"
+        )
+    if config.weights == timm2d.RANDOM_INIT:
+        import torch
+
+        torch.manual_seed(0)
+        model = video3d.create_clip_model(config.backbone)
+        source, sha = timm2d.RANDOM_INIT, timm2d.tensors_sha256(model.state_dict())
+    else:
+        path = Path(config.weights).expanduser()
+        model = video3d.create_clip_model(config.backbone, path)
+        source, sha = str(path.resolve()), timm2d.file_sha256(path)
+    data = {"input_size": (3, spec.crop, spec.crop), "mean": video3d.KINETICS_MEAN, "std": video3d.KINETICS_STD,
+            "interpolation": "bilinear", "crop_pct": spec.crop / spec.resize_shorter}
+    return model, source, sha, data
 
 
 def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
@@ -120,16 +156,37 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
     dev = resolve_device(device)
     if dev.type == "cuda" and resolve_precision(config.precision, dev) == "float32":
         torch.backends.cudnn.allow_tf32 = False  # float32 means float32: cuDNN would round inputs to TF32
-    model, source, sha = timm2d.create(config.backbone, config.weights)
+    from featx.backbones import video3d
+
+    if config.backbone in video3d.CLIP_MODELS:
+        model, source, sha, data = _clip_model(config)
+    else:
+        if config.clips and not config.inflate:
+            raise FeatxError(
+                f"--clip-len needs a clip backbone ({', '.join(video3d.CLIP_MODELS)}) or --inflate mean|center "
+                f"to turn {config.backbone!r} into one"
+            )
+        model, source, sha = timm2d.create(config.backbone, config.weights)
+        data = timm.data.resolve_data_config({}, model=model)
+        if config.inflate:
+            from featx.backbones.inflate import inflate
+
+            if not config.clips:
+                raise FeatxError("--inflate makes a clip backbone: give --clip-len too")
+            try:
+                model = inflate(model, config.inflate_time, config.inflate)
+            except ValueError as exc:
+                raise FeatxError(f"--inflate {config.backbone}: {exc}") from None
     for p in model.parameters():
         p.requires_grad_(False)
-    model = model.to(dev).to(memory_format=torch.channels_last)
-    data = timm.data.resolve_data_config({}, model=model)
+    model = model.to(dev)
+    if not config.clips:
+        model = model.to(memory_format=torch.channels_last)
     resolved = dataclasses.replace(
         config,
         weights=source,
         weights_sha256=sha,
-        feature_dim=_output_dim(model, data["input_size"], dev),
+        feature_dim=_output_dim(model, data["input_size"], dev, config.clip_len),
         input_size=tuple(int(v) for v in data["input_size"]),
         mean=tuple(float(v) for v in data["mean"]),
         std=tuple(float(v) for v in data["std"]),
