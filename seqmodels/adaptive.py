@@ -52,6 +52,8 @@ class AdaptiveResult:
 def backbone_for_run(store_config: dict, device: str = "auto") -> Backbone:
     """The backbone that made the run's training store, with the same weights (checked by sha256)."""
     config = ExtractConfig.from_dict(store_config)
+    if config.clips:
+        raise FeatxError("--adaptive skips single frames; this run was trained on clip features (--clip-len)")
     source = config.weights
     if source.startswith(("bundled:", "timm-hub:")):
         source = "auto"

@@ -67,3 +67,26 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     torch.save(tvv.r3d_18(weights=None).state_dict(), tmp_path / "w.pth")
     with pytest.raises(FeatxError, match="does not match torchvision's r2plus1d_18"):
         create_clip_model("r2plus1d_18", tmp_path / "w.pth")
+
+
+@pytest.mark.parametrize(("name", "layer"), [("c3d", "fc6"), ("c3d_fc7", "fc7")])
+def test_c3d_gives_its_fc_layer_after_relu_and_loads_port_names(tmp_path, name, layer):
+    from featx.backbones.video3d import C3D
+
+    torch.manual_seed(0)
+    full = C3D(num_classes=487).eval()
+    torch.save(full.state_dict(), tmp_path / "c3d.pth")  # conv1 ... fc8, the port's names
+    ours = create_clip_model(name, tmp_path / "c3d.pth")
+    clip = torch.randn(1, 3, 16, 112, 112)
+    with torch.no_grad():
+        got = ours(clip)
+        r = torch.relu
+        x = full.pool1(r(full.conv1(clip)))  # the paper's order: conv, ReLU, pool per group
+        x = full.pool2(r(full.conv2(x)))
+        for a_, b_, pool in [(full.conv3a, full.conv3b, full.pool3), (full.conv4a, full.conv4b, full.pool4),
+                             (full.conv5a, full.conv5b, full.pool5)]:
+            x = pool(r(b_(r(a_(x)))))
+        fc6 = torch.relu(full.fc6(x.flatten(1)))
+        want = fc6 if layer == "fc6" else torch.relu(full.fc7(fc6))
+    assert got.shape == (1, 4096) and x.shape[1:] == (512, 1, 4, 4)  # 8192 inputs to fc6
+    torch.testing.assert_close(got, want)

@@ -141,7 +141,7 @@ def _clip_model(config: ExtractConfig):
         path = Path(config.weights).expanduser()
         model = video3d.create_clip_model(config.backbone, path)
         source, sha = str(path.resolve()), timm2d.file_sha256(path)
-    data = {"input_size": (3, spec.crop, spec.crop), "mean": video3d.KINETICS_MEAN, "std": video3d.KINETICS_STD,
+    data = {"input_size": (3, spec.crop, spec.crop), "mean": spec.normalise[0], "std": spec.normalise[1],
             "interpolation": "bilinear", "crop_pct": spec.crop / spec.resize_shorter}
     return model, source, sha, data
 

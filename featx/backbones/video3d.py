@@ -1,8 +1,10 @@
 """Clip (3D) backbones from torchvision.models.video, with parameter names exactly torchvision's, so its
-published checkpoints load from a local file (`--weights`, a plain state dict, strictly).
+published checkpoints load from a local file (`--weights`, a plain state dict, strictly); and C3D, with the
+names of the common PyTorch port of its Sports-1M weights.
 
 Each model gives pooled clip features: the classifier is replaced by an identity after the weights are loaded.
-Input: (B, 3, T, H, W) float, normalised with the Kinetics-400 mean and std that torchvision's weights use.
+Input: (B, 3, T, H, W) float, normalised with the Kinetics-400 mean and std that torchvision's weights use;
+C3D gets raw 0-255 RGB values (no mean subtracted; see the README).
 """
 
 from __future__ import annotations
@@ -17,6 +19,34 @@ from featx.errors import FeatxError
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+RAW_0_255 = ((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255))  # normalising with these leaves 0-255 values
+
+
+class C3D(nn.Module):
+    """C3D (Tran et al. 2015) with the parameter names of the common PyTorch port of the Sports-1M weights
+    (conv1, conv2, conv3a ... conv5b, fc6, fc7, fc8). Returns fc6 or fc7 activations after their ReLU
+    (4096-d; Montes et al. used fc6 of 16-frame clips at 112 x 112)."""
+
+    def __init__(self, feature: str = "fc6", num_classes: int = 487):
+        super().__init__()
+        conv = lambda i, o: nn.Conv3d(i, o, 3, padding=1)  # noqa: E731
+        self.conv1, self.pool1 = conv(3, 64), nn.MaxPool3d((1, 2, 2), (1, 2, 2))
+        self.conv2, self.pool2 = conv(64, 128), nn.MaxPool3d(2, 2)
+        self.conv3a, self.conv3b, self.pool3 = conv(128, 256), conv(256, 256), nn.MaxPool3d(2, 2)
+        self.conv4a, self.conv4b, self.pool4 = conv(256, 512), conv(512, 512), nn.MaxPool3d(2, 2)
+        self.conv5a, self.conv5b, self.pool5 = conv(512, 512), conv(512, 512), nn.MaxPool3d(2, 2, padding=(0, 1, 1))
+        self.fc6, self.fc7, self.fc8 = nn.Linear(8192, 4096), nn.Linear(4096, 4096), nn.Linear(4096, num_classes)
+        self.feature = feature
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 16, 112, 112)
+        r = torch.relu
+        x = self.pool1(r(self.conv1(x)))
+        x = self.pool2(r(self.conv2(x)))
+        x = self.pool3(r(self.conv3b(r(self.conv3a(x)))))
+        x = self.pool4(r(self.conv4b(r(self.conv4a(x)))))
+        x = self.pool5(r(self.conv5b(r(self.conv5a(x)))))
+        x = r(self.fc6(x.flatten(1)))
+        return x if self.feature == "fc6" else r(self.fc7(x))
 
 
 @dataclass(frozen=True)
@@ -28,6 +58,7 @@ class ClipModel:
     crop: int  # H = W of the input
     resize_shorter: int  # shorter side before the centre crop
     clip_len: int  # frames per clip by default
+    normalise: tuple = (KINETICS_MEAN, KINETICS_STD)  # (mean, std) applied to [0, 1] RGB
 
 
 CLIP_MODELS = {
@@ -40,6 +71,8 @@ CLIP_MODELS = {
     "swin3d_t": ClipModel("swin3d_t", ("head",), 224, 256, 16),
     "swin3d_s": ClipModel("swin3d_s", ("head",), 224, 256, 16),
     "swin3d_b": ClipModel("swin3d_b", ("head",), 224, 256, 16),
+    "c3d": ClipModel("c3d", ("fc8",), 112, 128, 16, RAW_0_255),  # fc6 features
+    "c3d_fc7": ClipModel("c3d_fc7", ("fc8",), 112, 128, 16, RAW_0_255),
 }
 
 
@@ -61,7 +94,7 @@ def create_clip_model(name: str, weights: str | Path | None = None) -> nn.Module
     if name not in CLIP_MODELS:
         raise FeatxError(f"unknown clip backbone {name!r}; choose from {', '.join(CLIP_MODELS)}")
     spec = CLIP_MODELS[name]
-    model = getattr(tvv, spec.builder)(weights=None)
+    model = C3D("fc7" if name == "c3d_fc7" else "fc6") if name.startswith("c3d") else getattr(tvv, spec.builder)(weights=None)
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
