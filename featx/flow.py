@@ -1,0 +1,78 @@
+"""Optical flow for the two-stream path (Simonyan & Zisserman 2014; TSN, Wang et al. 2016).
+
+- `optical_flow`: dense flow between two RGB frames, Farneback (OpenCV) or TV-L1 (needs opencv-contrib);
+- `encode_flow` / `decode_flow`: flow fields as uint8 images, clipped to +-`bound` pixels (TSN stores them
+  so, with bound 20), which is how they travel through featx's pipeline and an optional cache;
+- `flow_stacks`: for each sampled frame t, the L fields t->t+1 ... t+L-1->t+L stacked as 2L channels
+  (x0, y0, x1, y1, ...), the last field repeated past the end of the video;
+- `cross_modality_init`: a 2D network for 2L-channel flow stacks made from an RGB one: its first convolution's
+  weights are averaged over the RGB channels and replicated over the 2L channels (TSN's initialisation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featx.errors import FeatxError
+
+METHODS = ("farneback", "tvl1")
+BOUND = 20.0  # pixels: flow is clipped to +-BOUND before it is stored as uint8
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise FeatxError("optical flow needs OpenCV: pip install 'featx[flow]' (opencv-python-headless)") from None
+    return cv2
+
+
+def optical_flow(a: np.ndarray, b: np.ndarray, method: str = "farneback") -> np.ndarray:
+    """(H, W, 3) uint8 RGB frames -> (H, W, 2) float32 flow (dx, dy) in pixels, from a to b."""
+    cv2 = _cv2()
+    ga, gb = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+    if method == "farneback":
+        return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    if method == "tvl1":
+        if not hasattr(cv2, "optflow"):
+            raise FeatxError("--flow tvl1 needs opencv-contrib-python-headless (cv2.optflow); use --flow farneback")
+        return cv2.optflow.DualTVL1OpticalFlow_create().calc(ga, gb, None)
+    raise FeatxError(f"--flow must be one of {', '.join(METHODS)}, not {method!r}")
+
+
+def encode_flow(flow: np.ndarray, bound: float = BOUND) -> np.ndarray:
+    """(H, W, 2) float flow -> (H, W, 2) uint8: 128 is no motion, 0 and 255 are -bound and +bound."""
+    return np.round(np.clip(flow, -bound, bound) * (127.5 / bound) + 127.5).astype(np.uint8)
+
+
+def decode_flow(encoded: np.ndarray, bound: float = BOUND) -> np.ndarray:
+    return (encoded.astype(np.float32) - 127.5) * (bound / 127.5)
+
+
+def flow_stacks(frames: np.ndarray, length: int, method: str = "farneback") -> np.ndarray:
+    """(T, H, W, 3) sampled frames -> (T, H, W, 2 * length) uint8 stacks, one per frame (see the module)."""
+    t, h, w, _ = frames.shape
+    fields = [encode_flow(optical_flow(frames[i], frames[i + 1], method)) for i in range(t - 1)]
+    if not fields:  # one frame: no motion
+        fields = [np.full((h, w, 2), 128, np.uint8)]
+    stacks = np.empty((t, h, w, 2 * length), np.uint8)
+    for i in range(t):
+        for k in range(length):
+            stacks[i, :, :, 2 * k : 2 * k + 2] = fields[min(i + k, len(fields) - 1)]
+    return stacks
+
+
+def cross_modality_init(model, length: int):
+    """Make `model` (a timm 2D CNN built for 3 channels) take 2L flow channels, in place: the first
+    convolution's weights become their mean over RGB, repeated 2L times. Returns the model."""
+    import torch
+    from torch import nn
+
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3), None)
+    if first is None:
+        raise FeatxError("the backbone has no 3-channel first convolution to initialise for flow")
+    with torch.no_grad():
+        mean = first.weight.mean(dim=1, keepdim=True)  # (out, 1, k, k)
+        first.weight = nn.Parameter(mean.repeat(1, 2 * length, 1, 1).contiguous())
+    first.in_channels = 2 * length
+    return model
