@@ -71,7 +71,7 @@ def _print_summary(summary) -> None:
 def extract(
     inputs: Annotated[list[str], typer.Argument(help="Video files, folders (searched recursively) or list files (.txt: one path per line; .csv: a 'path' column, optional 'video_id').")],
     out: Annotated[str, typer.Option("--out", "-o", help="Store directory (created, or resumed if it exists), or a pyarrow filesystem URI: s3://bucket/store, gs://bucket/store, hdfs://host/store.")],
-    backbone: Annotated[str, typer.Option(help="Any timm model name. The default has bundled ImageNet weights and works offline.")] = DEFAULT_BACKBONE,
+    backbone: Annotated[str, typer.Option(help="Any timm model name (the default has bundled ImageNet weights and works offline), or a clip backbone with --clip-len: r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v1_b, mvit_v2_s, swin3d_t/s/b (torchvision checkpoints via --weights), c3d, c3d_fc7.")] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option(help="Local weights: a state dict, a timm checkpoint or .safetensors (loaded with weights_only=True).")] = None,
     random_init: Annotated[bool, typer.Option("--random-init", help="Untrained, seeded weights (for tests; the features mean nothing).")] = False,
     fps: Annotated[Optional[float], typer.Option(help="Sample frames at this rate by presentation time. Default: every frame.")] = None,
