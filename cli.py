@@ -85,6 +85,9 @@ def extract(
     clip_tail: Annotated[str, typer.Option(help="The frames after the last full clip: pad (one more clip, the last frame repeated) or drop.")] = "pad",
     inflate: Annotated[Optional[str], typer.Option(help="Turn a 2D timm ResNet into a 3D clip backbone: mean (each k x k kernel repeated over time / T) or center (middle slice only).")] = None,
     inflate_time: Annotated[int, typer.Option(help="With --inflate: the temporal kernel size of the k x k convolutions.")] = 3,
+    stream: Annotated[str, typer.Option(help="rgb (frames), flow (optical-flow stacks into the same network, its first convolution cross-modality initialised), or both: RGB in `feature` and flow in `flow_feature` on one time grid. Needs opencv-python-headless (pip install 'featx[flow]').")] = "rgb",
+    flow_len: Annotated[int, typer.Option(min=1, help="With --stream flow|both: flow fields stacked per row (2L input channels).")] = 5,
+    flow: Annotated[str, typer.Option(help="With --stream flow|both: farneback, or tvl1 (needs opencv-contrib-python-headless).")] = "farneback",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (worth it for long runs on a GPU; compiling takes a while). Every batch is padded to --batch-size so it compiles once.")] = False,
     part_mb: Annotated[float, typer.Option(help="Commit a part file once it holds about this many MB of features (a crash loses at most the uncommitted part).")] = 64,
     shard: Annotated[Optional[str], typer.Option(help="i/N: extract only the videos of shard i of N (a stable hash of video_id). Shards may run at the same time, on any machines, into one store.")] = None,
@@ -117,6 +120,9 @@ def extract(
             clip_tail=clip_tail,
             inflate=inflate,
             inflate_time=inflate_time,
+            stream=stream,
+            flow_len=flow_len,
+            flow_method=flow,
         )
         videos = collect_inputs(inputs)
         if config.weights == "auto" and backbone != DEFAULT_BACKBONE:

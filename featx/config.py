@@ -16,6 +16,8 @@ DTYPES = ("float16", "float32")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 CLIP_TAILS = ("pad", "drop")  # the last, incomplete clip: repeat the last frame, or leave it out
 INFLATE_MODES = ("mean", "center")
+STREAMS = ("rgb", "flow", "both")  # what is embedded: frames, optical-flow stacks, or both on one time grid
+FLOW_METHODS = ("farneback", "tvl1")
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
 _NOT_IDENTITY = ("weights", "versions")
@@ -33,6 +35,9 @@ class ExtractConfig:
     clip_tail: str = "pad"  # CLIP_TAILS
     inflate: str | None = None  # inflate a 2D timm ResNet into 3D: "mean" or "center" (INFLATE_MODES)
     inflate_time: int = 3  # temporal kernel of the inflated k x k convolutions
+    stream: str = "rgb"  # STREAMS; "both" adds the column flow_feature
+    flow_len: int = 5  # flow fields stacked per row (2 * flow_len input channels)
+    flow_method: str = "farneback"  # FLOW_METHODS
     # Filled in by the backbone when it is loaded (see `featx.backbones.load_backbone`).
     weights_sha256: str | None = None  # sha256 of the weights file (or of the tensors, for hub/random weights)
     feature_dim: int | None = None  # D, the length of every feature vector
@@ -57,6 +62,14 @@ class ExtractConfig:
             raise FeatxError(f"--inflate must be one of {', '.join(INFLATE_MODES)}, not {self.inflate!r}")
         if self.inflate_time < 1 or self.inflate_time % 2 == 0:
             raise FeatxError(f"--inflate-time must be an odd positive number of frames, not {self.inflate_time}")
+        if self.stream not in STREAMS:
+            raise FeatxError(f"--stream must be one of {', '.join(STREAMS)}, not {self.stream!r}")
+        if self.flow_method not in FLOW_METHODS:
+            raise FeatxError(f"--flow must be one of {', '.join(FLOW_METHODS)}, not {self.flow_method!r}")
+        if self.flow_len < 1:
+            raise FeatxError(f"--flow-len must be at least 1, not {self.flow_len}")
+        if self.stream != "rgb" and self.clip_len is not None:
+            raise FeatxError("--stream flow|both takes per-frame 2D backbones; leave out --clip-len")
         if self.precision not in PRECISIONS:
             raise FeatxError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.fps is not None and not self.fps > 0:

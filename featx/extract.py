@@ -18,6 +18,7 @@ from featx.batches import Batcher, BatchRunner
 from featx.clips import ClipWindow, clip_spans
 from featx.config import ExtractConfig
 from featx.decode_pool import decode_events
+from featx.flow import FlowStacker
 from featx.inputs import VideoInput
 from featx.shards import select_shard
 from featx.store import StoreWriter
@@ -64,10 +65,11 @@ class _Video:
     started: float
     index: list[np.ndarray] = field(default_factory=list)
     time: list[np.ndarray] = field(default_factory=list)
-    features: list[np.ndarray] = field(default_factory=list)
-    queued: int = 0  # rows (frames or clips) waiting in the batch queue
+    features: dict[str, list[np.ndarray]] = field(default_factory=dict)  # store column -> feature chunks
+    queued: int = 0  # rows (frames, clips or flow stacks) waiting in the batch queues
     decoded: DecodedVideo | None = None
     window: ClipWindow | None = None  # clip backbones: the sliding window over the sampled frames
+    stacker: FlowStacker | None = None  # flow streams: the flow stacks of the sampled frames
 
 
 def auto_workers(device_type: str, cores: int | None = None) -> int:
@@ -134,12 +136,22 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
         todo = [v for v in inputs if v.video_id not in writer.ok_ids]
         summary.skipped = len(inputs) - len(todo)
         bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not options.progress)
-        if options.compile:
-            backbone.compile(options.batch_size)  # before the clock starts: compiling is part of loading
-        elif backbone.device.type == "cuda":
-            backbone.warm_up(options.batch_size)
+        # store column -> the backbone that fills it: RGB frames or clips, and/or optical-flow stacks
+        nets = {}
+        if config.stream != "flow":
+            nets["feature"] = backbone
+        if config.stream != "rgb":
+            from featx.backbones import flow_backbone
+
+            nets["flow_feature" if config.stream == "both" else "feature"] = flow_backbone(backbone, config, options.device)
+        for net in nets.values():
+            if options.compile:
+                net.compile(options.batch_size)  # before the clock starts: compiling is part of loading
+            elif net.device.type == "cuda":
+                net.warm_up(options.batch_size)
+        flow_column = "flow_feature" if config.stream == "both" else "feature" if config.stream == "flow" else None
         t1 = time.monotonic()
-        batcher = Batcher(BatchRunner(backbone, options.batch_size, pad=options.compile), options.batch_size)
+        batchers = {c: Batcher(BatchRunner(n, options.batch_size, pad=options.compile), options.batch_size) for c, n in nets.items()}
         keep_dtype = np.float16 if config.dtype == "float16" else np.float32  # halves what long videos hold
         videos: dict[int, _Video] = {}
         if config.clips:
@@ -147,14 +159,15 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
 
         def new_video(i: int) -> _Video:
             window = ClipWindow(config.clip_len, config.stride, config.clip_tail) if config.clips else None
-            return _Video(todo[i], time.monotonic(), window=window)
+            stacker = FlowStacker(config.flow_len, config.flow_method) if flow_column else None
+            return _Video(todo[i], time.monotonic(), features={c: [] for c in nets}, window=window, stacker=stacker)
 
-        def queue(i: int, rows: np.ndarray | None) -> None:
+        def queue(i: int, rows: np.ndarray | None, column: str = "feature") -> None:
             if rows is not None:
                 videos[i].queued += len(rows)
-                batcher.put(i, rows)
-                while batcher.ready():
-                    run_batch()
+                batchers[column].put(i, rows)
+                while batchers[column].ready():
+                    run_batch(column)
 
         def fail(i: int, message: str, info, started: float) -> None:
             videos.pop(i, None)
@@ -169,19 +182,21 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
             frame_end, t_end = row_spans(starts, times, v.decoded.frames_decoded, v.decoded.end_time)
             if v.window is not None:  # one row per clip, spanning its first to its last real frame
                 starts, frame_end, times, t_end = clip_spans(v.window.starts, config.clip_len, starts, frame_end, times, t_end)
-            table = writer.table(v.source.video_id, times, t_end, starts, frame_end, np.concatenate(v.features))
+            feats = {c: np.concatenate(chunks) for c, chunks in v.features.items()}
+            table = writer.table(v.source.video_id, times, t_end, starts, frame_end, feats["feature"], feats.get("flow_feature"))
             writer.add_video(_record(v.source, v.decoded.info, v.decoded.frames_decoded, v.started), table)
             summary.ok += 1
             bar.update(1)
 
-        def run_batch(drain: bool = False) -> None:
+        def run_batch(column: str, drain: bool = False) -> None:
             touched = set()
-            done = batcher.drain() if drain else batcher.run()
-            summary.frames += sum(len(f) for _, f in done)
+            done = batchers[column].drain() if drain else batchers[column].run()
+            if column == "feature":  # rows, counted once however many streams fill them
+                summary.frames += sum(len(f) for _, f in done)
             bar.set_postfix(frames_per_s=f"{summary.frames / (time.monotonic() - t1):.1f}")
             for i, feats in done:
                 if i in videos:  # a video that failed meanwhile leaves its frames behind
-                    videos[i].features.append(feats.astype(keep_dtype))
+                    videos[i].features[column].append(feats.astype(keep_dtype))
                     videos[i].queued -= len(feats)
                     touched.add(i)
             for i in touched:
@@ -202,8 +217,13 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
                     chunk: FrameChunk = event[2]
                     video.index.append(chunk.index)
                     video.time.append(chunk.time)
-                    queue(i, video.window.push(chunk.pixels) if video.window else chunk.pixels)
+                    if config.stream != "flow":
+                        queue(i, video.window.push(chunk.pixels) if video.window else chunk.pixels)
+                    if video.stacker is not None:
+                        queue(i, video.stacker.push(chunk.pixels), flow_column)
                 elif kind == "done":
+                    if video.stacker is not None:  # before `decoded` is set: no batch may finish it yet
+                        queue(i, video.stacker.finish(), flow_column)
                     if video.window is not None:
                         queue(i, video.window.finish())  # before `decoded` is set: no batch may finish it yet
                         if not video.window.starts:
@@ -217,9 +237,11 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
                     _, _, message, info = event
                     fail(i, message, info, video.started if video else time.monotonic())
             events.close()  # stops the decoding workers now, interrupted or not
-            while batcher.queued and not interrupt.requested:
-                run_batch()
-            run_batch(drain=True)  # batches already in flight finish quickly, even when interrupted
+            for column, batcher in batchers.items():
+                while batcher.queued and not interrupt.requested:
+                    run_batch(column)
+            for column in batchers:
+                run_batch(column, drain=True)  # batches already in flight finish quickly, even when interrupted
         bar.close()
         summary.decode_seconds = time.monotonic() - t1
     summary.seconds = time.monotonic() - t0

@@ -76,3 +76,49 @@ def cross_modality_init(model, length: int):
         first.weight = nn.Parameter(mean.repeat(1, 2 * length, 1, 1).contiguous())
     first.in_channels = 2 * length
     return model
+
+
+class FlowStacker:
+    """The flow stacks of one video's sampled frames as they arrive in chunks, each emitted once the L frames
+    after it are known (the same stacks as `flow_stacks` on the whole video); memory: about L frames."""
+
+    def __init__(self, length: int, method: str = "farneback"):
+        self.length, self.method = length, method
+        self._last = None  # the previous frame
+        self._fields: list[np.ndarray] = []  # encoded fields from number self._first on
+        self._first = 0
+        self._emitted = 0
+        self._seen = 0
+
+    def push(self, pixels: np.ndarray) -> np.ndarray | None:
+        """Add consecutive sampled frames (n, H, W, 3); returns the stacks completed, (k, H, W, 2L), or None."""
+        for frame in pixels:
+            if self._last is not None:
+                self._fields.append(encode_flow(optical_flow(self._last, frame, self.method)))
+            self._last = frame
+            self._seen += 1
+        out = []
+        while self._emitted + self.length <= self._seen - 1:  # fields emitted .. emitted + L - 1 exist
+            out.append(self._stack(self._emitted))
+            self._emitted += 1
+        self._forget()
+        return np.stack(out) if out else None
+
+    def finish(self) -> np.ndarray | None:
+        """At the end of the video: the stacks of the frames left, the last field repeated."""
+        if not self._fields and self._seen:  # one frame: no motion
+            h, w = self._last.shape[:2]
+            self._fields, self._first = [np.full((h, w, 2), 128, np.uint8)], self._emitted
+        out = [self._stack(t) for t in range(self._emitted, self._seen)]
+        self._emitted = self._seen
+        return np.stack(out) if out else None
+
+    def _stack(self, t: int) -> np.ndarray:
+        last = len(self._fields) - 1
+        return np.concatenate([self._fields[min(t + k - self._first, last)] for k in range(self.length)], axis=-1)
+
+    def _forget(self) -> None:
+        drop = min(self._emitted - self._first, len(self._fields) - 1)
+        if drop > 0:
+            del self._fields[:drop]
+            self._first += drop

@@ -56,8 +56,9 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def feature_schema(dim: int, dtype: str, config_json: str, clips: bool = False) -> pa.Schema:
-    """Feature rows; clip stores (clip backbones) add `t_center`, the middle of the clip's time span."""
+def feature_schema(dim: int, dtype: str, config_json: str, clips: bool = False, flow: bool = False) -> pa.Schema:
+    """Feature rows; clip stores (clip backbones) add `t_center`, the middle of the clip's time span; two-stream
+    stores (--stream both) add `flow_feature` beside `feature` (RGB)."""
     value = pa.float16() if dtype == "float16" else pa.float32()
     times = [("t_start", pa.float64()), ("t_end", pa.float64())] + ([("t_center", pa.float64())] if clips else [])
     return pa.schema(
@@ -68,16 +69,24 @@ def feature_schema(dim: int, dtype: str, config_json: str, clips: bool = False) 
             ("frame_start", pa.int64()),
             ("frame_end", pa.int64()),
             ("feature", pa.list_(value, dim)),
+            *([("flow_feature", pa.list_(value, dim))] if flow else []),
         ],
         metadata={CONFIG_KEY: config_json.encode()},
     )
 
 
-def video_table(schema: pa.Schema, video_id: str, t_start, t_end, frame_start, frame_end, features) -> pa.Table:
-    """One video's rows. `features` is (T, D); times in seconds; frame ranges [start, end)."""
+def video_table(
+    schema: pa.Schema, video_id: str, t_start, t_end, frame_start, frame_end, features, flow_features=None
+) -> pa.Table:
+    """One video's rows. `features` (and `flow_features`, two-stream stores) are (T, D); times in seconds;
+    frame ranges [start, end)."""
     n, dim = features.shape
     value_type = schema.field("feature").type.value_type
-    values = pa.array(np.ascontiguousarray(features, dtype=value_type.to_pandas_dtype()).reshape(-1))
+
+    def vectors(array):
+        values = pa.array(np.ascontiguousarray(array, dtype=value_type.to_pandas_dtype()).reshape(-1))
+        return pa.FixedSizeListArray.from_arrays(values, dim)
+
     t_start, t_end = np.asarray(t_start, np.float64), np.asarray(t_end, np.float64)
     columns = {
         "video_id": pa.array([video_id] * n, pa.string()),
@@ -87,7 +96,8 @@ def video_table(schema: pa.Schema, video_id: str, t_start, t_end, frame_start, f
         "t_center": pa.array((t_start + t_end) / 2),
         "frame_start": pa.array(np.asarray(frame_start, np.int64)),
         "frame_end": pa.array(np.asarray(frame_end, np.int64)),
-        "feature": pa.FixedSizeListArray.from_arrays(values, dim),
+        "feature": vectors(features),
+        "flow_feature": vectors(flow_features) if flow_features is not None else None,
     }
     return pa.table([columns[name] for name in schema.names], schema=schema)
 
@@ -149,7 +159,9 @@ class StoreWriter:
         self._row_group_bytes = row_group_mb * 2**20
         self._flush_seconds = flush_seconds
         self._shard = shard
-        self._schema = feature_schema(config.feature_dim, config.dtype, self._config_json, config.clips)
+        self._schema = feature_schema(
+            config.feature_dim, config.dtype, self._config_json, config.clips, config.stream == "both"
+        )
         # names sort in time order (microseconds), and never clash between concurrent writers (random suffix)
         self._run = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
         self._seq = 0
@@ -190,8 +202,8 @@ class StoreWriter:
     def _name(self) -> str:
         return f"{self._run}-{self._seq:05d}"
 
-    def table(self, video_id: str, t_start, t_end, frame_start, frame_end, features) -> pa.Table:
-        return video_table(self._schema, video_id, t_start, t_end, frame_start, frame_end, features)
+    def table(self, video_id: str, t_start, t_end, frame_start, frame_end, features, flow_features=None) -> pa.Table:
+        return video_table(self._schema, video_id, t_start, t_end, frame_start, frame_end, features, flow_features)
 
     def add_video(self, record: dict, table: pa.Table) -> None:
         """Queue one whole video's rows with its manifest record (status ok)."""
@@ -338,9 +350,10 @@ def load_features(root: str | Path, columns: list[str] | None = None, video_ids=
     return table.to_pandas()
 
 
-def load_sequences(root: str | Path, video_ids=None) -> dict[str, np.ndarray]:
-    """{video_id: (T, D) array of features in step order} for every (or the given) video, sorted by id."""
-    table = _dataset(store_path(root)).to_table(columns=["video_id", "step", "feature"], filter=_filter(video_ids))
+def load_sequences(root: str | Path, video_ids=None, column: str = "feature") -> dict[str, np.ndarray]:
+    """{video_id: (T, D) array of features in step order} for every (or the given) video, sorted by id.
+    column: "feature", or "flow_feature" in a two-stream store."""
+    table = _dataset(store_path(root)).to_table(columns=["video_id", "step", column], filter=_filter(video_ids))
     if table.num_rows == 0:
         return {}
     ids = table.column("video_id").to_numpy(zero_copy_only=False)
@@ -349,7 +362,7 @@ def load_sequences(root: str | Path, video_ids=None) -> dict[str, np.ndarray]:
         order = pc.sort_indices(table, [("video_id", "ascending"), ("step", "ascending")])
         table = table.take(order)
         ids, steps = ids[order.to_numpy()], steps[order.to_numpy()]
-    feature = table.column("feature").combine_chunks()
+    feature = table.column(column).combine_chunks()
     values = feature.values.to_numpy(zero_copy_only=False).reshape(-1, feature.type.list_size)  # (N, D)
     cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
     starts, ends = np.r_[0, cuts], np.r_[cuts, len(ids)]

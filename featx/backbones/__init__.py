@@ -56,7 +56,8 @@ class Backbone:
 
         _, h, w = self.config.input_size
         clip = (self.config.clip_len,) if self.config.clips else ()
-        self.forward(torch.zeros((batch_size, *clip, h, w, 3), dtype=torch.uint8, device=self.device))
+        channels = len(self.config.mean)  # 3, or 2L for a flow backbone
+        self.forward(torch.zeros((batch_size, *clip, h, w, channels), dtype=torch.uint8, device=self.device))
 
     def _autocast(self):
         import contextlib
@@ -70,9 +71,23 @@ class Backbone:
     def __post_init__(self) -> None:
         import torch
 
-        shape = (1, 3, 1, 1)
+        shape = (1, len(self.config.mean), 1, 1)  # 3, or 2L channels for a flow backbone
         self._mean = torch.tensor(self.config.mean, device=self.device).view(shape)
         self._std = torch.tensor(self.config.std, device=self.device).view(shape)
+
+
+def flow_backbone(rgb: Backbone, config: ExtractConfig, device: str = "auto") -> Backbone:
+    """The flow stream's backbone: the same network and weights as `rgb`, its first convolution turned into a
+    2L-channel one by cross-modality initialisation (featx.flow); flow images are normalised with mean 0.5
+    and the mean of the RGB stds. Its config is private: the store records the RGB one (with `stream`)."""
+    from featx.flow import cross_modality_init
+
+    twin = load_backbone(config, device)
+    cross_modality_init(twin.model, config.flow_len)
+    channels = 2 * config.flow_len
+    std = sum(rgb.config.std) / len(rgb.config.std)
+    flow_config = dataclasses.replace(rgb.config, mean=(0.5,) * channels, std=(std,) * channels)
+    return Backbone(flow_config, twin.model, twin.device)
 
 
 def resolve_precision(precision: str, device) -> str:

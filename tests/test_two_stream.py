@@ -1,0 +1,62 @@
+"""Two-stream extraction: optical-flow stacks into a cross-modality-initialised twin of the RGB network."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from featx.flow import FlowStacker, flow_stacks
+from featx.store import load_sequences, read_config
+from tests.conftest import TINY_ARGS
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("chunks", [(9,), (2, 3, 4), (1,) * 9])
+def test_stacks_built_chunk_by_chunk_equal_those_of_the_whole_video(chunks):
+    rng = np.random.default_rng(0)
+    big = np.kron(rng.uniform(0, 255, (12, 12, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    frames = np.stack([big[k : k + 48, 2 * k : 2 * k + 48] for k in range(9)])
+    stacker, out, at = FlowStacker(3), [], 0
+    for size in chunks:
+        got = stacker.push(frames[at : at + size])
+        at += size
+        out += [] if got is None else [got]
+    out.append(stacker.finish())
+    np.testing.assert_array_equal(np.concatenate(out), flow_stacks(frames, 3))
+
+
+def test_both_streams_share_one_time_grid_and_flow_alone_matches(tiny_videos, tmp_path):
+    for stream in ("both", "flow"):
+        result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(tmp_path / stream), *TINY_ARGS,
+                                     "--stream", stream, "--flow-len", "2", "--no-progress"])
+        assert result.exit_code == 0, result.output
+    both = pd.read_parquet(tmp_path / "both")
+    assert {"feature", "flow_feature"} <= set(both.columns)
+    assert read_config(tmp_path / "both").stream == "both"
+    rgb_only = tmp_path / "rgb"
+    assert runner.invoke(app, ["extract", str(tiny_videos), "--out", str(rgb_only), *TINY_ARGS, "--no-progress"]).exit_code == 0
+    rgb, flow_in_both, flow_alone = load_sequences(rgb_only), load_sequences(tmp_path / "both", column="flow_feature"), load_sequences(tmp_path / "flow")
+    for vid in rgb:
+        np.testing.assert_array_equal(load_sequences(tmp_path / "both")[vid], rgb[vid])  # the RGB column is unchanged
+        np.testing.assert_array_equal(flow_in_both[vid], flow_alone[vid])
+        assert flow_in_both[vid].shape == rgb[vid].shape and not np.allclose(flow_in_both[vid], rgb[vid])
+
+
+def test_heads_train_on_a_two_stream_store(tiny_videos, tmp_path):
+    store = tmp_path / "both"
+    assert runner.invoke(app, ["extract", str(tiny_videos), "--out", str(store), *TINY_ARGS, "--stream", "both",
+                               "--no-progress"]).exit_code == 0
+    labels = tmp_path / "labels.csv"
+    ids = sorted(load_sequences(store))
+    labels.write_text("video_id,label,split\n" + "".join(f"{v},{'ab'[k % 2]},{'train' if k < 2 else 'val'}\n" for k, v in enumerate(ids)))
+    result = runner.invoke(app, ["train-head", str(store), "--labels", str(labels), "--head", "avgpool", "--out",
+                                 str(tmp_path / "run"), "--epochs", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+
+
+def test_flow_with_clips_is_refused(tiny_videos, tmp_path):
+    result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(tmp_path / "s"), "--backbone", "r3d_18",
+                                 "--random-init", "--clip-len", "4", "--stream", "both"])
+    assert result.exit_code == 1 and "per-frame 2D backbones" in result.output
