@@ -109,6 +109,10 @@ def extract(
     with user_errors(on_interrupt=RESUME_HINT):
         if weights is not None and random_init:
             raise FeatxError("--weights and --random-init exclude each other")
+        from featx.backbones.video3d import CLIP_MODELS
+
+        if backbone in CLIP_MODELS and clip_len is None:
+            clip_len = CLIP_MODELS[backbone].clip_len  # each clip backbone's usual length (16 frames)
         config = ExtractConfig(
             backbone=backbone,
             weights="random-init" if random_init else str(weights) if weights else "auto",

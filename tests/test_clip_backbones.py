@@ -90,3 +90,14 @@ def test_c3d_gives_its_fc_layer_after_relu_and_loads_port_names(tmp_path, name, 
         want = fc6 if layer == "fc6" else torch.relu(full.fc7(fc6))
     assert got.shape == (1, 4096) and x.shape[1:] == (512, 1, 4, 4)  # 8192 inputs to fc6
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize(("name", "width"), [
+    ("s3d", lambda m: m.classifier[1].in_channels), ("mvit_v2_s", lambda m: m.head[1].in_features),
+    ("swin3d_t", lambda m: m.head.in_features),
+])
+def test_other_torchvision_models_give_their_pooled_width(name, width):
+    ours = create_clip_model(name)
+    with torch.no_grad():
+        out = ours(torch.randn(1, 3, 16, 224, 224))
+    assert out.shape == (1, width(getattr(tvv, name)(weights=None)))

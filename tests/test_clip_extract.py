@@ -88,10 +88,17 @@ def test_inflated_resnet_extracts_clips(tiny_videos, tmp_path):
     assert len(seqs) == 4 and all(s.shape[1] == 512 for s in seqs.values())
 
 
+def test_c3d_defaults_to_16_frame_clips_and_gives_fc6(tiny_videos, tmp_path):
+    out = tmp_path / "s"
+    result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(out), "--backbone", "c3d", "--random-init",
+                                 "--workers", "0", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_parquet(out)
+    assert len(df) == 4 and (df.frame_start == 0).all() and (df.frame_end == 12).all()  # one padded clip per 12-frame video
+    assert len(df.feature.iloc[0]) == 4096
+
+
 def test_clip_options_are_checked(tiny_videos, tmp_path):
-    result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(tmp_path / "s"), "--backbone", "r3d_18",
-                                 "--random-init", "--device", "cpu"])
-    assert result.exit_code == 1 and "--clip-len" in result.output
     result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(tmp_path / "s"), "--backbone", "resnet18",
                                  "--random-init", "--clip-len", "4", "--device", "cpu"])
     assert result.exit_code == 1 and "--inflate" in result.output

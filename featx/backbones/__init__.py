@@ -140,7 +140,7 @@ def _clip_model(config: ExtractConfig):
 
     spec = video3d.CLIP_MODELS[config.backbone]
     if not config.clips:
-        raise FeatxError(f"{config.backbone} embeds clips: give --clip-len (its default is {spec.clip_len})")
+        raise FeatxError(f"{config.backbone} embeds clips: give clip_len (the CLI defaults it to {spec.clip_len})")
     if config.weights == "auto":
         raise FeatxError(
             f"{config.backbone}: pass --weights PATH (torchvision's checkpoint, e.g. {config.backbone}-*.pth) or "
