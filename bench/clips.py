@@ -47,7 +47,7 @@ def main() -> None:
         rows.append({"backbone": label, "input": f"{args.clip_len}x{h}x{w}", "dim": backbone.config.feature_dim,
                      "clips_per_s": args.batch / seconds, "frames_per_s": args.batch * args.clip_len / seconds})
         print(rows[-1], flush=True)
-    print(f"\n| backbone | input | D | clips/s | frames/s |\n|---|---|---:|---:|---:|")
+    print("\n| backbone | input | D | clips/s | frames/s |\n|---|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['backbone']} | {r['input']} | {r['dim']} | {r['clips_per_s']:.2f} | {r['frames_per_s']:.1f} |")
     RESULTS.mkdir(exist_ok=True)

@@ -143,7 +143,7 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
         if config.stream != "rgb":
             from featx.backbones import flow_backbone
 
-            nets["flow_feature" if config.stream == "both" else "feature"] = flow_backbone(backbone, config, options.device)
+            nets["flow_feature" if config.stream == "both" else "feature"] = flow_backbone(backbone, config)
         for net in nets.values():
             if options.compile:
                 net.compile(options.batch_size)  # before the clock starts: compiling is part of loading

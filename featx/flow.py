@@ -51,15 +51,9 @@ def decode_flow(encoded: np.ndarray, bound: float = BOUND) -> np.ndarray:
 
 def flow_stacks(frames: np.ndarray, length: int, method: str = "farneback") -> np.ndarray:
     """(T, H, W, 3) sampled frames -> (T, H, W, 2 * length) uint8 stacks, one per frame (see the module)."""
-    t, h, w, _ = frames.shape
-    fields = [encode_flow(optical_flow(frames[i], frames[i + 1], method)) for i in range(t - 1)]
-    if not fields:  # one frame: no motion
-        fields = [np.full((h, w, 2), 128, np.uint8)]
-    stacks = np.empty((t, h, w, 2 * length), np.uint8)
-    for i in range(t):
-        for k in range(length):
-            stacks[i, :, :, 2 * k : 2 * k + 2] = fields[min(i + k, len(fields) - 1)]
-    return stacks
+    stacker = FlowStacker(length, method)
+    parts = [stacker.push(frames), stacker.finish()]
+    return np.concatenate([p for p in parts if p is not None])
 
 
 def cross_modality_init(model, length: int):

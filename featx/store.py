@@ -186,8 +186,7 @@ class StoreWriter:
                 )
         _remove_dead_tmp_files(self.root)
         repair_manifest(self.root)
-        latest = latest_manifest(self.root)
-        self.ok_ids = set(latest.loc[latest["status"] == "ok", "video_id"])
+        self.ok_ids = ok_video_ids(self.root)
 
     # -- writing ---------------------------------------------------------------------------------------
     def _reset(self) -> None:
@@ -330,6 +329,12 @@ def latest_manifest(root: str | Path) -> pd.DataFrame:
     """One row per video: its most recent attempt, so a video that failed once and then worked is ok."""
     manifest = read_manifest(root)
     return manifest.drop_duplicates("video_id", keep="last").reset_index(drop=True)
+
+
+def ok_video_ids(root: str | Path) -> set[str]:
+    """The videos whose latest attempt is ok: those with feature rows."""
+    latest = latest_manifest(root)
+    return set(latest.loc[latest["status"] == "ok", "video_id"])
 
 
 def _dataset(root) -> ds.Dataset:

@@ -76,18 +76,19 @@ class Backbone:
         self._std = torch.tensor(self.config.std, device=self.device).view(shape)
 
 
-def flow_backbone(rgb: Backbone, config: ExtractConfig, device: str = "auto") -> Backbone:
+def flow_backbone(rgb: Backbone, config: ExtractConfig) -> Backbone:
     """The flow stream's backbone: the same network and weights as `rgb`, its first convolution turned into a
     2L-channel one by cross-modality initialisation (featx.flow); flow images are normalised with mean 0.5
     and the mean of the RGB stds. Its config is private: the store records the RGB one (with `stream`)."""
+    import copy
+
     from featx.flow import cross_modality_init
 
-    twin = load_backbone(config, device)
-    cross_modality_init(twin.model, config.flow_len)
+    twin = cross_modality_init(copy.deepcopy(rgb.model), config.flow_len)  # same weights, no second load
     channels = 2 * config.flow_len
     std = sum(rgb.config.std) / len(rgb.config.std)
     flow_config = dataclasses.replace(rgb.config, mean=(0.5,) * channels, std=(std,) * channels)
-    return Backbone(flow_config, twin.model, twin.device)
+    return Backbone(flow_config, twin, rgb.device)
 
 
 def resolve_precision(precision: str, device) -> str:
@@ -149,7 +150,7 @@ def _clip_model(config: ExtractConfig):
     if config.weights == timm2d.RANDOM_INIT:
         import torch
 
-        torch.manual_seed(0)
+        torch.manual_seed(timm2d.RANDOM_SEED)
         model = video3d.create_clip_model(config.backbone)
         source, sha = timm2d.RANDOM_INIT, timm2d.tensors_sha256(model.state_dict())
     else:

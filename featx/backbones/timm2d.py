@@ -14,7 +14,7 @@ from featx.errors import FeatxError
 
 RANDOM_INIT = "random-init"
 AUTO = "auto"
-_RANDOM_SEED = 0
+RANDOM_SEED = 0
 
 
 def file_sha256(path: Path) -> str:
@@ -88,7 +88,7 @@ def create(name: str, weights: str, num_classes: int = 0) -> tuple[torch.nn.Modu
 
     check_model_name(name)
     if weights == RANDOM_INIT:
-        torch.manual_seed(_RANDOM_SEED)
+        torch.manual_seed(RANDOM_SEED)
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
         return model.eval(), RANDOM_INIT, tensors_sha256(model.state_dict())
     if weights == AUTO and name == bundled.TIMM_NAME:

@@ -18,7 +18,7 @@ import torch
 
 from featx.backbones import resolve_device
 from featx.errors import FeatxError
-from featx.store import latest_manifest, load_features, load_sequences
+from featx.store import load_features, load_sequences, ok_video_ids
 from seqmodels.detection.annotations import Annotations, check_videos, load_annotations, step_targets
 from seqmodels.detection.actionformer import ActionFormerHead
 from seqmodels.detection.heads import MontesLSTM, StepLinear
@@ -87,11 +87,6 @@ def load_steps(store: str | Path, video_ids: list[str] | None = None) -> StepDat
                     [grouped[v].t_end.to_numpy() for v in ids])
 
 
-def _ok_ids(store: str | Path) -> set[str]:
-    latest = latest_manifest(store)
-    return set(latest.loc[latest["status"] == "ok", "video_id"])
-
-
 def _split(annotations: Annotations, ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     subsets = {annotations.videos[v].subset for v in ids}
     if {"training", "validation"} <= subsets:
@@ -157,7 +152,7 @@ def train_detection(
     """Train on the annotated videos of `store` ('training' subset, or all but a validation share), keep the
     epoch of lowest validation loss, and write the run folder with the validation mAP."""
     annotations = load_annotations(annotations_path)
-    ids = check_videos(annotations, _ok_ids(store), ignore_missing)
+    ids = check_videos(annotations, ok_video_ids(store), ignore_missing)
     classes = annotations.classes
     if not classes:
         raise FeatxError(f"{annotations.source}: no annotated segments to learn from")
@@ -249,7 +244,7 @@ def predict_detection(run_dir: str | Path, store: str | Path) -> dict:
 
     run = load_detection_run(run_dir)
     check_store_matches(run, store)
-    data = load_steps(store, sorted(_ok_ids(store)))
+    data = load_steps(store, sorted(ok_video_ids(store)))
     return results_json(detect(run, data), data.ids)
 
 
@@ -263,7 +258,7 @@ def evaluate_detection(
     run = load_detection_run(run_dir)
     check_store_matches(run, store)
     annotations = load_annotations(annotations_path)
-    ids = check_videos(annotations, _ok_ids(store), ignore_missing)
+    ids = check_videos(annotations, ok_video_ids(store), ignore_missing)
     chosen = [v for v in ids if subset is None or annotations.videos[v].subset == subset]
     if not chosen:
         raise FeatxError(f"{annotations.source}: no annotated videos in subset {subset!r} (use --subset all?)")
