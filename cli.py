@@ -302,9 +302,8 @@ def train_head(
             val_fraction=val_fraction, seed=seed, device=device,
         )
         header = "epoch | train loss | train acc | val loss | val acc" + (" | updates" if "skip" in head else "") + " |     s"
-        tqdm.write(header)
         run, metrics = train_on_store(
-            store, labels, config, out, ignore_missing, on_epoch=lambda row: tqdm.write(_epoch_line(row)), progress=progress
+            store, labels, config, out, ignore_missing, on_epoch=lambda row: tqdm.write((header + "\n" if row["epoch"] == 1 else "") + _epoch_line(row)), progress=progress
         )
     typer.echo(f"best epoch {max(run.history, key=lambda r: (r['val_accuracy'], -r['val_loss']))['epoch']}; validation:")
     _print_metrics(metrics)
@@ -327,10 +326,10 @@ def _train_detection(store, out, annotations, head, epochs, batch_size, lr, val_
     store_config = read_config(store)
     if store_config is None:
         raise FeatxError(f"{store} is not a featx store (no extraction config found); run `featx extract` first")
-    typer.echo("epoch | train loss | val loss")
     run, metrics = train_detection(
         store, annotations, config, out, ignore_missing, store_config=store_config.to_dict(),
-        on_epoch=lambda r: typer.echo(f"{r['epoch']:>5} | {r['train_loss']:>10.4f} | {r['val_loss']:>8.4f}") if _shown(r) else None,
+        on_epoch=lambda r: typer.echo(("epoch | train loss | val loss\n" if r["epoch"] == 1 else "")
+                                      + f"{r['epoch']:>5} | {r['train_loss']:>10.4f} | {r['val_loss']:>8.4f}") if _shown(r) else None,
     )
     typer.echo(f"best epoch {min(run.history, key=lambda r: r['val_loss'])['epoch']}; validation ({metrics['videos']} videos):")
     _print_map(metrics)
