@@ -206,6 +206,7 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same videos.")] = 0,
     lead_in: Annotated[float, typer.Option(min=0.0, max=0.9, help="Trimmed: each video starts with the background alone for a random share of its length below this.")] = 0.0,
     flashes: Annotated[float, typer.Option(min=0.0, max=0.24, help="Trimmed: each colour only flashes, for this share of the video, at a random time (first before second).")] = 0.0,
+    hard: Annotated[bool, typer.Option("--hard", help="Untrimmed: 0.5-20 s actions, occlusions, order-only classes.")] = False,
 ) -> None:
     """Make synthetic labelled videos for demos, tests and benchmarks."""
     from featx import synth as synth_lib
@@ -213,12 +214,14 @@ def synth(
     with user_errors(on_interrupt="some videos were written; run the same command again to write them all"):
         if kind not in ("trimmed", "untrimmed"):
             raise FeatxError(f"--kind must be trimmed or untrimmed, not {kind!r}")
+        if hard and kind != "untrimmed":
+            raise FeatxError("--hard applies to --kind untrimmed only")
         length = seconds if seconds is not None else (3.0 if kind == "trimmed" else 40.0)
         common = dict(videos=videos, seconds=length, fps=fps, size=size, seed=seed, progress=True)
         if kind == "trimmed":
             result = synth_lib.make_trimmed(out, lead_in=lead_in, flashes=flashes, **common)
         else:
-            result = synth_lib.make_untrimmed(out, **common)
+            result = synth_lib.make_untrimmed(out, hard=hard, **common)
     typer.echo(f"wrote {len(result.videos)} videos and {result.labels.name} to {result.folder}")
 
 

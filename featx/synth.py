@@ -5,6 +5,12 @@ trimmed:   one class per video, `labels.csv` (video_id,label,split). The classes
            every frame of one appears in the other, so temporal pooling cannot tell them apart.
 untrimmed: long videos with a few action segments on a moving background, `annotations.json` in the
            ActivityNet format (database -> video_id -> subset, duration, annotations [{segment, label}]).
+           Easy (default): 3-8 s actions, one shape each, 2-8 s apart.
+           Hard (`hard=True`, `featx synth --kind untrimmed --hard`): actions 0.5-20 s long (log-uniform),
+           0.5-6 s apart; 0-2 short occluded stretches inside an action show the background alone; the four
+           classes are two order pairs ("disc then square" vs "square then disc", "bar then ring" vs "ring then
+           bar"), so no single frame tells a class from its pair; the background's brightness also varies
+           slowly (+-20%). Frame j shows time (j + 0.5) / fps; segments lie on frame boundaries.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from featx.errors import FeatxError
 
 TRIMMED_CLASSES = ("red_then_blue", "blue_then_red", "green_then_yellow", "yellow_then_green")
 UNTRIMMED_CLASSES = ("red_disc", "blue_square", "yellow_bar")
+HARD_CLASSES = ("disc_then_square", "square_then_disc", "bar_then_ring", "ring_then_bar")
 RED, BLUE, GREEN, YELLOW = (220, 30, 30), (30, 60, 220), (40, 190, 60), (235, 210, 20)
 ANNOTATION_VERSION = "featx-synth-1"
 
@@ -29,6 +36,25 @@ class SynthResult:
     folder: Path
     videos: list[Path]
     labels: Path  # labels.csv (trimmed) or annotations.json (untrimmed)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One action instance of an untrimmed video; times in seconds, on frame boundaries."""
+
+    start: float
+    end: float
+    label: str
+    occluded: tuple[tuple[float, float], ...] = ()  # (start, end) stretches showing the background alone
+
+    def covers(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+    def hidden(self, t: float) -> bool:
+        return any(a <= t < b for a, b in self.occluded)
+
+    def progress(self, t: float) -> float:
+        return (t - self.start) / (self.end - self.start)
 
 
 def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -117,19 +143,40 @@ def flash_frame(label: str, progress: float, background: np.ndarray, first_at: f
     return background
 
 
+# Shapes that pulse or move with the time t in seconds (untrimmed videos), drawn on an s x s image.
+_MOVING = {
+    "disc": lambda img, t, s: _disc(img, s * 0.5, s * 0.5, s * (0.18 + 0.06 * np.sin(t * 6)), RED),
+    "square": lambda img, t, s: _square(img, s * (0.5 + 0.25 * np.sin(t * 2)), s * 0.5, s * 0.16, BLUE),
+    "bar": lambda img, t, s: _bar(img, s * (0.5 + 0.3 * np.sin(t * 3)), s, YELLOW),
+    "ring": lambda img, t, s: _ring(img, s * (0.5 + 0.2 * np.cos(t * 2.5)), s * (0.5 + 0.2 * np.sin(t * 2.5)), s * 0.22, GREEN),
+}
+_EASY_SHAPES = {"red_disc": "disc", "blue_square": "square", "yellow_bar": "bar"}
+
+
 def untrimmed_frame(label: str | None, t: float, background: np.ndarray) -> np.ndarray:
     """Frame at time t: the background, plus the action `label` when one is running."""
-    img, size = background, background.shape[0]
-    if label == "red_disc":
-        _disc(img, size * 0.5, size * 0.5, size * (0.18 + 0.06 * np.sin(t * 6)), RED)
-    elif label == "blue_square":
-        _square(img, size * (0.5 + 0.25 * np.sin(t * 2)), size * 0.5, size * 0.16, BLUE)
-    elif label == "yellow_bar":
-        y = size * (0.5 + 0.3 * np.sin(t * 3))
-        _bar(img, y, size, YELLOW)
-    elif label is not None:
-        raise FeatxError(f"unknown untrimmed class {label!r}; known: {', '.join(UNTRIMMED_CLASSES)}")
-    return img
+    if label is not None:
+        if label not in _EASY_SHAPES:
+            raise FeatxError(f"unknown untrimmed class {label!r}; known: {', '.join(UNTRIMMED_CLASSES)}")
+        _MOVING[_EASY_SHAPES[label]](background, t, background.shape[0])
+    return background
+
+
+def order_frame(label: str, progress: float, t: float, background: np.ndarray) -> np.ndarray:
+    """Frame at time t of the hard class `label` ("<first>_then_<second>") at `progress` in [0, 1) of its
+    instance: the first shape before 0.5, the second after, so a class at p and its pair at 1 - p match."""
+    if label not in HARD_CLASSES:
+        raise FeatxError(f"unknown hard untrimmed class {label!r}; known: {', '.join(HARD_CLASSES)}")
+    first, _, second = label.partition("_then_")
+    _MOVING[first if progress < 0.5 else second](background, t, background.shape[0])
+    return background
+
+
+def hard_frame(segment: Segment | None, t: float, background: np.ndarray) -> np.ndarray:
+    """Frame at time t of a hard video: the background alone outside actions and in their occluded stretches."""
+    if segment is None or segment.hidden(t):
+        return background
+    return order_frame(segment.label, segment.progress(t), t, background)
 
 
 def write_video(
@@ -213,7 +260,7 @@ def make_trimmed(
     return SynthResult(folder, paths, labels)
 
 
-def _segments(rng: np.random.Generator, duration: float, fps: int) -> list[tuple[float, float, str]]:
+def easy_segments(rng: np.random.Generator, duration: float, fps: int) -> list[Segment]:
     """Non-overlapping action segments of 3-8 s with at least 2 s of background between them."""
     segments, t = [], rng.uniform(1.0, 4.0)
     while True:
@@ -221,39 +268,87 @@ def _segments(rng: np.random.Generator, duration: float, fps: int) -> list[tuple
         if t + length > duration - 1.0:
             return segments
         start, end = round(t * fps) / fps, round((t + length) * fps) / fps  # on frame boundaries
-        segments.append((start, end, str(rng.choice(UNTRIMMED_CLASSES))))
+        segments.append(Segment(start, end, str(rng.choice(UNTRIMMED_CLASSES))))
         t = end + rng.uniform(2.0, 8.0)
+
+
+def hard_segments(rng: np.random.Generator, duration: float, fps: int) -> list[Segment]:
+    """Non-overlapping actions of 0.5-20 s (log-uniform, so short ones are as common as long ones; the last
+    one cut to fit) with 0.5-6 s of background between them, each with its occluded stretches."""
+    segments, t = [], rng.uniform(0.5, 3.0)
+    while t <= duration - 1.0:  # room for a 0.5 s action and 0.5 s of background after it
+        length = min(np.exp(rng.uniform(np.log(0.5), np.log(20.0))), duration - 0.5 - t)
+        first = round(t * fps)
+        last = first + max(1, round(length * fps))  # on frame boundaries, at least one frame
+        start, end = first / fps, last / fps
+        label = str(rng.choice(HARD_CLASSES))
+        segments.append(Segment(start, end, label, _occlusions(rng, start, end, fps)))
+        t = end + rng.uniform(0.5, 6.0)
+    return segments
+
+
+def _occlusions(rng: np.random.Generator, start: float, end: float, fps: int) -> tuple[tuple[float, float], ...]:
+    """0-2 stretches of 0.3-1.5 s (they may overlap) inside the middle 60% of [start, end), each at most a
+    quarter of the action: its first and last 20% always show, so both halves of an order pair are seen."""
+    length, stretches = end - start, []
+    for _ in range(rng.integers(0, 3)):
+        size = rng.uniform(0.3, 1.5)
+        if size > length / 4:
+            continue
+        at = rng.uniform(start + 0.2 * length, end - 0.2 * length - size)
+        a, b = np.ceil(at * fps) / fps, np.floor((at + size) * fps) / fps  # frame boundaries inside [at, at + size]
+        if b > a:
+            stretches.append((float(a), float(b)))
+    return tuple(sorted(stretches))
+
+
+def _easy_frames(segments: list[Segment], n: int, fps: int, texture: np.ndarray, phase: np.ndarray):
+    size = texture.shape[0] // 2
+    for j in range(n):
+        t = j / fps
+        label = next((seg.label for seg in segments if seg.covers(t)), None)
+        yield untrimmed_frame(label, t, _drifting(texture, t, size, phase))
+
+
+def _hard_frames(segments: list[Segment], n: int, fps: int, texture: np.ndarray, phase: np.ndarray, light: tuple[float, float]):
+    """light: (period in s, phase) of the background's slow +-20% brightness change."""
+    size = texture.shape[0] // 2
+    for j in range(n):
+        t = (j + 0.5) / fps  # frame centres, so reversing an action maps its frames onto each other
+        gain = 1 + 0.2 * np.sin(2 * np.pi * t / light[0] + light[1])
+        background = np.clip(_drifting(texture, t, size, phase) * gain, 0, 255).astype(np.uint8)
+        yield hard_frame(next((seg for seg in segments if seg.covers(t)), None), t, background)
 
 
 def make_untrimmed(
     out: str | Path, videos: int = 8, seconds: float = 40.0, fps: int = 8, size: int = 96, seed: int = 0,
-    val_fraction: float = 0.25, progress: bool = False,
+    val_fraction: float = 0.25, progress: bool = False, hard: bool = False,
 ) -> SynthResult:
-    """`videos` long videos with action segments; `annotations.json` in the ActivityNet format."""
+    """`videos` long videos with action segments; `annotations.json` in the ActivityNet format.
+    hard: HARD_CLASSES, actions of 0.5-20 s with occluded stretches, a background whose brightness varies
+    (see hard_segments, hard_frame); off, the same seed gives the same videos as before it existed."""
     folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress)
     duration = n / fps
     n_val = round(videos * val_fraction)
     database, paths = {}, []
     for k in numbers:
         video_id = f"untrimmed_{k:03d}"
-        segments = _segments(rng, duration, fps)
+        segments = (hard_segments if hard else easy_segments)(rng, duration, fps)
         texture, phase = _texture(rng, size), rng.uniform(0, 2 * np.pi, size=2)
-
-        def label_at(t: float, segments=segments) -> str | None:
-            return next((lab for s, e, lab in segments if s <= t < e), None)
-
-        frames = (
-            untrimmed_frame(label_at(j / fps), j / fps, _drifting(texture, j / fps, size, phase)) for j in range(n)
-        )
+        if hard:
+            light = (rng.uniform(15.0, 40.0), rng.uniform(0, 2 * np.pi))
+            frames = _hard_frames(segments, n, fps, texture, phase, light)
+        else:
+            frames = _easy_frames(segments, n, fps, texture, phase)
         path = folder / f"{video_id}.mp4"
         write_video(path, frames, fps, size)
         paths.append(path)
         database[video_id] = {
             "subset": "validation" if k >= videos - n_val else "training",
             "duration": duration,
-            "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in segments],
+            "annotations": [{"segment": [seg.start, seg.end], "label": seg.label} for seg in segments],
         }
     annotations = folder / "annotations.json"
-    taxonomy = [{"nodeName": c} for c in UNTRIMMED_CLASSES]
+    taxonomy = [{"nodeName": c} for c in (HARD_CLASSES if hard else UNTRIMMED_CLASSES)]
     annotations.write_text(json.dumps({"version": ANNOTATION_VERSION, "taxonomy": taxonomy, "database": database}, indent=1))
     return SynthResult(folder, paths, annotations)

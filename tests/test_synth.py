@@ -5,7 +5,8 @@ import av
 import numpy as np
 
 from featx.synth import (
-    BLUE, RED, TRIMMED_CLASSES, UNTRIMMED_CLASSES, make_trimmed, make_untrimmed, trimmed_frame,
+    BLUE, HARD_CLASSES, RED, TRIMMED_CLASSES, UNTRIMMED_CLASSES, Segment, easy_segments, hard_frame, hard_segments,
+    make_trimmed, make_untrimmed, order_frame, trimmed_frame,
 )
 
 
@@ -88,3 +89,87 @@ def test_flashes_show_one_colour_at_a_time_at_the_given_times():
     assert np.array_equal(at(0.1), bg) and np.array_equal(at(0.45), bg) and np.array_equal(at(0.75), bg)
     np.testing.assert_array_equal(at(0.25), trimmed_frame("green_then_yellow", 0.1, bg.copy()))
     np.testing.assert_array_equal(at(0.65), trimmed_frame("green_then_yellow", 0.9, bg.copy()))
+
+
+def _gaps(segments):
+    return [b.start - a.end for a, b in zip(segments, segments[1:])]
+
+
+def test_easy_segments_keep_their_lengths_and_gaps():
+    # the easy kind is unchanged by the hard one: 3-8 s actions, at least 2 s apart (up to frame rounding)
+    for seed in range(5):
+        segments = easy_segments(np.random.default_rng(seed), 60.0, 4)
+        assert segments and {s.label for s in segments} <= set(UNTRIMMED_CLASSES)
+        assert all(3.0 - 0.25 <= s.end - s.start <= 8.0 + 0.25 and not s.occluded for s in segments)
+        assert all(gap >= 2.0 - 0.25 for gap in _gaps(segments))
+
+
+def test_hard_segments_are_short_to_long_apart_and_on_frames():
+    lengths, labels, occluded = [], set(), 0
+    for seed in range(5):
+        segments = hard_segments(np.random.default_rng(seed), 50.0, 4)
+        assert 0 < segments[0].start and segments[-1].end <= 50.0
+        assert all(gap > 0 for gap in _gaps(segments))  # background between every two actions
+        for s in segments:
+            assert (s.start * 4).is_integer() and (s.end * 4).is_integer()
+            for a, b in s.occluded:  # inside the middle 60%, at most a quarter of the action each
+                assert s.start + 0.2 * (s.end - s.start) <= a < b <= s.end - 0.2 * (s.end - s.start)
+                assert b - a <= (s.end - s.start) / 4 and (a * 4).is_integer() and (b * 4).is_integer()
+        lengths += [s.end - s.start for s in segments]
+        labels |= {s.label for s in segments}
+        occluded += sum(bool(s.occluded) for s in segments)
+    assert min(lengths) < 1.0 and max(lengths) > 10.0 and max(lengths) <= 20.0
+    assert labels == set(HARD_CLASSES) and occluded > 0
+
+
+def _textured(size=32, seed=0):
+    return np.random.default_rng(seed).integers(60, 170, (size, size, 3), dtype=np.uint8)
+
+
+def test_occluded_stretches_show_the_background_alone():
+    bg = _textured()
+    segment = Segment(1.0, 5.0, "bar_then_ring", occluded=((2.0, 2.5),))
+    for t in (2.0, 2.25, 2.4):
+        np.testing.assert_array_equal(hard_frame(segment, t, bg.copy()), bg)
+    for t in (1.5, 2.5, 4.5):
+        assert not np.array_equal(hard_frame(segment, t, bg.copy()), bg)
+    np.testing.assert_array_equal(hard_frame(None, 2.2, bg.copy()), bg)
+
+
+def test_order_pairs_draw_the_same_shapes_in_reverse_order():
+    # no single frame tells "A then B" from "B then A": the frame at progress p of one is the other's at 1 - p
+    bg = _textured()
+    for a, b in [("disc_then_square", "square_then_disc"), ("bar_then_ring", "ring_then_bar")]:
+        for n in (9, 10):
+            for k in range(n):
+                p, t = (k + 0.5) / n, 0.3 * k
+                if p != 0.5:
+                    np.testing.assert_array_equal(order_frame(a, p, t, bg.copy()), order_frame(b, 1 - p, t, bg.copy()))
+        assert not np.array_equal(order_frame(a, 0.1, 1.0, bg.copy()), order_frame(a, 0.9, 1.0, bg.copy()))
+
+
+def test_hard_untrimmed_videos_have_activitynet_annotations(tmp_path):
+    result = make_untrimmed(tmp_path, videos=2, seconds=12, fps=4, size=32, seed=1, val_fraction=0.5, hard=True)
+    anno = json.loads(result.labels.read_text())
+    assert [c["nodeName"] for c in anno["taxonomy"]] == list(HARD_CLASSES)
+    assert sorted(e["subset"] for e in anno["database"].values()) == ["training", "validation"]
+    for video_id, entry in anno["database"].items():
+        assert entry["duration"] == 12 and entry["annotations"]
+        for a in entry["annotations"]:
+            assert a["label"] in HARD_CLASSES and all((x * 4).is_integer() for x in a["segment"])
+        with av.open(str(tmp_path / f"{video_id}.mp4")) as c:
+            assert c.streams.video[0].frames == 48
+
+
+def test_cli_synth_hard_is_for_untrimmed_only(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["synth", str(tmp_path / "t"), "--hard"])
+    assert result.exit_code == 1 and "--hard applies to --kind untrimmed only" in result.output
+    args = ["synth", str(tmp_path / "u"), "--kind", "untrimmed", "--hard", "--videos", "1", "--seconds", "6", "--fps", "4", "--size", "32"]
+    assert runner.invoke(app, args).exit_code == 0
+    labels = {a["label"] for e in json.loads((tmp_path / "u" / "annotations.json").read_text())["database"].values() for a in e["annotations"]}
+    assert labels <= set(HARD_CLASSES)
