@@ -262,85 +262,89 @@ def train_head(
     labels: Annotated[Optional[Path], typer.Option(help="Classification: CSV with video_id,label[,split] (split: train / val).")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="Detection: ActivityNet JSON or CSV video_id,start,end,label (subsets 'training' / 'validation' split the videos).")] = None,
     task: Annotated[str, typer.Option(help="classification or detection (default: detection with --annotations).")] = "auto",
-    head: Annotated[Optional[str], typer.Option(help="Classification: avgpool, maxpool, late-fusion, slow-fusion, lstm (default), skip-lstm, skip-gru or transformer. Detection: montes-lstm (default) or actionformer.")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="At most this many epochs (early stopping may end sooner).")] = 30,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option()] = 1e-2,
-    patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without a better validation accuracy.")] = 8,
+    head: Annotated[Optional[str], typer.Option(help="Classification: avgpool, maxpool, late-fusion, slow-fusion, lstm (default), skip-lstm, skip-gru or transformer. Detection: actionformer (default), montes-lstm or linear.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default per head: 30 classification, 60 actionformer, 40 montes-lstm / linear).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Videos per batch (default per head: 32, actionformer 4, step detectors 8).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate (default per head: 1e-3, actionformer 2e-4).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay on weights only (default per head: 1e-2, actionformer 0.05).")] = None,
+    warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up before the cosine decay (default per head: 2, actionformer 5).")] = None,
+    ema_decay: Annotated[float, typer.Option(help="The saved weights are this exponential moving average of the trained ones.")] = 0.999,
+    holdout: Annotated[float, typer.Option(help="Early stopping on this share of the training videos (0: train all epochs).")] = 0.0,
+    patience: Annotated[int, typer.Option(help="With --holdout: stop after this many epochs without a lower held-out loss.")] = 10,
     budget: Annotated[float, typer.Option(help="Skip heads: cost λ per updated step (budget loss λ·Σ u_t).")] = 0.0,
-    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Sample at most this many steps per video, uniformly in time.")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Validation share when the labels have no split column.")] = 0.2,
+    max_steps: Annotated[Optional[int], typer.Option(help="Classification: sample at most this many steps per video, uniformly in time. Detection: training crop length (default 2304).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Validation share when the labels or annotations name no split.")] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
-    option: Annotated[Optional[list[str]], typer.Option(help="A head option as key=value, repeatable (e.g. hidden=128, layers=2, bidirectional=true, readout=mean).")] = None,
+    option: Annotated[Optional[list[str]], typer.Option(help="A head option as key=value, repeatable (e.g. hidden=128, layers=2, bidirectional=true, window=9).")] = None,
     ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out labelled videos missing from the store and store videos without a label, instead of failing.")] = False,
-    background_weight: Annotated[float, typer.Option(help="Detection: loss weight of background steps (Montes et al.: 0.3).")] = 0.3,
-    smooth: Annotated[int, typer.Option(min=1, help="Detection: mean-filter window in steps before thresholding.")] = 5,
-    threshold: Annotated[float, typer.Option(help="Detection: a step is active when 1 - P(background) reaches this.")] = 0.5,
+    background_weight: Annotated[float, typer.Option(help="Step detectors: loss weight of background steps (Montes et al.: 0.3).")] = 0.3,
+    smooth: Annotated[int, typer.Option(help="Step detectors: mean-filter window in steps before thresholding.")] = 5,
+    threshold: Annotated[float, typer.Option(help="Step detectors: a step is active when 1 - P(background) reaches this.")] = 0.5,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a head on a store's features: a video classifier (--labels) or a temporal activity detector
-    (--annotations); print a per-epoch table and the validation metrics."""
-    from tqdm.auto import tqdm
-
-    from seqmodels.classify import train_on_store
-    from seqmodels.train import TrainConfig
+    (--annotations), under one protocol (AdamW, warm-up + cosine, weight EMA; fixed epochs or --holdout);
+    print a per-epoch table and the validation metrics."""
+    from seqmodels.runs import TrainConfig
 
     with user_errors():
         if task == "auto":
             task = "detection" if annotations is not None else "classification"
+        config = TrainConfig.with_defaults(
+            task, head, head_options=_parse_options(option or []), epochs=epochs, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay, holdout=holdout,
+            patience=patience, budget=budget, max_steps=max_steps, val_fraction=val_fraction, seed=seed,
+            device=device, background_weight=background_weight, smooth=smooth, threshold=threshold,
+        )
         if task == "detection":
-            _train_detection(store, out, annotations, head or "montes-lstm", epochs, batch_size, lr, val_fraction, seed,
-                             option, ignore_missing, background_weight, smooth, threshold, device)
+            _train_detection(store, out, annotations, config, ignore_missing, progress)
             return
-        if task != "classification":
-            raise FeatxError(f"--task must be classification or detection, not {task!r}")
         if labels is None:
             raise FeatxError("classification needs --labels CSV (or --annotations for detection)")
-        head = head or "lstm"
-        config = TrainConfig(
-            head=head, head_options=_parse_options(option or []), epochs=epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, patience=patience, budget=budget, max_steps=max_steps,
-            val_fraction=val_fraction, seed=seed, device=device,
-        )
-        header = "epoch | train loss | train acc | val loss | val acc" + (" | updates" if "skip" in head else "") + " |     s"
-        run, metrics = train_on_store(
-            store, labels, config, out, ignore_missing, on_epoch=lambda row: tqdm.write((header + "\n" if row["epoch"] == 1 else "") + _epoch_line(row)), progress=progress
-        )
-    typer.echo(f"best epoch {max(run.history, key=lambda r: (r['val_accuracy'], -r['val_loss']))['epoch']}; validation:")
+        _train_classifier(store, out, labels, config, ignore_missing, progress)
+
+
+def _train_classifier(store, out, labels, config, ignore_missing, progress) -> None:
+    from tqdm.auto import tqdm
+
+    from seqmodels.classify import train_on_store
+
+    header = ("epoch | train loss | train acc | val loss | val acc" + (" | updates" if "skip" in config.head else "")
+              + " |     s")
+    run, metrics = train_on_store(
+        store, labels, config, out, ignore_missing, progress=progress,
+        on_epoch=lambda row: tqdm.write((header + "\n" if row["epoch"] == 1 else "") + _epoch_line(row)),
+    )
+    typer.echo(f"trained {len(run.history)} epochs (saved: the weights' moving average); validation:")
     _print_metrics(metrics)
     typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, curves.png, confusion.png"
                + (", skips.png)" if "update_fraction" in metrics else ")"))
 
 
-def _train_detection(store, out, annotations, head, epochs, batch_size, lr, val_fraction, seed, option, ignore_missing,
-                     background_weight, smooth, threshold, device) -> None:
-    from featx.store import read_config
-    from seqmodels.detection.run import DetectionConfig, train_detection
+def _train_detection(store, out, annotations, config, ignore_missing, progress) -> None:
+    from tqdm.auto import tqdm
+
+    from seqmodels.detection.run import train_detection
 
     if annotations is None:
         raise FeatxError("--task detection needs --annotations (ActivityNet JSON or CSV video_id,start,end,label)")
-    config = DetectionConfig(
-        head=head, head_options=_parse_options(option or []), epochs=epochs, batch_size=min(batch_size, 8), lr=lr,
-        background_weight=background_weight, smooth=smooth, threshold=threshold, val_fraction=val_fraction, seed=seed,
-        device=device,
-    )
-    store_config = read_config(store)
-    if store_config is None:
-        raise FeatxError(f"{store} is not a featx store (no extraction config found); run `featx extract` first")
-    run, metrics = train_detection(
-        store, annotations, config, out, ignore_missing, store_config=store_config.to_dict(),
-        on_epoch=lambda r: typer.echo(("epoch | train loss | val loss\n" if r["epoch"] == 1 else "")
-                                      + f"{r['epoch']:>5} | {r['train_loss']:>10.4f} | {r['val_loss']:>8.4f}") if _shown(r) else None,
-    )
-    typer.echo(f"best epoch {min(run.history, key=lambda r: r['val_loss'])['epoch']}; validation ({metrics['videos']} videos):")
+
+    def show(r: dict) -> None:
+        if _shown(r, config.epochs):
+            held = f" | {r['holdout_loss']:>12.4f}" if "holdout_loss" in r else ""
+            tqdm.write(("epoch | train loss" + (" | holdout loss" if held else "") + "\n" if r["epoch"] == 1 else "")
+                       + f"{r['epoch']:>5} | {r['train_loss']:>10.4f}{held}")
+
+    run, metrics = train_detection(store, annotations, config, out, ignore_missing, on_epoch=show, progress=progress)
+    typer.echo(f"{config.head}: trained {len(run.history)} epochs (saved: the weights' moving average); "
+               f"validation ({metrics['videos']} videos, never used for training decisions):")
     _print_map(metrics)
     typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, timeline.png)")
 
 
-def _shown(row: dict) -> bool:
-    return row["epoch"] <= 3 or row["epoch"] % 5 == 0
+def _shown(row: dict, epochs: int) -> bool:
+    return row["epoch"] <= 3 or row["epoch"] % 10 == 0 or row["epoch"] == epochs
 
 
 def _print_map(metrics: dict) -> None:
@@ -383,7 +387,8 @@ def evaluate(
     """Print and write a run's metrics: accuracy, macro-F1, hit@k, clip vs video hit@1 for a classifier; mAP per
     tIoU threshold and class (ActivityNet protocol) for a detector."""
     from seqmodels.classify import evaluate_run
-    from seqmodels.detection.run import evaluate_detection, run_task
+    from seqmodels.detection.run import evaluate_detection
+    from seqmodels.runs import run_task
 
     with user_errors():
         if run_task(run) == "detection":
@@ -412,11 +417,14 @@ def predict(
     top_k: Annotated[int, typer.Option(min=1, help="How many labels per video.")] = 5,
     adaptive: Annotated[bool, typer.Option("--adaptive", help="Skip heads only: decode the videos and run the backbone only on the frames whose step updates the state. Same predictions as extracting every frame first.")] = False,
     device: Annotated[str, typer.Option(help="With --adaptive: the backbone's device (auto, cpu, cuda[:N]).")] = "auto",
+    subset: Annotated[Optional[str], typer.Option(help="Detection: only the videos of this subset of --annotations (e.g. validation), so the official evaluator scores the file as `featx evaluate` does. Default: every video of the store.")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="Detection with --subset: the ActivityNet JSON or CSV that names the subsets.")] = None,
 ) -> None:
     """Predict the top-k labels of every video in a store, or, with --adaptive, straight from videos; with a
     detection run, the scored segments of every video as ActivityNet results JSON."""
     from seqmodels.classify import predict_store, write_table
-    from seqmodels.detection.run import predict_detection, run_task
+    from seqmodels.detection.run import predict_detection
+    from seqmodels.runs import run_task
 
     with user_errors():
         if run_task(run) == "detection":
@@ -424,7 +432,7 @@ def predict(
                 raise FeatxError("a detection run predicts on one store (no --adaptive)")
             if out.suffix.lower() != ".json":
                 raise FeatxError(f"--out {out}: detection results are written as .json (ActivityNet format)")
-            results = predict_detection(run, sources[0])
+            results = predict_detection(run, sources[0], subset, annotations)
             out.write_text(json.dumps(results, indent=1))
             count = sum(len(v) for v in results["results"].values())
             typer.echo(f"wrote {count} segments for {len(results['results'])} videos to {out}")
@@ -479,7 +487,7 @@ def demo(
         typer.echo("3. heads trained on the store (validation accuracy, overall and within each order pair):")
         pairs = [synth_lib.TRIMMED_CLASSES[i : i + 2] for i in range(0, len(synth_lib.TRIMMED_CLASSES), 2)]
         for head in ("avgpool", "lstm"):
-            config = TrainConfig(head=head, epochs=40, patience=40, batch_size=8)
+            config = TrainConfig(head=head, epochs=40, batch_size=8)
             run, metrics = train_on_store(store, data.labels, config, out / "runs" / head, progress=False)
             confusion = metrics["confusion"]
             within = []
@@ -506,16 +514,17 @@ def _demo_detection(out: Path, videos: int) -> None:
     from featx.extract import RunOptions
     from featx.extract import extract as run_extract
     from featx.inputs import collect_inputs
-    from featx.store import read_config
-    from seqmodels.detection.run import DetectionConfig, train_detection
+    from seqmodels.detection.run import train_detection
+    from seqmodels.runs import TrainConfig
 
     data = synth_lib.make_untrimmed(out / "untrimmed", videos=videos, seconds=30, progress=True)
     typer.echo(f"4. untrimmed videos: {len(data.videos)} in {data.folder} (ActivityNet annotations: {data.labels})")
     store = out / "untrimmed_store"
     _print_summary(run_extract(collect_inputs([data.folder]), store, ExtractConfig(fps=2), RunOptions()))
-    config = DetectionConfig(head="montes-lstm", head_options={"hidden": 128, "dropout": 0.3}, epochs=40, lr=3e-3, smooth=3)
-    _, metrics = train_detection(store, data.labels, config, out / "runs" / "montes-lstm", store_config=read_config(store).to_dict())
-    typer.echo(f"5. Montes LSTM detector, validation mAP per tIoU ({metrics['videos']} videos; see runs/montes-lstm/timeline.png):")
+    config = TrainConfig.with_defaults("detection")  # the default head (actionformer), at its defaults
+    _, metrics = train_detection(store, data.labels, config, out / "runs" / config.head)
+    typer.echo(f"5. {config.head} detector, validation mAP per tIoU ({metrics['videos']} videos; "
+               f"see runs/{config.head}/timeline.png):")
     _print_map(metrics)
 
 

@@ -21,7 +21,8 @@ import torch
 from seqmodels.data import SequenceSet
 from seqmodels.heads import HEADS
 from seqmodels.heads import build_head
-from seqmodels.train import TrainConfig, run_epoch
+from seqmodels.protocol import fit
+from seqmodels.train import TrainConfig, classification_loss
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -45,11 +46,10 @@ def main() -> None:
     rows = []
     for name in args.heads:
         torch.manual_seed(0)
-        config = TrainConfig(head=name, batch_size=args.batch_size, budget=1e-4)
+        config = TrainConfig(head=name, batch_size=args.batch_size, budget=1e-4, epochs=1, warmup_epochs=0)
         model = build_head(name, args.dim, args.classes).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        t = time.perf_counter()
-        run_epoch(model, data, config, device, optimizer, np.random.default_rng(0))
+        t = time.perf_counter()  # one epoch of the shared protocol (AdamW, schedule, clipping, weight EMA)
+        fit(model, list(range(len(data))), classification_loss(data, config, device), config.protocol)
         seconds = time.perf_counter() - t
         rows.append({"head": name, "seconds": seconds, "sequences_per_s": args.videos / seconds,
                      "parameters": sum(p.numel() for p in model.parameters())})

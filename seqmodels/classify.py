@@ -11,31 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featx.config import ExtractConfig
 from featx.errors import FeatxError
-from featx.store import load_sequences, read_config
+from featx.store import load_sequences
 from seqmodels import plots
 from seqmodels.data import SequenceSet, load_labelled, read_labels, train_val_split, uniform_steps
 from seqmodels.metrics import classification_metrics, clip_windows, hit_at_k, video_scores
+from seqmodels.runs import check_store_matches, store_config
 from seqmodels.train import Run, TrainConfig, is_skip, load_run, predict_scores, save_run, train
-
-
-def _store_config(store: str | Path) -> ExtractConfig:
-    config = read_config(store)
-    if config is None:
-        raise FeatxError(f"{store} is not a featx store (no extraction config found); run `featx extract` first")
-    return config
-
-
-def check_store_matches(run: Run, store: str | Path) -> None:
-    """Refuse features the run was not trained on (another backbone, weights, fps, dimension...)."""
-    config = _store_config(store)
-    if config.feature_dim != run.in_dim:
-        raise FeatxError(f"{store} has {config.feature_dim}-d features; the run was trained on {run.in_dim}-d ones")
-    if run.store_config is not None:
-        diff = ExtractConfig.from_dict(run.store_config).differences(config)
-        if diff:
-            raise FeatxError(f"{store} was extracted differently from the run's training store: {'; '.join(diff)}")
 
 
 def _validation_metrics(run: Run, val: SequenceSet) -> tuple[dict, list]:
@@ -53,12 +35,12 @@ def train_on_store(
     """Train `config.head` on the labelled videos of `store`; write the run folder `out`:
     config.json, checkpoint.pt, metrics.json, history.json, curves.png, confusion.png (+ skips.png)."""
     out = Path(out)
-    store_config = _store_config(store)
+    extract_config = store_config(store)
     data, classes, split = load_labelled(store, read_labels(labels_csv), ignore_missing=ignore_missing, max_steps=config.max_steps)
     if len(classes) < 2:
         raise FeatxError(f"need at least 2 classes to train a classifier; the labels have {classes}")
     train_set, val_set = train_val_split(data, split, config.val_fraction, config.seed)
-    run = train(train_set, val_set, classes, config, store_config.to_dict(), on_epoch, progress)
+    run = train(train_set, val_set, classes, config, extract_config.to_dict(), on_epoch, progress)
     metrics, updates = _validation_metrics(run, val_set)
     save_run(run, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -82,7 +82,7 @@ def test_demo_runs_on_the_bundled_backbone_and_trains_two_heads(tmp_path):
     assert df.groupby("video_id").size().tolist() == [12] * 8  # 3 s at 4 fps, every frame
     assert len(df.feature.iloc[0]) == 1280
     assert (tmp_path / "demo" / "runs" / "lstm" / "checkpoint.pt").is_file()
-    assert "mAP" in result.output and (tmp_path / "demo" / "runs" / "montes-lstm" / "timeline.png").is_file()
+    assert "mAP" in result.output and (tmp_path / "demo" / "runs" / "actionformer" / "timeline.png").is_file()
 
 
 def test_installed_command_runs_in_a_real_subprocess(tiny_videos, tmp_path):

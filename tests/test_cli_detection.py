@@ -9,6 +9,7 @@ from cli import app
 from seqmodels.detection.annotations import load_annotations
 from seqmodels.detection.map import detection_map
 from seqmodels.detection.run import ground_truth, read_results
+from tests.anet_reference import official_map
 from tests.conftest import TINY_ARGS
 
 runner = CliRunner()
@@ -28,7 +29,7 @@ def test_train_predict_evaluate_agree(untrimmed_store, tmp_path):
     store, anno = untrimmed_store
     run = tmp_path / "run"
     result = runner.invoke(app, ["train-head", str(store), "--annotations", str(anno), "--out", str(run), "--epochs", "3",
-                                 "--option", "hidden=16", "--threshold", "0.3"])
+                                 "--option", "hidden=16"])
     assert result.exit_code == 0, result.output
     assert "mAP" in result.output
     assert {"config.json", "checkpoint.pt", "metrics.json", "history.json", "timeline.png"} <= {p.name for p in run.iterdir()}
@@ -53,6 +54,30 @@ def test_train_predict_evaluate_agree(untrimmed_store, tmp_path):
     mine = detection_map(ground_truth(annotations, val), [d for d in read_results(results) if d.video_id in val], [0.3, 0.5],
                          annotations.classes)
     assert mine.to_dict()["map"] == pytest.approx(evaluation["map"])
+
+
+def test_predict_subset_file_scored_by_an_independent_evaluator_equals_evaluate(untrimmed_store, tmp_path):
+    store, anno = untrimmed_store
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train-head", str(store), "--annotations", str(anno), "--out", str(run), "--epochs", "2",
+                                 "--option", "hidden=16", "--option", "heads=2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    results = tmp_path / "val.json"
+    result = runner.invoke(app, ["predict", str(run), str(store), "--subset", "validation", "--annotations", str(anno),
+                                 "--out", str(results)])
+    assert result.exit_code == 0, result.output
+    predicted = json.loads(results.read_text())
+    truth = json.loads(anno.read_text())
+    validation = {v for v, rec in truth["database"].items() if rec["subset"] == "validation"}
+    assert set(predicted["results"]) == validation  # only that subset's videos
+    metrics = tmp_path / "metrics.json"
+    result = runner.invoke(app, ["evaluate", str(run), str(store), "--annotations", str(anno), "--out", str(metrics)])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads(metrics.read_text())
+    thresholds = evaluation["tiou_thresholds"]
+    per_threshold, average = official_map(truth, predicted, "validation", thresholds)
+    assert list(evaluation["map"].values()) == pytest.approx(per_threshold.tolist(), abs=1e-12)
+    assert evaluation["average_map"] == pytest.approx(average, abs=1e-12)
 
 
 def test_detection_input_errors_are_one_line(untrimmed_store, tmp_path):

@@ -77,3 +77,12 @@ def test_overlapping_segments_give_the_step_to_the_larger_cover():
     t = np.array([0.0])
     got = step_targets(t, t + 1, [Segment(0, 0.6, "a"), Segment(0.2, 1, "b")], ["a", "b"])
     assert got.tolist() == [2]  # b covers 0.8 of the step, a 0.6
+
+
+def test_subset_names_are_read_whatever_their_case_and_unknown_ones_refused(tmp_path):
+    anno = load_annotations(_json(tmp_path, {"a": {"subset": "Training", "annotations": []},
+                                             "b": {"subset": " VALIDATION ", "annotations": []},
+                                             "c": {"subset": "val", "annotations": []}}))
+    assert [anno.videos[v].subset for v in "abc"] == ["training", "validation", "validation"]
+    with pytest.raises(FeatxError, match="subset must be training, validation or testing"):
+        load_annotations(_json(tmp_path, {"a": {"subset": "holdout", "annotations": []}}))

@@ -9,6 +9,7 @@ from seqmodels.detection.heads import MontesLSTM
 from seqmodels.detection.map import Detection, detection_map
 from seqmodels.detection.postprocess import mean_filter, segments_from_probs
 from seqmodels.detection.train import predict_steps, train_steps
+from tests.helpers import synthetic_steps
 
 
 def test_mean_filter_by_hand():
@@ -26,33 +27,15 @@ def test_segments_come_from_edges_with_the_mean_class_and_its_score():
     assert segs == [(1.0, 4.0, 2, pytest.approx(0.6)), (5.0, 6.0, 1, pytest.approx(0.8))]
 
 
-def _synthetic(n, rng, dim=8, steps=60):
-    """Per-step features: class prototype + noise inside segments, noise outside."""
-    protos = np.eye(dim)[:3] * 2.0
-    seqs, segs = [], []
-    for _ in range(n):
-        s1 = rng.integers(5, 20)
-        s2 = s1 + rng.integers(8, 15) + rng.integers(5, 10)
-        video = [Segment(float(s1), float(s1 + rng.integers(8, 15)), str(rng.integers(0, 3))),
-                 Segment(float(s2), float(min(s2 + rng.integers(8, 15), steps)), str(rng.integers(0, 3)))]
-        t = np.arange(steps, dtype=float)
-        y = step_targets(t, t + 1, video, ["0", "1", "2"])
-        x = rng.normal(0, 0.5, (steps, dim))
-        x[y > 0] += protos[y[y > 0] - 1]
-        seqs.append(x.astype(np.float32))
-        segs.append(video)
-    return seqs, segs
-
-
 def test_montes_lstm_learns_per_step_labels_and_detects_segments():
     rng = np.random.default_rng(0)
-    train_x, train_segs = _synthetic(48, rng)
-    val_x, val_segs = _synthetic(16, rng)
+    train_x, train_segs = synthetic_steps(48, rng)
+    val_x, val_segs = synthetic_steps(16, rng)
     t = np.arange(60, dtype=float)
     targets = [step_targets(t, t + 1, s, ["0", "1", "2"]) for s in train_segs]
     torch.manual_seed(0)
     model = MontesLSTM(8, 4, hidden=32, dropout=0.1)
-    losses = train_steps(model, train_x, targets, epochs=25, lr=1e-2)
+    model, losses = train_steps(model, train_x, targets, epochs=25, lr=1e-2)
     assert losses[-1] < 0.5 * losses[0]
     gt = [Detection(str(v), s.start, s.end, s.label) for v, segs in enumerate(val_segs) for s in segs]
     preds = [

@@ -71,7 +71,7 @@ def test_a_reloaded_checkpoint_predicts_identically(order_data, tmp_path):
 
 def test_the_budget_loss_makes_skip_heads_update_less(order_data):
     train_set, val_set = order_data
-    base = dict(head="skip-lstm", epochs=6, patience=6, head_options={"hidden": 16})
+    base = dict(head="skip-lstm", epochs=6, batch_size=8, head_options={"hidden": 16})
     free = train(train_set, val_set, CLASSES, TrainConfig(**base, budget=0.0), progress=False)
     costly = train(train_set, val_set, CLASSES, TrainConfig(**base, budget=0.05), progress=False)
     assert costly.history[-1]["val_update_fraction"] < free.history[-1]["val_update_fraction"]

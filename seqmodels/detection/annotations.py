@@ -76,6 +76,20 @@ def _segment(where: str, start, end, label, duration: float | None) -> Segment:
     return Segment(start, end, label.strip())
 
 
+SUBSETS = {"train": "training", "training": "training", "val": "validation", "valid": "validation",
+           "validation": "validation", "test": "testing", "testing": "testing"}
+
+
+def _subset(where: str, value) -> str | None:
+    """A subset name, case and spacing ignored ('Training' -> 'training', 'val' -> 'validation')."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    name = SUBSETS.get(str(value).strip().lower())
+    if name is None:
+        raise FeatxError(f"{where}: subset must be training, validation or testing, not {value!r}")
+    return name
+
+
 def _from_json(path: Path) -> Annotations:
     try:
         data = json.loads(path.read_text())
@@ -101,7 +115,7 @@ def _from_json(path: Path) -> Annotations:
             if not isinstance(seg, list) or len(seg) != 2:
                 raise FeatxError(f"{where}.annotations[{k}]: 'segment' must be [start, end]")
             segments.append(_segment(f"{where}.annotations[{k}]", seg[0], seg[1], anno.get("label"), duration))
-        videos[str(vid)] = VideoAnnotation(entry.get("subset"), duration, segments)
+        videos[str(vid)] = VideoAnnotation(_subset(where, entry.get("subset")), duration, segments)
     return Annotations(str(path), videos)
 
 
@@ -123,7 +137,7 @@ def _from_csv(path: Path) -> Annotations:
             raise FeatxError(f"{where}: empty video_id")
         duration = rec.get("duration")
         duration = float(duration) if duration not in (None, "") else None
-        video = videos.setdefault(vid, VideoAnnotation(rec.get("subset") or None, duration))
+        video = videos.setdefault(vid, VideoAnnotation(_subset(where, rec.get("subset")), duration))
         video.segments.append(_segment(where, rec["start"], rec["end"], rec["label"], duration))
     return Annotations(str(path), videos)
 

@@ -1,0 +1,218 @@
+"""The run layer of stage 2, one for every task: the training config, the run folder (config.json +
+checkpoint.pt, versioned), loading it back with one-line errors, and the check that a store matches the run.
+
+A run folder holds config.json (readable metadata) and checkpoint.pt (the same metadata, the EMA weights and
+the history: it alone rebuilds the model). Tasks add their own files (metrics.json, plots, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from featx.errors import FeatxError
+from seqmodels.protocol import Protocol
+
+RUN_FORMAT_VERSION = 2  # 2: one config for every task, EMA weights, the shared protocol
+TASKS = ("classification", "detection")
+
+# Training defaults per head; the CLI's unset options take these. Classification heads train on whole
+# videos; ActionFormer takes its THUMOS14 recipe (lr 1e-4, wd 0.05, 5 warm-up epochs, EMA) with more epochs
+# and a larger batch than its 35 x batch 2, because datasets here are small (bench/detection.py).
+_CLASSIFY = dict(epochs=30, batch_size=32, lr=1e-3, weight_decay=1e-2, warmup_epochs=2)
+_STEPS = dict(epochs=40, batch_size=8, lr=1e-3, weight_decay=1e-2, warmup_epochs=2)
+HEAD_DEFAULTS = {
+    "classification": {None: _CLASSIFY},
+    "detection": {
+        "actionformer": dict(epochs=60, batch_size=4, lr=2e-4, weight_decay=0.05, warmup_epochs=5),
+        "montes-lstm": _STEPS,
+        "linear": _STEPS,
+    },
+}
+DEFAULT_HEAD = {"classification": "lstm", "detection": "actionformer"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run was asked for; saved in the run, rebuilt from it (unknown keys refused)."""
+
+    task: str = "classification"
+    head: str = "lstm"
+    head_options: dict = field(default_factory=dict)  # passed to the head's constructor
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 1e-2  # on weight matrices and kernels only
+    warmup_epochs: float = 2
+    grad_clip: float = 1.0  # gradient norm clipping
+    ema_decay: float = 0.999  # the saved weights are this EMA of the trained ones
+    holdout: float = 0.0  # > 0: early stopping on this share of the training videos; 0: fixed epochs
+    patience: int = 10  # with holdout
+    max_steps: int | None = None  # classification: uniform subsampling; detection: training crop length
+    val_fraction: float = 0.2  # reported split's share when the labels / annotations name none
+    seed: int = 0
+    device: str = "auto"
+    budget: float = 0.0  # skip heads: cost per updated step
+    background_weight: float = 0.3  # step detection heads: loss weight of background steps (Montes et al.)
+    smooth: int = 5  # step detection heads: mean-filter window (steps)
+    threshold: float = 0.5  # step detection heads: a step is active when 1 - P(background) reaches this
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise FeatxError(f"--task must be classification or detection, not {self.task!r}")
+        if not 0 < self.val_fraction < 1:
+            raise FeatxError(f"--val-fraction must be between 0 and 1, not {self.val_fraction}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise FeatxError(f"--max-steps must be >= 1, not {self.max_steps}")
+        if not (math.isfinite(self.budget) and self.budget >= 0):
+            raise FeatxError(f"--budget must be >= 0, not {self.budget}")
+        if not 0 <= self.background_weight <= 1 or not 0 < self.threshold < 1 or self.smooth < 1:
+            raise FeatxError("--background-weight must be in [0, 1], --threshold in (0, 1), --smooth >= 1")
+        self.protocol  # validates the protocol's fields
+
+    @classmethod
+    def with_defaults(cls, task: str, head: str | None = None, **given) -> "TrainConfig":
+        """The config for `head` (the task's default head when None): options left None take the head's
+        defaults (HEAD_DEFAULTS); an unset warm-up is at most a fifth of the epochs."""
+        if task not in TASKS:
+            raise FeatxError(f"--task must be classification or detection, not {task!r}")
+        head = head or DEFAULT_HEAD[task]
+        if task == "classification" and head in HEAD_DEFAULTS["detection"]:
+            raise FeatxError(f"{head} is a detection head: train it with --annotations (not --labels)")
+        table = HEAD_DEFAULTS[task]
+        defaults = table.get(head, table.get(None, {}))
+        values = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+        if given.get("warmup_epochs") is None and "warmup_epochs" in values:  # a short run warms up for a fifth of it
+            values["warmup_epochs"] = min(values["warmup_epochs"], values.get("epochs", cls.epochs) / 5)
+        return cls(task=task, head=head, **values)
+
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol(self.epochs, self.batch_size, self.lr, self.weight_decay, self.warmup_epochs, self.grad_clip,
+                        self.ema_decay, self.holdout, self.patience, self.seed)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise FeatxError(f"unknown training config keys {unknown}: written by a newer featx?")
+        return cls(**data)
+
+
+@dataclass
+class Run:
+    """A trained head with everything needed to use it again."""
+
+    model: torch.nn.Module
+    config: TrainConfig
+    classes: list[str]
+    in_dim: int
+    store_config: dict | None  # the extraction config of the store it was trained on
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+
+def _meta(run: Run) -> dict:
+    return {"format_version": RUN_FORMAT_VERSION, "task": run.task, "train": dataclasses.asdict(run.config),
+            "classes": run.classes, "in_dim": run.in_dim, "store_config": run.store_config}
+
+
+def save_run(run: Run, folder: str | Path) -> None:
+    """config.json and checkpoint.pt, each written to a temporary name and renamed (never half-written)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = _meta(run)
+        tmp = folder / ".checkpoint.pt.tmp"
+        torch.save({**meta, "state_dict": run.model.state_dict(), "history": run.history}, tmp)
+        os.replace(tmp, folder / "checkpoint.pt")
+        tmp = folder / ".config.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, folder / "config.json")
+    except OSError as exc:
+        raise FeatxError(f"cannot write the run to {folder}: {exc.strerror or exc}") from None
+
+
+def read_meta(folder: str | Path) -> dict:
+    """A run folder's config.json; one-line errors when it is missing or malformed."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise FeatxError(f"{folder} is not a training run (no config.json); train one with `featx train-head`")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FeatxError(f"{path} is not valid JSON ({exc}); train the run again") from None
+    if not isinstance(meta, dict):
+        raise FeatxError(f"{path} is not a featx run config")
+    return meta
+
+
+def run_task(folder: str | Path) -> str:
+    """'classification' or 'detection', from a run folder's config.json."""
+    return read_meta(folder).get("task", "classification")
+
+
+def load_checkpoint(folder: str | Path) -> dict:
+    """checkpoint.pt, loaded without executing anything (weights_only); one-line errors."""
+    path = Path(folder) / "checkpoint.pt"
+    if not path.is_file():
+        raise FeatxError(f"{folder} is not a training run (no checkpoint.pt); train one with `featx train-head`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickled objects refused by weights_only, ...
+        raise FeatxError(f"{path} cannot be read safely ({type(exc).__name__}); train the run again") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise FeatxError(f"{path} is not a featx checkpoint")
+    version = ckpt.get("format_version", 0)
+    if version > RUN_FORMAT_VERSION:
+        raise FeatxError(f"{path} was written by a newer featx (run format {version})")
+    if version < RUN_FORMAT_VERSION:
+        raise FeatxError(f"{path} was written by an older featx (run format {version}); train the run again")
+    return ckpt
+
+
+def load_run(folder: str | Path, build, device: str = "cpu") -> Run:
+    """Rebuild a run: `build(config, in_dim, classes)` makes the head, the checkpoint's weights fill it."""
+    from featx.backbones import resolve_device
+
+    ckpt = load_checkpoint(folder)
+    config = TrainConfig.from_dict(ckpt["train"])
+    model = build(config, ckpt["in_dim"], ckpt["classes"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise FeatxError(f"{folder}: the weights do not fit the head ({str(exc).splitlines()[0]})") from None
+    model.to(resolve_device(device)).eval()
+    return Run(model, config, ckpt["classes"], ckpt["in_dim"], ckpt["store_config"], ckpt.get("history", []))
+
+
+def store_config(store: str | Path):
+    """The store's ExtractConfig; a one-line error when `store` is not a featx store."""
+    from featx.store import read_config
+
+    config = read_config(store)
+    if config is None:
+        raise FeatxError(f"{store} is not a featx store (no extraction config found); run `featx extract` first")
+    return config
+
+
+def check_store_matches(run: Run, store: str | Path) -> None:
+    """Refuse features the run was not trained on (another backbone, weights, fps, dimension...)."""
+    from featx.config import ExtractConfig
+
+    config = store_config(store)
+    if config.feature_dim != run.in_dim:
+        raise FeatxError(f"{store} has {config.feature_dim}-d features; the run was trained on {run.in_dim}-d ones")
+    if run.store_config is not None:
+        diff = ExtractConfig.from_dict(run.store_config).differences(config)
+        if diff:
+            raise FeatxError(f"{store} was extracted differently from the run's training store: {'; '.join(diff)}")
