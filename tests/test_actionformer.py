@@ -118,3 +118,12 @@ def test_actionformer_learns_synthetic_segments():
     preds = [Detection(str(v), s + 0.5, e + 0.5, str(c), sc) for v, found in enumerate(model.detect(x, mask)) for s, e, c, sc in found]
     gt = [Detection(str(v), s.start, s.end, s.label) for v, segs in enumerate(val_segs) for s in segs]
     assert detection_map(gt, preds, thresholds=[0.5]).map[0] >= 0.8
+
+
+def test_unknown_and_out_of_range_options_are_refused_by_name():
+    with pytest.raises(TypeError, match="unknown option 'nonsense'"):
+        ActionFormerHead(4, 2, nonsense=1)
+    from featx.errors import FeatxError
+
+    with pytest.raises(FeatxError, match="hidden"):
+        ActionFormerHead(4, 2, hidden=-5)

@@ -19,6 +19,8 @@ Everything is in steps of the store's time grid; the caller converts to seconds.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 
 import numpy as np
@@ -170,6 +172,10 @@ class ActionFormerHead(nn.Module):
         self._check(hidden, heads, window, levels, stem, backbone, dropout, drop_path, radius, label_smoothing, prior)
         self.num_classes, self.levels, self.radius, self.label_smoothing = num_classes, levels, radius, label_smoothing
         self.momentum = normaliser_momentum
+        unknown = sorted(set(decode) - {f.name for f in dataclasses.fields(DecodeOptions)})
+        if unknown:
+            known = [p for p in inspect.signature(ActionFormerHead).parameters if p not in ("in_dim", "num_classes", "decode")]
+            raise TypeError(f"unknown option {unknown[0]!r} (known: {', '.join(known + [f.name for f in dataclasses.fields(DecodeOptions)])})")
         self.decode_options = DecodeOptions(**decode)
         self.register_buffer("normaliser", torch.tensor(100.0))  # the reference's initial value
         self.embed = nn.ModuleList([MaskedConv(in_dim, hidden, bias=False), MaskedConv(hidden, hidden, bias=False)])
