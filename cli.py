@@ -286,9 +286,11 @@ def train_head(
     """Train a head on a store's features: a video classifier (--labels) or a temporal activity detector
     (--annotations), under one protocol (AdamW, warm-up + cosine, weight EMA; fixed epochs or --holdout);
     print a per-epoch table and the validation metrics."""
+    from featx.store import refuse_output_in_store
     from seqmodels.runs import TrainConfig
 
     with user_errors():
+        refuse_output_in_store(out)
         if task == "auto":
             task = "detection" if annotations is not None else "classification"
         config = TrainConfig.with_defaults(
@@ -423,10 +425,12 @@ def predict(
     """Predict the top-k labels of every video in a store, or, with --adaptive, straight from videos; with a
     detection run, the scored segments of every video as ActivityNet results JSON."""
     from seqmodels.classify import predict_store, write_table
+    from featx.store import refuse_output_in_store
     from seqmodels.detection.run import predict_detection
     from seqmodels.runs import run_task
 
     with user_errors():
+        refuse_output_in_store(out)
         if run_task(run) == "detection":
             if adaptive or len(sources) != 1:
                 raise FeatxError("a detection run predicts on one store (no --adaptive)")

@@ -298,6 +298,14 @@ def repair_manifest(root) -> list[str]:
 
 
 # -- reading -------------------------------------------------------------------------------------------
+def refuse_output_in_store(path: str | Path, option: str = "--out") -> None:
+    """Refuse to write a file or folder into a store (or over one): readers would take it for store data."""
+    path = Path(path).absolute()
+    for folder in [path, *path.parents]:
+        if folder.is_dir() and (folder / MANIFEST_DIR).is_dir():
+            raise FeatxError(f"{option} {path} is inside the store {folder}; write it elsewhere")
+
+
 def _require_store(root) -> None:
     if not root.is_dir() or not (any(root.glob(PART_GLOB)) or (root / MANIFEST_DIR).is_dir()):
         raise FeatxError(f"{root} is not a featx store (no part-*.parquet files or {MANIFEST_DIR}/ folder)")

@@ -90,3 +90,12 @@ def test_detection_input_errors_are_one_line(untrimmed_store, tmp_path):
     assert result.exit_code == 1 and "video 'not_there' is not in the store" in result.output
     result = runner.invoke(app, ["train-head", str(store), "--annotations", str(anno), "--head", "lstm", "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "not a detection head" in result.output
+
+
+def test_runs_and_results_are_never_written_into_a_store(untrimmed_store, tmp_path):
+    store, anno = untrimmed_store
+    result = runner.invoke(app, ["train-head", str(store), "--annotations", str(anno), "--out", str(store / "run")])
+    assert result.exit_code == 1 and "is inside the store" in result.output
+    result = runner.invoke(app, ["predict", str(tmp_path / "no-run"), str(store), "--out", str(store / "p.json")])
+    assert result.exit_code == 1 and "is inside the store" in result.output
+    assert not (store / "run").exists() and not (store / "p.json").exists()
