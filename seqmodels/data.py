@@ -14,6 +14,7 @@ from featx.errors import FeatxError
 from featx.store import load_sequences
 
 TRAIN_SPLITS = frozenset({"train", "training"})
+MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})  # labels that mean "no label" (spreadsheet exports)
 VAL_SPLITS = frozenset({"val", "valid", "validation", "test", "testing"})
 
 
@@ -44,9 +45,11 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     missing = {"video_id", "label"} - set(table.columns)
     if missing:
         raise FeatxError(f"--labels {path}: needs columns video_id,label[,split]; missing {sorted(missing)}")
-    empty = table.index[(table.video_id.str.strip() == "") | (table.label.str.strip() == "")]
+    table["video_id"], table["label"] = table.video_id.str.strip(), table.label.str.strip()
+    empty = table.index[(table.video_id == "") | table.label.str.lower().isin(MISSING)]
     if len(empty):
-        raise FeatxError(f"--labels {path}: empty video_id or label on line {empty[0] + 2}")
+        row = table.loc[empty[0]]
+        raise FeatxError(f"--labels {path}: line {empty[0] + 2} has no video_id or label ({row.video_id!r}, {row.label!r})")
     dup = table.video_id[table.video_id.duplicated()]
     if len(dup):
         raise FeatxError(f"--labels {path}: video_id {dup.iloc[0]!r} appears more than once")

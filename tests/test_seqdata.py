@@ -66,13 +66,21 @@ def test_max_steps_samples_uniformly(store, tmp_path):
         ("video,label\na,x\n", r"missing \['video_id'\]"),
         ("video_id,label\na,x\na,y\n", "appears more than once"),
         ("video_id,label,split\na,x,holdout\n", "unknown split values"),
-        ("video_id,label\na,\n", "empty video_id or label on line 2"),
+        ("video_id,label\na,\n", "line 2 has no video_id or label"),
+        ("video_id,label\na,x\nb,NaN\n", "line 3 has no video_id or label"),
+        ("video_id,label\na,x\nb,NA\n", "line 3 has no video_id or label"),
     ],
 )
 def test_bad_labels_are_one_line_errors(store, tmp_path, text, message):
     with pytest.raises(FeatxError, match=message) as err:
         load_labelled(store, read_labels(write(tmp_path, text)))
     assert "\n" not in str(err.value)
+
+
+def test_labels_and_ids_with_spaces_around_them_are_the_same_as_without(store, tmp_path):
+    labels = read_labels(write(tmp_path, "video_id,label\na , x\nb,y \nc,x\nd, y\n"))
+    data, classes, _ = load_labelled(store, labels)
+    assert classes == ["x", "y"] and data.ids == ["a", "b", "c", "d"]
 
 
 def test_ignore_missing_leaves_out_both_sides(store, tmp_path):
