@@ -99,3 +99,14 @@ def test_runs_and_results_are_never_written_into_a_store(untrimmed_store, tmp_pa
     result = runner.invoke(app, ["predict", str(tmp_path / "no-run"), str(store), "--out", str(store / "p.json")])
     assert result.exit_code == 1 and "is inside the store" in result.output
     assert not (store / "run").exists() and not (store / "p.json").exists()
+
+
+def test_a_segment_beyond_the_video_is_refused_without_a_duration(untrimmed_store, tmp_path):
+    store, anno = untrimmed_store
+    truth = json.loads(anno.read_text())
+    first = sorted(truth["database"])[0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("video_id,start,end,label\n" + "".join(
+        f"{v},1,2,a\n" for v in truth["database"]) + f"{first},30,35,a\n")  # the videos last 20 s
+    result = runner.invoke(app, ["train-head", str(store), "--annotations", str(bad), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "ends after the video" in result.output

@@ -55,6 +55,16 @@ def _split(annotations: Annotations, ids: list[str], val_fraction: float, seed: 
     return [ids[i] for i in sorted(order[n_val:])], [ids[i] for i in sorted(order[:n_val])]
 
 
+def _check_inside(annotations: Annotations, data: StepData) -> None:
+    """A segment must lie within its video as the store saw it (one step of slack): annotations without a
+    duration are otherwise never checked."""
+    for vid, clock in zip(data.ids, data.clocks):
+        for seg in annotations.videos[vid].segments:
+            if seg.end > clock.end + clock.period:
+                raise FeatxError(f"{annotations.source}: segment [{seg.start}, {seg.end}] of {vid!r} ends after the "
+                                 f"video ({clock.end:.2f} s in the store)")
+
+
 def segment_targets(data: StepData, annotations: Annotations, classes: list[str]) -> list[np.ndarray]:
     """Per video (n, 3): start, end on the step grid, class index."""
     out = []
@@ -163,6 +173,7 @@ def train_detection(
         raise FeatxError(f"need videos to train and to validate on; got {len(train_ids)} and {len(val_ids)}")
     _require_segments(annotations, val_ids, "validation")
     data = load_steps(store, ids)
+    _check_inside(annotations, data)
     train_set, val_set = data.subset(train_ids), data.subset(val_ids)
     torch.manual_seed(config.seed)
     in_dim = train_set.features[0].shape[1]
