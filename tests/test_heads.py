@@ -41,6 +41,14 @@ def test_unknown_head_and_bad_option_are_clear_errors():
         build_head("avgpool", D, C, units=3)
 
 
+@pytest.mark.parametrize("name, options", [("lstm", {"hidden": -5}), ("avgpool", {"dropout": 2}), ("slow-fusion", {"kernel": 2}),
+                                           ("transformer", {"heads": 3}), ("skip-gru", {"hidden": 0}), ("lstm", {"layers": 0})])
+def test_out_of_range_head_options_are_one_line_errors(name, options):
+    with pytest.raises(FeatxError, match=f"bad option for head '{name}'") as err:
+        build_head(name, D, C, **options)
+    assert "\n" not in str(err.value)
+
+
 def test_binarize_rounds_forward_and_passes_the_gradient_straight_through():
     x = torch.tensor([0.2, 0.49, 0.51, 0.9], requires_grad=True)
     y = binarize(x)

@@ -46,10 +46,14 @@ def build_head(name: str, in_dim: int, num_classes: int, **cfg) -> nn.Module:
         close = difflib.get_close_matches(name, HEADS, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise FeatxError(f"unknown head {name!r}{hint} (known: {', '.join(HEADS)})")
+    sizes = {k: v for k, v in cfg.items() if k in ("hidden", "width", "channels", "layers", "heads", "levels")}
+    bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
+    if bad:
+        raise FeatxError(f"bad option for head {name!r}: {', '.join(f'{k}={v!r}' for k, v in bad.items())} must be a positive integer")
     try:
         return HEADS[name](in_dim, num_classes, **cfg)
-    except TypeError as exc:
-        raise FeatxError(f"bad option for head {name!r}: {exc}") from None
+    except (TypeError, ValueError, AssertionError) as exc:  # torch's own checks: dropout range, divisibility
+        raise FeatxError(f"bad option for head {name!r}: {str(exc).splitlines()[0]}") from None
 
 
 __all__ = ["HEADS", "SKIP_HEADS", "HeadOutput", "build_head"]
