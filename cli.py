@@ -165,6 +165,8 @@ def _format_info(info: dict) -> str:
             lines.append(f"  shard {shard}: {counts['ok']} ok, {counts['failed']} failed")
     for fail in info["failed"]:
         lines.append(f"  failed {fail['video_id']} ({fail['path']}): {fail['error']}")
+    for problem in info["problems"]:
+        lines.append(f"problem    {problem}")
     return "\n".join(lines)
 
 
@@ -173,19 +175,26 @@ def info(
     store: Annotated[str, typer.Argument(help="A store written by `featx extract`: a directory or a pyarrow filesystem URI (s3://..., gs://...).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     inputs: Annotated[Optional[list[str]], typer.Option("--inputs", help="The extraction's inputs (repeatable): also report which of their videos have no ok or error row yet.")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Read every page of every part (checksums included); exit 1 naming missing or damaged parts and videos written twice.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Verify, then set damaged parts aside in _damaged/, remove second copies of videos and mark the videos of lost parts failed, so that the next `featx extract` redoes them.")] = False,
 ) -> None:
-    """Print a store's extraction config, counts, feature dimension, shards and the failed videos with reasons."""
-    from featx.store import latest_manifest, store_info
+    """Print a store's extraction config, counts, feature dimension, shards, the failed videos with reasons and any problems (missing or damaged parts, videos written twice)."""
+    from featx.store import store_info, videos_to_do
 
     with user_errors():
+        if verify or repair:
+            from featx.store_check import check_store
+
+            problems, repairs = check_store(store, repair=repair, progress=not as_json)
+            for line in repairs:
+                typer.echo(f"repaired   {line}", err=True)
         summary = store_info(store)
         if inputs:
             from featx.inputs import collect_inputs
 
-            wanted = {v.video_id for v in collect_inputs(inputs)}
-            missing = sorted(wanted - set(latest_manifest(store).video_id))
+            wanted = [v.video_id for v in collect_inputs(inputs)]
             summary["inputs"] = len(wanted)
-            summary["missing"] = missing
+            summary["missing"] = sorted(videos_to_do(store, wanted))
     typer.echo(json.dumps(summary, indent=1, default=str) if as_json else _format_info(summary))
     if inputs and not as_json:
         missing = summary["missing"]
@@ -193,6 +202,9 @@ def info(
         typer.echo(f"inputs     {summary['inputs']}, {done}")
         for video_id in missing[:10]:
             typer.echo(f"  missing {video_id}")
+    if verify and not repair and problems:
+        typer.echo(f"error: {problems.summary()}; `featx info --repair {store}` repairs it", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

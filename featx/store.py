@@ -29,7 +29,9 @@ import pyarrow.parquet as pq
 from featx import location
 from featx.config import ExtractConfig
 from featx.errors import FeatxError
+from featx.lease import LEASE_DIR, WriterLease
 from featx.location import store_path
+from featx.store_check import DAMAGED_DIR, quick_check, refuse_problems, repair_store
 
 CONFIG_KEY = b"featx"
 PART_VIDEOS_KEY = b"featx.videos"
@@ -125,20 +127,23 @@ def _manifest_table(rows: list[dict], config_json: str) -> pa.Table:
     return table.replace_schema_metadata({CONFIG_KEY: config_json.encode()})
 
 
-def _write_atomic(table: pa.Table, final) -> None:
+def _write_atomic(table: pa.Table, final, **options) -> None:
     if location.is_remote(final):  # an object appears whole when its upload completes
-        location.write_table(table, final)
+        location.write_table(table, final, **options)
         return
     tmp = _tmp_path(final)
-    pq.write_table(table, tmp)
+    location.write_table(table, tmp, **options)
     os.replace(tmp, final)
 
 
 class StoreWriter:
     """Appends whole videos to a store; commits them in parts of about `part_mb` MB.
 
-    Opening checks that the store's extraction config matches `config` (refusing with the differences),
-    rebuilds manifest fragments lost in a crash and removes temp files of dead writers.
+    Opening takes the writer's lease (featx.lease: a second writer of the same videos is refused), checks
+    that the store's extraction config matches `config` (refusing with the differences), rebuilds manifest
+    fragments lost in a crash, removes temp files of dead writers and repairs what featx.store_check finds
+    (missing or damaged parts: their videos are redone; second copies of a video: removed). `repairs` says
+    what was repaired, one line each.
     """
 
     def __init__(
@@ -165,7 +170,12 @@ class StoreWriter:
         # names sort in time order (microseconds), and never clash between concurrent writers (random suffix)
         self._run = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
         self._seq = 0
-        self._open_store()
+        self._lease = None
+        try:
+            self._open_store()
+        except BaseException:
+            self._release()
+            raise
         self._reset()
 
     # -- opening ---------------------------------------------------------------------------------------
@@ -173,10 +183,10 @@ class StoreWriter:
         if self.root.exists() and not self.root.is_dir():
             raise FeatxError(f"--out {self.root} exists and is not a directory")
         existing = read_config(self.root) if self.root.exists() else None
-        foreign = [p for p in self.root.iterdir() if p.name != MANIFEST_DIR and not _is_tmp(p)] if self.root.exists() else []
+        ours = {MANIFEST_DIR, LEASE_DIR, DAMAGED_DIR}
+        foreign = [p for p in self.root.iterdir() if p.name not in ours and not _is_tmp(p)] if self.root.exists() else []
         if existing is None and foreign:
             raise FeatxError(f"--out {self.root} is a non-empty folder but not a featx store; choose a new folder")
-        (self.root / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
         if existing is not None:
             diff = existing.differences(self.config)
             if diff:
@@ -184,8 +194,17 @@ class StoreWriter:
                     f"{self.root} was extracted with a different config ({'; '.join(diff)}); "
                     "use another --out or the store's settings"
                 )
+        try:
+            (self.root / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FeatxError(f"--out {self.root}: cannot create the store ({exc.strerror or exc})") from None
+        if not location.is_remote(self.root):  # object stores have no locks (see featx.lease)
+            shard = tuple(int(x) for x in self._shard.split("/")) if self._shard else None
+            self._lease = WriterLease(self.root, shard).acquire()
         _remove_dead_tmp_files(self.root)
         repair_manifest(self.root)
+        self.repairs = repair_store(self.root, quick_check(
+            self.root, read_manifest(self.root), latest_manifest(self.root), read_footers=True))
         self.ok_ids = ok_video_ids(self.root)
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -259,7 +278,15 @@ class StoreWriter:
         self._reset()
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
 
     def __enter__(self) -> "StoreWriter":
         return self
@@ -277,15 +304,27 @@ def _remove_dead_tmp_files(root) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _readable_table(path) -> pa.Table | None:
+    try:
+        return location.read_table(path)
+    except (OSError, pa.ArrowException):
+        return None
+
+
 def _orphan_parts(root):
     """(fragment path, manifest table from the part's footer) for each committed part whose fragment is
-    missing: a writer stopped between the two renames of a flush."""
+    missing (a writer stopped between the two renames of a flush) or unreadable. Parts that cannot be read
+    themselves are left to featx.store_check."""
     for part in sorted(root.glob(PART_GLOB)):
         fragment = root / MANIFEST_DIR / part.name.removeprefix("part-")
-        if not fragment.exists():
+        if fragment.exists() and _readable_table(fragment) is not None:
+            continue
+        try:
             meta = location.parquet_metadata(part).metadata or {}
-            rows = json.loads(meta.get(PART_VIDEOS_KEY, b"[]"))
-            yield fragment, _manifest_table(rows, meta.get(CONFIG_KEY, b"{}").decode())
+        except (OSError, pa.ArrowException):
+            continue
+        rows = [{**r, "part": part.name} for r in json.loads(meta.get(PART_VIDEOS_KEY, b"[]"))]  # even if renamed
+        yield fragment, _manifest_table(rows, meta.get(CONFIG_KEY, b"{}").decode())
 
 
 def repair_manifest(root) -> list[str]:
@@ -312,10 +351,14 @@ def _require_store(root) -> None:
 
 
 def read_config(root: str | Path) -> ExtractConfig | None:
-    """The extraction config a store was written with (None for a new, empty directory)."""
+    """The extraction config a store was written with (None for a new, empty directory). Files that cannot
+    be read are passed over here (store_check reports them)."""
     root = store_path(root)
     for path in sorted(root.glob(PART_GLOB)) + sorted((root / MANIFEST_DIR).glob("*.parquet")):
-        meta = location.read_schema(path).metadata or {}
+        try:
+            meta = location.read_schema(path).metadata or {}
+        except (OSError, pa.ArrowException):
+            continue
         if CONFIG_KEY in meta:
             return ExtractConfig.from_json(meta[CONFIG_KEY].decode())
     return None
@@ -326,7 +369,8 @@ def read_manifest(root: str | Path) -> pd.DataFrame:
     part whose fragment a crash left unwritten come from the part itself, so the manifest always agrees
     with the feature rows, even before the next run repairs the store."""
     root = store_path(root)
-    frames = [location.read_table(p).to_pandas() for p in sorted((root / MANIFEST_DIR).glob("*.parquet"))]
+    fragments = [_readable_table(p) for p in sorted((root / MANIFEST_DIR).glob("*.parquet"))]
+    frames = [table.to_pandas() for table in fragments if table is not None]  # unreadable: rebuilt below
     frames += [table.to_pandas() for _, table in _orphan_parts(root)]
     if not frames:
         return MANIFEST_SCHEMA.empty_table().to_pandas()
@@ -345,12 +389,35 @@ def ok_video_ids(root: str | Path) -> set[str]:
     return set(latest.loc[latest["status"] == "ok", "video_id"])
 
 
+def videos_to_do(root: str | Path, video_ids) -> set[str]:
+    """Of `video_ids`, those with no row in the manifest yet, or whose rows are in a missing or damaged part:
+    what the next `featx extract` of them would do."""
+    root = store_path(root)
+    latest = latest_manifest(root)
+    problems = quick_check(root, read_manifest(root), latest, read_footers=True)
+    lost = set(latest[latest["part"].isin(list(problems.missing) + list(problems.damaged))]["video_id"])
+    return (set(video_ids) - set(latest["video_id"])) | (lost & set(video_ids))
+
+
 def _dataset(root) -> ds.Dataset:
+    """The store's parts, once the manifest and the parts present agree (store_check)."""
     _require_store(root)
+    refuse_problems(root, quick_check(root, read_manifest(root), latest_manifest(root)))
     parts = sorted(root.glob(PART_GLOB))
     if not parts:
         raise FeatxError(f"{root} has no feature rows yet (every video failed, or none was extracted)")
     return location.dataset(parts)
+
+
+def _read(root, columns, video_ids) -> pa.Table:
+    """Rows of the store; a part that fails to read (truncated, a failed page checksum) is one error line."""
+    try:
+        return _dataset(root).to_table(columns=columns, filter=_filter(video_ids))
+    except (OSError, pa.ArrowException) as exc:
+        raise FeatxError(
+            f"{root}: a part cannot be read ({str(exc).splitlines()[0][:200]}); `featx info --verify {root}` names "
+            "it, `featx info --repair` sets it aside so that `featx extract` redoes its videos"
+        ) from None
 
 
 def _filter(video_ids):
@@ -359,14 +426,13 @@ def _filter(video_ids):
 
 def load_features(root: str | Path, columns: list[str] | None = None, video_ids=None) -> pd.DataFrame:
     """The store's rows as a pandas DataFrame (the `feature` column holds one numpy array per row)."""
-    table = _dataset(store_path(root)).to_table(columns=columns, filter=_filter(video_ids))
-    return table.to_pandas()
+    return _read(store_path(root), columns, video_ids).to_pandas()
 
 
 def load_sequences(root: str | Path, video_ids=None, column: str = "feature") -> dict[str, np.ndarray]:
     """{video_id: (T, D) array of features in step order} for every (or the given) video, sorted by id.
     column: "feature", or "flow_feature" in a two-stream store."""
-    table = _dataset(store_path(root)).to_table(columns=["video_id", "step", column], filter=_filter(video_ids))
+    table = _read(store_path(root), ["video_id", "step", column], video_ids)
     if table.num_rows == 0:
         return {}
     ids = table.column("video_id").to_numpy(zero_copy_only=False)
@@ -392,12 +458,15 @@ def _grouped_in_step_order(ids: np.ndarray, steps: np.ndarray) -> bool:
 
 
 def store_info(root: str | Path) -> dict:
-    """A summary of a store: config, parts, rows, videos ok / failed (with reasons)."""
+    """A summary of a store: config, parts, rows, videos ok / failed (with reasons), and problems: missing or
+    damaged parts and videos written twice (featx.store_check; footers only, `verify_store` reads all)."""
     root = store_path(root)
     _require_store(root)
     parts = sorted(root.glob(PART_GLOB))
-    rows = sum(location.parquet_metadata(p).num_rows for p in parts)
+    manifest = read_manifest(root)
     latest = latest_manifest(root)
+    problems = quick_check(root, manifest, latest, read_footers=True)
+    rows = sum(location.parquet_metadata(p).num_rows for p in parts if p.name not in problems.damaged)
     failed = latest[latest["status"] == "error"]
     config = read_config(root)
     return {
@@ -415,4 +484,5 @@ def store_info(root: str | Path) -> dict:
             str(shard): {"ok": int((group.status == "ok").sum()), "failed": int((group.status == "error").sum())}
             for shard, group in latest.groupby(latest["shard"].fillna("-"))
         } if "shard" in latest.columns else {},
+        "problems": problems.lines(),
     }

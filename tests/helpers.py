@@ -1,6 +1,11 @@
 """Helpers shared by test modules (test modules never import each other)."""
 
+import time
+
 import numpy as np
+
+from featx.config import ExtractConfig
+from featx.store import StoreWriter
 
 from seqmodels.detection.annotations import Segment, step_targets
 
@@ -21,3 +26,29 @@ def synthetic_steps(n, rng, dim=8, steps=60):
         seqs.append(x.astype(np.float32))
         segs.append(video)
     return seqs, segs
+
+
+# A toy store: feature rows written straight through StoreWriter, no video or backbone.
+STORE_DIM = 6
+
+
+def toy_config(**changes) -> ExtractConfig:
+    base = dict(
+        backbone="toy", weights="random-init", fps=2.0, weights_sha256="ab" * 32, feature_dim=STORE_DIM,
+        input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic", crop_pct=1.0,
+        versions={"featx": "test"},
+    )
+    return ExtractConfig(**{**base, **changes})
+
+
+def toy_record(video_id: str) -> dict:
+    return {"path": f"/data/{video_id}.mp4", "video_id": video_id, "error": None, "fps": 25.0, "frames": 50,
+            "duration": 2.0, "width": 64, "height": 48, "seconds": 0.1, "finished_at": time.time()}
+
+
+def add_toy_video(writer: StoreWriter, video_id: str, steps: int, seed: int = 0) -> np.ndarray:
+    feats = np.random.default_rng(seed).normal(size=(steps, STORE_DIM)).astype(np.float32)
+    t = np.arange(steps) * 0.5
+    frames = np.arange(steps) * 12
+    writer.add_video(toy_record(video_id), writer.table(video_id, t, t + 0.5, frames, frames + 12, feats))
+    return feats

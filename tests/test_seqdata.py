@@ -3,7 +3,8 @@ import pytest
 
 from featx.errors import FeatxError
 from seqmodels.data import SequenceSet, load_labelled, pad, read_labels, train_val_split, uniform_steps
-from tests.test_store import add, config
+from tests.helpers import add_toy_video as add
+from tests.helpers import toy_config as config
 from featx.store import StoreWriter
 
 

@@ -20,29 +20,10 @@ from featx.store import (
     store_info,
 )
 
-DIM = 6
-
-
-def config(**changes) -> ExtractConfig:
-    base = dict(
-        backbone="toy", weights="random-init", fps=2.0, weights_sha256="ab" * 32, feature_dim=DIM,
-        input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic", crop_pct=1.0,
-        versions={"featx": "test"},
-    )
-    return ExtractConfig(**{**base, **changes})
-
-
-def record(video_id: str) -> dict:
-    return {"path": f"/data/{video_id}.mp4", "video_id": video_id, "error": None, "fps": 25.0, "frames": 50,
-            "duration": 2.0, "width": 64, "height": 48, "seconds": 0.1, "finished_at": time.time()}
-
-
-def add(writer: StoreWriter, video_id: str, steps: int, seed: int = 0) -> np.ndarray:
-    feats = np.random.default_rng(seed).normal(size=(steps, DIM)).astype(np.float32)
-    t = np.arange(steps) * 0.5
-    frames = np.arange(steps) * 12
-    writer.add_video(record(video_id), writer.table(video_id, t, t + 0.5, frames, frames + 12, feats))
-    return feats
+from tests.helpers import STORE_DIM as DIM
+from tests.helpers import add_toy_video as add
+from tests.helpers import toy_config as config
+from tests.helpers import toy_record as record
 
 
 @pytest.fixture()

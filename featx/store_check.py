@@ -1,0 +1,239 @@
+"""Checking a store's parts against its manifest, and repairing what a check finds.
+
+What can go wrong, and what is done about it:
+- a part the manifest names is missing (deleted, lost in a copy): readers refuse the store; the next
+  `featx extract` (or `featx info --repair`) records its videos as failed, so they are extracted again;
+- a part cannot be read (truncated file, bad footer, a page whose checksum fails): the same, and the part
+  is moved to `_damaged/` (never deleted: nothing is lost);
+- a video written into two parts (two writers at once, in stores written before leases, or by hand):
+  readers refuse the store; a repair keeps the copy the manifest names last and rewrites the other parts
+  without it.
+Cheap checks (the manifest, the files present, each part's footer) run on every open; `verify_store` reads
+every page of every part.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featx import location
+from featx.errors import FeatxError
+
+DAMAGED_DIR = "_damaged"
+
+
+@dataclass
+class StoreProblems:
+    """What a check found; empty when the store is sound."""
+
+    missing: dict[str, list[str]] = field(default_factory=dict)  # part -> its videos (latest rows)
+    damaged: dict[str, str] = field(default_factory=dict)  # part -> why it cannot be read
+    duplicates: dict[str, list[str]] = field(default_factory=dict)  # video_id -> the parts holding it
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.damaged or self.duplicates)
+
+    def lines(self) -> list[str]:
+        out = [f"missing part {p} ({_some(v)})" for p, v in sorted(self.missing.items())]
+        out += [f"damaged part {p} ({why})" for p, why in sorted(self.damaged.items())]
+        out += [f"video {v!r} written twice ({', '.join(parts)})" for v, parts in sorted(self.duplicates.items())]
+        return out
+
+    def summary(self) -> str:
+        """One line naming every kind of problem (the first few of each)."""
+        pieces = []
+        if self.missing:
+            pieces.append(f"{len(self.missing)} missing part(s): {_some(sorted(self.missing))}")
+        if self.damaged:
+            pieces.append(f"{len(self.damaged)} damaged part(s): {_some(sorted(self.damaged))}")
+        if self.duplicates:
+            pieces.append(f"{len(self.duplicates)} video(s) written twice: {_some(sorted(self.duplicates))}")
+        return "; ".join(pieces)
+
+
+def _some(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _ok_rows(manifest):
+    return manifest[(manifest["status"] == "ok") & manifest["part"].notna()]
+
+
+def quick_check(root, manifest, latest, read_footers: bool = False) -> StoreProblems:
+    """Missing parts (named by a video's latest row), videos ok in two existing parts and, with
+    read_footers, parts whose footer cannot be read or whose row count disagrees with the manifest."""
+    from featx.store import PART_GLOB
+
+    present = {p.name: p for p in root.glob(PART_GLOB)}
+    problems = StoreProblems()
+    latest_ok = _ok_rows(latest)
+    for part, group in latest_ok.groupby("part"):
+        if part not in present:
+            problems.missing[part] = sorted(group["video_id"])
+    held = _ok_rows(manifest)
+    held = held[held["part"].isin(list(present))].drop_duplicates(["video_id", "part"])
+    for video, group in held.groupby("video_id"):
+        if len(group) > 1:
+            problems.duplicates[video] = sorted(group["part"])
+    if read_footers:
+        rows = held.groupby("part")["rows"].sum()
+        for name, path in present.items():
+            try:
+                found = location.parquet_metadata(path).num_rows
+            except (OSError, pa.ArrowException) as exc:
+                problems.damaged[name] = _reason(exc)
+                continue
+            if name in rows.index and found != rows[name]:
+                problems.damaged[name] = f"{found} rows, the manifest says {rows[name]}"
+    return problems
+
+
+def _reason(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+def verify_store(root, progress: bool = False) -> StoreProblems:
+    """Every check, reading every page of every part (checksums verified where the part has them) and
+    looking for repeated (video_id, step) rows."""
+    from tqdm.auto import tqdm
+
+    from featx.store import PART_GLOB, latest_manifest, read_manifest
+
+    manifest = read_manifest(root)
+    problems = quick_check(root, manifest, latest_manifest(root), read_footers=True)
+    holders: dict[str, set[str]] = {}  # video_id -> the parts with rows of it
+    for path in tqdm(sorted(root.glob(PART_GLOB)), unit="part", desc="verify", disable=not progress):
+        if path.name in problems.damaged:
+            continue
+        try:
+            table = location.read_table(path)  # decodes every page, checking its CRC
+        except (OSError, pa.ArrowException) as exc:
+            problems.damaged[path.name] = _reason(exc)
+            continue
+        keys = table.select(["video_id", "step"]).group_by(["video_id", "step"]).aggregate([([], "count_all")])
+        for video in keys.filter(pc.greater(keys["count_all"], 1))["video_id"].unique().to_pylist():
+            problems.duplicates[video] = [path.name]  # twice inside one part
+        for video in table["video_id"].unique().to_pylist():
+            holders.setdefault(video, set()).add(path.name)
+    for video, parts in holders.items():
+        if len(parts) > 1:
+            problems.duplicates[video] = sorted(parts)
+    return problems
+
+
+def repair_store(root, problems: StoreProblems, reason_prefix: str = "") -> list[str]:
+    """Set damaged parts aside, record the videos of missing and damaged parts as failed (so the next
+    extraction redoes them), and remove every second copy of a video. Returns what was done, one line each.
+    Only for a writer that holds the store's lease (featx.lease), or when no writer runs."""
+    done = []
+    lost: dict[str, str] = {}  # part -> why its videos are gone
+    for part, why in problems.damaged.items():
+        aside = root / DAMAGED_DIR
+        aside.mkdir(exist_ok=True)
+        os.replace(root / part, aside / part)
+        lost[part] = f"part {part} was damaged ({why}); moved to {DAMAGED_DIR}/"
+        done.append(f"moved damaged part {part} to {DAMAGED_DIR}/")
+    for part in problems.missing:
+        lost[part] = f"part {part} is missing"
+    if lost:
+        _record_lost(root, lost)
+        done.append(f"recorded the videos of {len(lost)} lost part(s) as failed: the next extraction redoes them")
+    if problems.duplicates:
+        _drop_second_copies(root, problems.duplicates)
+        done.append(f"removed second copies of {len(problems.duplicates)} video(s)")
+    return done
+
+
+def _record_lost(root, lost: dict[str, str]) -> None:
+    from featx.store import MANIFEST_DIR, MANIFEST_SCHEMA, _manifest_table, _write_atomic, latest_manifest, read_config
+
+    latest = latest_manifest(root)
+    rows = _ok_rows(latest)
+    rows = rows[rows["part"].isin(list(lost))].copy()
+    if rows.empty:
+        return
+    rows["error"] = rows["part"].map(lost)
+    rows["status"], rows["rows"], rows["part"], rows["finished_at"] = "error", 0, None, time.time()
+    rows = rows[MANIFEST_SCHEMA.names].astype(object)
+    records = rows.where(rows.notna(), None).to_dict("records")  # NaN -> null
+    config = read_config(root)
+    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}000000-check-{os.getpid()}-00000.parquet"
+    _write_atomic(_manifest_table(records, config.to_json() if config else "{}"), root / MANIFEST_DIR / name)
+
+
+def _drop_second_copies(root, duplicates: dict[str, list[str]]) -> None:
+    """Keep each video in the part its latest manifest row names (else the newest part); rewrite the others
+    without it: the part first (one rename), then its manifest fragment, so a stop between them is repaired
+    by running again."""
+    from featx.store import latest_manifest
+
+    latest = latest_manifest(root).set_index("video_id")["part"]
+    drop: dict[str, set[str]] = {}
+    for video, parts in duplicates.items():
+        keep = latest.get(video) if latest.get(video) in parts else max(parts)
+        for part in parts:
+            if part != keep:
+                drop.setdefault(part, set()).add(video)
+    for part, videos in drop.items():
+        _rewrite_part(root, part, videos)
+
+
+def _rewrite_part(root, part: str, videos: set[str]) -> None:
+    from featx.store import MANIFEST_DIR, PART_VIDEOS_KEY, _write_atomic
+
+    path = root / part
+    table = location.read_table(path)
+    keep = table.filter(pc.invert(pc.is_in(table["video_id"], pa.array(sorted(videos)))))
+    meta = dict(table.schema.metadata or {})
+    records = [r for r in json.loads(meta.get(PART_VIDEOS_KEY, b"[]")) if r["video_id"] not in videos]
+    meta[PART_VIDEOS_KEY] = json.dumps(records).encode()
+    fragment = root / MANIFEST_DIR / part.removeprefix("part-")
+    if keep.num_rows == 0:
+        path.unlink()
+    else:
+        _write_atomic(keep.replace_schema_metadata(meta), path)
+    if fragment.exists():
+        rows = location.read_table(fragment)
+        stale = pc.and_(pc.is_in(rows["video_id"], pa.array(sorted(videos))), pc.equal(rows["part"], part))
+        rest = rows.filter(pc.invert(pc.fill_null(stale, False)))
+        if rest.num_rows == 0:
+            fragment.unlink()
+        else:
+            _write_atomic(rest, fragment)
+
+
+def check_store(root, repair: bool = False, progress: bool = False) -> tuple[StoreProblems, list[str]]:
+    """`featx info --verify / --repair`: every check (verify_store); with repair, under the store's writer
+    lease, what repair_store does. Returns (problems found, repairs done)."""
+    from featx.lease import WriterLease
+    from featx.location import is_remote, store_path
+    from featx.store import _require_store
+
+    root = store_path(root)
+    _require_store(root)
+    if not repair:
+        return verify_store(root, progress), []
+    if is_remote(root):
+        raise FeatxError("--repair works on local stores only (object stores cannot rename or lock)")
+    lease = WriterLease(root, None).acquire()
+    try:
+        problems = verify_store(root, progress)
+        return problems, repair_store(root, problems)
+    finally:
+        lease.release()
+
+
+def refuse_problems(root, problems: StoreProblems) -> None:
+    """The one error line readers give for a store that needs repair."""
+    if problems:
+        raise FeatxError(
+            f"{root}: {problems.summary()}; `featx info --repair {root}` sets damaged parts aside, removes second "
+            "copies and marks lost videos failed, then `featx extract` with the same inputs and --out redoes them"
+        )
+
