@@ -7,6 +7,7 @@ names in different folders never collide.
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -33,13 +34,18 @@ def _video_id(path: Path, root: Path | None) -> str:
 
 
 def _scan_folder(folder: Path) -> list[VideoInput]:
-    files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in VIDEO_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Video files below `folder`, following symlinked sub-folders (each real folder once, so a link
+    back up the tree cannot loop); hidden files and folders are skipped."""
+    files, seen = [], set()
+    for here, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [Path(here) / n for n in names if not n.startswith(".") and Path(n).suffix.lower() in VIDEO_SUFFIXES]
+    files = sorted(p for p in files if p.is_file())
     return [VideoInput(p.resolve(), _video_id(p, folder)) for p in files]
 
 

@@ -7,7 +7,7 @@ No torch imports: this module runs inside the decoding worker processes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -109,7 +109,7 @@ def _open(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise FeatxError(f"{path}: no such file")
+        raise FeatxError(_not_a_file(path))
     if path.stat().st_size == 0:
         raise FeatxError("empty file (0 bytes)")
     try:
@@ -121,6 +121,14 @@ def _open(path: str | Path):
         container.close()
         raise FeatxError(f"no video stream (streams: {', '.join(kinds)})")
     return container
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_dir():
+        return f"{path}: a folder, not a video file (give folders as INPUT arguments, not inside a list)"
+    if path.exists():
+        return f"{path}: not a regular file (a pipe, socket or device); give a video file"
+    return f"{path}: no such file"
 
 
 def _ffmpeg_reason(exc: Exception) -> str:
@@ -153,22 +161,58 @@ def probe(path: str | Path) -> VideoInfo:
         container.close()
 
 
-def _frame_time(frame, start: Fraction, previous: float | None, step: float) -> float:
-    if frame.pts is None or frame.time_base is None:
-        return 0.0 if previous is None else previous + step
-    return float(frame.pts * frame.time_base - start)
+class FrameClock:
+    """Seconds of each decoded frame, in decode order, from its timestamp. A frame without one (the first
+    frames of some streams) continues the clock by one frame period; when timestamps then appear, they are
+    shifted if needed so that the clock never runs backwards (the invented times and the real ones join up).
+    Timestamps that exist are used as they are."""
+
+    def __init__(self, start: Fraction, step: float):
+        self.start, self.step = start, step
+        self.last: float | None = None
+        self.offset = 0.0
+        self._invented = False  # the last time given was invented
+
+    def time(self, pts, time_base) -> float:
+        if pts is None or time_base is None:
+            t = 0.0 if self.last is None else self.last + self.step
+            self._invented = True
+        else:
+            t = float(pts * time_base - self.start) + self.offset
+            if self._invented and t < self.last + self.step / 2:
+                self.offset += self.last + self.step - t
+                t = self.last + self.step
+            self._invented = False
+        self.last = t
+        return t
+
+
+def quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns that show `frame` upright: its display matrix's rotation (a phone's
+    portrait video is coded landscape with -90 here), rounded to a multiple of 90 degrees."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
 
 
 def _to_rgb(frame, pre: Preprocess | None) -> np.ndarray:
+    """The frame upright (its rotation applied), RGB; with `pre`, resized and centre-cropped as displayed."""
+    turns = quarter_turns(frame)
     if pre is None:
-        return frame.to_ndarray(format="rgb24")
-    scale = pre.resize_shorter / min(frame.width, frame.height)
-    width = max(pre.crop[1], round(frame.width * scale))
-    height = max(pre.crop[0], round(frame.height * scale))
-    rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation=pre.interpolation.upper())
-    pixels = rgb.to_ndarray()
+        pixels = frame.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
+    shown_w, shown_h = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
+    scale = pre.resize_shorter / min(shown_w, shown_h)
+    width = max(pre.crop[1], round(shown_w * scale))
+    height = max(pre.crop[0], round(shown_h * scale))
+    coded_w, coded_h = (height, width) if turns % 2 else (width, height)
+    rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24", interpolation=pre.interpolation.upper())
+    pixels = np.rot90(rgb.to_ndarray(), turns) if turns else rgb.to_ndarray()
     top, left = (height - pre.crop[0]) // 2, (width - pre.crop[1]) // 2
     return pixels[top : top + pre.crop[0], left : left + pre.crop[1]]
+
+
+def upright(info: VideoInfo, turns: int) -> VideoInfo:
+    """The info of a video shown with `turns` quarter turns: width and height as displayed."""
+    return replace(info, width=info.height, height=info.width) if turns % 2 else info
 
 
 def stream_frames(
@@ -195,8 +239,10 @@ def stream_frames(
         plan = _seek_plan(path, stream, start, fps, info) if seek and fps and fps < info.fps else None
         frames = _seeked(container, stream, start, plan) if plan else _FullDecode(container, stream, start, step, fps)
         idx, times, pixels = [], [], []
+        turns = None
         try:
             for n, t, frame in frames:
+                turns = quarter_turns(frame) if turns is None else turns
                 idx.append(n)
                 times.append(t)
                 pixels.append(_to_rgb(frame, pre))
@@ -208,11 +254,14 @@ def stream_frames(
         n, last = plan[1:] if plan else frames.end
         if n == 0:
             raise FeatxError("no frames could be decoded")
-        if info.frames and n < _MIN_DECODED_SHARE * info.frames:
+        # An edit list (any `-c copy` cut) hides pre-roll frames that the frame count still declares: the video
+        # is whole when its decoded frames span the declared (edited) duration.
+        spans_duration = info.duration > 0 and last + step >= _MIN_DECODED_SHARE * info.duration
+        if info.frames and n < _MIN_DECODED_SHARE * info.frames and not spans_duration:
             raise FeatxError(f"truncated: {'found' if plan else 'decoded'} {n} of {info.frames} declared frames")
         if idx:
             yield FrameChunk(np.array(idx, np.int64), np.array(times), np.stack(pixels))
-        yield DecodedVideo(info=info, frames_decoded=n, end_time=last + step)
+        yield DecodedVideo(info=upright(info, turns or 0), frames_decoded=n, end_time=last + step)
     finally:
         container.close()
 
@@ -228,9 +277,10 @@ class _FullDecode:
     def __iter__(self):
         container, stream, start, step, fps = self._args
         sampler = TimeSampler(fps)
+        clock = FrameClock(start, step)
         t, n = None, 0
         for frame in container.decode(stream):
-            t = _frame_time(frame, start, t, step)
+            t = clock.time(frame.pts, frame.time_base)
             if sampler.keep(t):
                 yield n, t, frame
             n += 1
@@ -245,7 +295,7 @@ def _seek_plan(path, stream, start: Fraction, fps: float, info: VideoInfo):
     if index is None or len(index.pts) == 0:
         return None
     base = stream.time_base or Fraction(1)
-    times = [float(int(p) * base - start) for p in index.pts]  # exactly as _frame_time computes them
+    times = [float(int(p) * base - start) for p in index.pts]  # exactly as FrameClock computes them
     targets = np.asarray(sample_indices(times, fps))
     runs, cost = seek.plan(targets, np.flatnonzero(index.keyframe))
     if not seek.worth_seeking(len(times), cost):

@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
@@ -112,3 +114,95 @@ def test_unreadable_files_raise_a_clear_error(tmp_path, content, reason):
     path.write_bytes(content)
     with pytest.raises(FeatxError, match=reason):
         list(stream_frames(path))
+
+
+def write_marked_video(path, rotation=None, frames=6, size=(64, 32)):
+    """A landscape video whose top-left quadrant is white, the rest black; `rotation` in its display
+    matrix (counter-clockwise degrees, as a phone writes -90 for portrait)."""
+    w, h = size
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("h264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        image = np.zeros((h, w, 3), np.uint8)
+        image[: h // 2, : w // 2] = 255
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def bright_quadrant(pixels):
+    """Which quadrant of an (H, W, 3) image is white: (row, column) in {0, 1}."""
+    h, w = pixels.shape[:2]
+    means = [[pixels[r * h // 2:(r + 1) * h // 2, c * w // 2:(c + 1) * w // 2].mean() for c in (0, 1)] for r in (0, 1)]
+    return np.unravel_index(np.argmax(means), (2, 2))
+
+
+@pytest.mark.parametrize("rotation, quadrant", [(-90, (0, 1)), (90, (1, 0)), (180, (1, 1)), (None, (0, 0))])
+def test_rotated_videos_reach_the_backbone_upright_and_are_recorded_with_their_displayed_size(tmp_path, rotation, quadrant):
+    # Rotating the coded image counter-clockwise by `rotation` degrees (the display matrix) moves its
+    # top-left quadrant to the top-right for -90 (clockwise), bottom-left for +90, bottom-right for 180.
+    path = tmp_path / "v.mp4"
+    write_marked_video(path, rotation)
+    portrait = rotation in (90, -90)
+    *chunks, decoded = stream_frames(path)
+    pixels = chunks[0].pixels[0]
+    assert pixels.shape == ((64, 32, 3) if portrait else (32, 64, 3))
+    assert tuple(bright_quadrant(pixels)) == quadrant
+    # resized so the displayed shorter side is 16, then the centre 16 x 16: the white stays on its side
+    *chunks, _ = stream_frames(path, pre=Preprocess(resize_shorter=16, crop=(16, 16)))
+    cropped = chunks[0].pixels[0]
+    assert cropped.shape == (16, 16, 3)
+    assert int(np.argmax([cropped[:, :8].mean(), cropped[:, 8:].mean()])) == quadrant[1]
+    assert (decoded.info.width, decoded.info.height) == ((32, 64) if portrait else (64, 32))
+
+
+def test_frames_without_timestamps_continue_the_clock_and_later_timestamps_never_run_it_backwards():
+    from fractions import Fraction
+
+    from featx.video import FrameClock
+
+    base = Fraction(1, 100)
+    clock = FrameClock(Fraction(0), step=0.04)
+    # the first three frames have no timestamp; the stream's own clock then starts at 0
+    times = [clock.time(pts, base if pts is not None else None) for pts in [None, None, None, 0, 4, 8]]
+    np.testing.assert_allclose(times, [0.0, 0.04, 0.08, 0.12, 0.16, 0.20])
+    clock = FrameClock(Fraction(0), step=0.04)  # timestamps that agree with the invented ones are kept
+    times = [clock.time(pts, base if pts is not None else None) for pts in [None, None, 8, 12]]
+    np.testing.assert_allclose(times, [0.0, 0.04, 0.08, 0.12])
+
+
+def test_an_edit_list_hiding_pre_roll_frames_is_a_whole_video_not_a_truncated_one(tmp_path):
+    """A `-c copy` cut: the packets before the cut point keep negative timestamps, so the MP4's edit list
+    hides them and the frame count still declares them (here 20 hidden of 40)."""
+    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
+    with av.open(str(full), "w") as container:
+        stream = container.add_stream("h264", rate=8, options={"bf": "0"})
+        stream.width = stream.height = 32
+        stream.pix_fmt, stream.codec_context.gop_size = "yuv420p", 40
+        for k in range(40):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), k * 6, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(full)) as source, av.open(str(cut), "w") as target:
+        original = source.streams.video[0]
+        copy = target.add_stream_from_template(original)
+        shift = int(Fraction(20, 8) / original.time_base)
+        for packet in source.demux(original):
+            if packet.dts is None:
+                continue
+            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
+            target.mux(packet)
+    assert probe(cut).frames == 40 and probe(cut).duration == pytest.approx(2.5)
+    *chunks, decoded = stream_frames(cut)
+    assert decoded.frames_decoded == 20 and np.concatenate([c.time for c in chunks])[0] == 0.0
+    # a file cut in half is still truncated
+    data = full.read_bytes()
+    (tmp_path / "half.mp4").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FeatxError, match="truncated|not a readable video|decoding failed"):
+        list(stream_frames(tmp_path / "half.mp4"))
