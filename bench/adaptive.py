@@ -11,14 +11,13 @@ bench/results/adaptive.png.
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
+from _common import Column, Stopwatch, add_out, make_parser, markdown_table, write_results
 
+from featx.backbones import resolve_device
 from featx.config import ExtractConfig
 from featx.extract import RunOptions, extract
 from featx.inputs import VideoInput, collect_inputs
@@ -26,8 +25,6 @@ from featx.synth import make_trimmed
 from seqmodels.adaptive import adaptive_predict
 from seqmodels.classify import predict_store, train_on_store
 from seqmodels.train import TrainConfig
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def _plot(rows: list[dict], path: Path) -> None:
@@ -50,7 +47,7 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--videos", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--fps", type=int, default=8)
@@ -58,6 +55,7 @@ def main() -> None:
     parser.add_argument("--head", default="skip-gru")
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.0, 0.003, 0.01, 0.03, 0.1, 0.3])
     parser.add_argument("--epochs", type=int, default=60)
+    add_out(parser, "adaptive.json")  # the plot goes beside it, as .png
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -76,10 +74,10 @@ def main() -> None:
         labels = pd.read_csv(data.labels)
         val = [VideoInput((data.folder / f"{v}.mp4").resolve(), v) for v in labels.video_id[labels.split == "val"]]
 
-        t = time.perf_counter()
-        extract(val, tmp / "val_store", ExtractConfig(), RunOptions(progress=False))
-        full = predict_store(run, tmp / "val_store")
-        full_seconds = time.perf_counter() - t
+        with Stopwatch() as watch:
+            extract(val, tmp / "val_store", ExtractConfig(), RunOptions(progress=False))
+            full = predict_store(run, tmp / "val_store")
+        full_seconds = watch.seconds
         result = adaptive_predict(run, val, device="auto")
         same = (full.set_index("video_id").label_1 == result.table.set_index("video_id").label_1).all()
     timing = {"budget": chosen["budget"], "videos": len(val), "frames": result.frames,
@@ -87,20 +85,16 @@ def main() -> None:
               "seconds_full": full_seconds, "seconds_adaptive": result.seconds, "same_predictions": bool(same)}
     print(f"\n{args.head}, {args.videos} videos of {args.seconds:g} s at {args.fps} fps (half for validation), "
           f"colours flashing for {args.flashes:.0%} of a video at random times, bundled tf_efficientnet_lite0, every frame")
-    print(f"| {'λ':>6} | {'val accuracy':>12} | {'backbone calls':>14} |")
-    print(f"|{'-' * 7}:|{'-' * 13}:|{'-' * 15}:|")
-    for r in rows:
-        print(f"| {r['budget']:>6g} | {r['accuracy']:>12.3f} | {r['update_fraction']:>14.1%} |")
+    sweep = [Column("λ", ">", 6), Column("val accuracy", ">", 12), Column("backbone calls", ">", 14)]
+    print(markdown_table(sweep, [[f"{r['budget']:g}", f"{r['accuracy']:.3f}", f"{r['update_fraction']:.1%}"] for r in rows]))
     print(f"\nλ = {chosen['budget']:g} on the {len(val)} validation videos ({result.frames} frames):")
-    print(f"| {'pipeline':<36} | {'backbone calls':>14} | {'seconds':>7} |")
-    print(f"|{'-' * 38}|{'-' * 15}:|{'-' * 8}:|")
-    print(f"| {'featx extract + predict (full)':<36} | {result.frames:>14} | {full_seconds:>7.1f} |")
-    print(f"| {'featx predict --adaptive':<36} | {result.backbone_calls:>14} | {result.seconds:>7.1f} |")
+    pipelines = [Column("pipeline", "<", 36), Column("backbone calls", ">", 14), Column("seconds", ">", 7)]
+    print(markdown_table(pipelines, [["featx extract + predict (full)", result.frames, f"{full_seconds:.1f}"],
+                                     ["featx predict --adaptive", result.backbone_calls, f"{result.seconds:.1f}"]]))
     print(f"same top-1 predictions: {same}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "adaptive.json").write_text(json.dumps({"args": vars(args), "sweep": rows, "timing": timing}, indent=1))
-    _plot(rows, RESULTS / "adaptive.png")
-    print(f"wrote {RESULTS / 'adaptive.json'} and {RESULTS / 'adaptive.png'}")
+    out = write_results(args.out, {"args": vars(args), "sweep": rows, "timing": timing}, resolve_device("auto").type)
+    _plot(rows, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

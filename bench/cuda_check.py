@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from _common import make_parser
 
 from featx.config import ExtractConfig
 from featx.extract import RunOptions, extract
@@ -17,6 +18,7 @@ from featx.synth import make_trimmed
 
 
 def main() -> None:
+    make_parser(__doc__).parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = make_trimmed(tmp / "v", videos=8, seconds=2, fps=25, size=128, seed=0, progress=False)

@@ -15,14 +15,13 @@ writes bench/results/detection.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _common import Column, Stopwatch, add_out, make_parser, markdown_table, write_results
 
+from featx.backbones import resolve_device
 from featx.config import ExtractConfig
 from featx.extract import RunOptions, extract
 from featx.inputs import collect_inputs
@@ -30,7 +29,6 @@ from featx.synth import make_untrimmed
 from seqmodels.detection.run import DETECTION_HEADS, train_detection
 from seqmodels.runs import TrainConfig
 
-RESULTS = Path(__file__).parent / "results"
 SET_SEED = {"easy": 100, "hard": 200}  # video seeds: 100 + seed, 200 + seed (development used others)
 
 
@@ -43,9 +41,9 @@ def run_cell(tmp: Path, kind: str, seed: int, fps_list, heads, videos: int, seco
         extract(collect_inputs([data.folder]), store, ExtractConfig(fps=fps), RunOptions(progress=False))
         for head in heads:
             config = TrainConfig.with_defaults("detection", head, seed=seed)
-            t = time.perf_counter()
-            _, metrics = train_detection(store, data.labels, config, tmp / f"run-{kind}{seed}-{fps:g}-{head}")
-            row = {"set": kind, "seed": seed, "fps": fps, "head": head, "seconds": time.perf_counter() - t,
+            with Stopwatch() as watch:
+                _, metrics = train_detection(store, data.labels, config, tmp / f"run-{kind}{seed}-{fps:g}-{head}")
+            row = {"set": kind, "seed": seed, "fps": fps, "head": head, "seconds": watch.seconds,
                    "map@0.5": metrics["map"]["0.5"], "average_map": metrics["average_map"], "videos": metrics["videos"]}
             rows.append(row)
             print(f"{kind} seed {seed} fps {fps:g} {head}: mAP@0.5 {row['map@0.5']:.3f}, average {row['average_map']:.3f} "
@@ -53,38 +51,43 @@ def run_cell(tmp: Path, kind: str, seed: int, fps_list, heads, videos: int, seco
     return rows
 
 
+COLUMNS = [Column("set", "<"), Column("fps"), Column("head", "<"), Column("mAP@0.5"), Column("average mAP 0.5:0.95"),
+           Column("train s")]
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| set | fps | head | mAP@0.5 | average mAP 0.5:0.95 | train s |", "|---|---:|---|---:|---:|---:|"]
+    """Mean ± standard deviation over seeds of each (set, fps, head) cell."""
+    cells = []
     keys = sorted({(r["set"], r["fps"], r["head"]) for r in rows}, key=lambda k: (k[0], k[1], list(DETECTION_HEADS).index(k[2])))
     for kind, fps, head in keys:
         cell = [r for r in rows if (r["set"], r["fps"], r["head"]) == (kind, fps, head)]
         at5, avg = np.array([r["map@0.5"] for r in cell]), np.array([r["average_map"] for r in cell])
         secs = np.mean([r["seconds"] for r in cell])
-        lines.append(f"| {kind} | {fps:g} | {head} | {at5.mean():.3f} ± {at5.std():.3f} | {avg.mean():.3f} ± {avg.std():.3f} | {secs:.0f} |")
-    return "\n".join(lines)
+        cells.append([kind, f"{fps:g}", head, f"{at5.mean():.3f} ± {at5.std():.3f}", f"{avg.mean():.3f} ± {avg.std():.3f}",
+                      f"{secs:.0f}"])
+    return markdown_table(COLUMNS, cells)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--sets", nargs="+", default=["easy", "hard"], choices=list(SET_SEED))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--fps", nargs="+", type=float, default=[2.0, 4.0], help="feature rates")
     parser.add_argument("--heads", nargs="+", default=list(DETECTION_HEADS), choices=list(DETECTION_HEADS))
     parser.add_argument("--videos", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=50)
-    parser.add_argument("--out", default=str(RESULTS / "detection.json"))
+    add_out(parser, "detection.json")
     args = parser.parse_args()
-    rows = []
-    Path(args.out).parent.mkdir(exist_ok=True)
+    rows, device = [], resolve_device("auto").type
     for kind in args.sets:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 rows += run_cell(Path(tmp), kind, seed, args.fps, args.heads, args.videos, args.seconds)
-            Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows, "complete": False}, indent=1))
+            write_results(args.out, {"args": vars(args), "rows": rows, "complete": False}, device)  # survives a stop
     print(f"\n{args.videos} videos of {args.seconds:g} s per set and seed (a quarter for validation); seeds {args.seeds}; "
           "mean ± standard deviation over seeds; every head at its defaults")
     print(table(rows))
-    Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows, "complete": True}, indent=1))
+    write_results(args.out, {"args": vars(args), "rows": rows, "complete": True}, device)
     print(f"wrote {args.out}")
 
 

@@ -9,26 +9,22 @@ bench/results/heads_epoch.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import Column, Stopwatch, add_out, make_parser, markdown_table, write_results
 
+from featx.backbones import resolve_device
 from seqmodels.data import SequenceSet
 from seqmodels.heads import HEADS
 from seqmodels.heads import build_head
 from seqmodels.protocol import fit
 from seqmodels.train import TrainConfig, classification_loss
 
-RESULTS = Path(__file__).parent / "results"
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--videos", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--dim", type=int, default=2048)
@@ -36,10 +32,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--heads", nargs="+", default=list(HEADS))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=str(RESULTS / "heads_epoch.json"))
+    add_out(parser, "heads_epoch.json")
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     rng = np.random.default_rng(0)
     sequences = [rng.standard_normal((args.steps, args.dim), dtype=np.float32).astype(np.float16) for _ in range(args.videos)]
     data = SequenceSet([str(i) for i in range(args.videos)], sequences, rng.integers(0, args.classes, args.videos))
@@ -48,21 +43,19 @@ def main() -> None:
         torch.manual_seed(0)
         config = TrainConfig(head=name, batch_size=args.batch_size, budget=1e-4, epochs=1, warmup_epochs=0)
         model = build_head(name, args.dim, args.classes).to(device)
-        t = time.perf_counter()  # one epoch of the shared protocol (AdamW, schedule, clipping, weight EMA)
-        fit(model, list(range(len(data))), classification_loss(data, config, device), config.protocol)
-        seconds = time.perf_counter() - t
+        with Stopwatch() as watch:  # one epoch of the shared protocol (AdamW, schedule, clipping, weight EMA)
+            fit(model, list(range(len(data))), classification_loss(data, config, device), config.protocol)
+        seconds = watch.seconds
         rows.append({"head": name, "seconds": seconds, "sequences_per_s": args.videos / seconds,
                      "parameters": sum(p.numel() for p in model.parameters())})
         print(f"{name:<12} {seconds:8.1f} s  {args.videos / seconds:8.0f} sequences/s", flush=True)
     print(f"\none epoch, {args.videos} sequences x {args.steps} steps x {args.dim}-d, batch {args.batch_size}, {device} "
           f"({torch.get_num_threads()} threads)")
-    print(f"| {'head':<12} | {'parameters':>10} | {'epoch s':>8} | {'sequences/s':>11} |")
-    print(f"|{'-' * 14}|{'-' * 11}:|{'-' * 9}:|{'-' * 12}:|")
-    for r in rows:
-        print(f"| {r['head']:<12} | {r['parameters']:>10,} | {r['seconds']:>8.1f} | {r['sequences_per_s']:>11.0f} |")
-    Path(args.out).parent.mkdir(exist_ok=True)
+    columns = [Column("head", "<", 12), Column("parameters", ">", 10), Column("epoch s", ">", 8), Column("sequences/s", ">", 11)]
+    print(markdown_table(columns, [[r["head"], f"{r['parameters']:,}", f"{r['seconds']:.1f}", f"{r['sequences_per_s']:.0f}"]
+                                   for r in rows]))
     result = {"args": vars(args), "device": str(device), "machine": platform.machine(), "rows": rows}
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    write_results(args.out, result, str(device))
     print(f"wrote {args.out}")
 
 

@@ -8,8 +8,6 @@ Prints a table and writes JSON to bench/results/long_video.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import subprocess
@@ -17,10 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _common import Column, add_out, make_parser, markdown_table, write_results
 
+from featx.backbones import resolve_device
 from featx.synth import make_untrimmed
-
-RESULTS = Path(__file__).parent / "results"
 
 
 _RSS_SCRIPT = """
@@ -56,9 +54,10 @@ def long_video(minutes: int, fps: float, tmp: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--minutes", type=int, nargs="+", default=[1, 10, 30, 60], help="video lengths; the first is the reference")
     parser.add_argument("--fps", type=float, default=1.0, help="sampling rate (the videos are 10 fps)")
+    add_out(parser, "long_video.json")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,16 +66,14 @@ def main() -> None:
             print(rows[-1], flush=True)
     ref = rows[0]
     print(f"\nlong video (64x64, 10 fps, sampled at {args.fps:g} fps)")
-    print("| minutes | frames | peak RSS MB | RSS vs first | seconds | seconds per minute |")
-    print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         r["rss_vs_first"] = r["peak_rss_mb"] / ref["peak_rss_mb"]
-        print(f"| {r['minutes']} | {r['frames']} | {r['peak_rss_mb']:.0f} | {r['rss_vs_first']:.2f} | {r['seconds']:.1f} | "
-              f"{r['seconds'] / r['minutes']:.2f} |")
-    RESULTS.mkdir(exist_ok=True)
+    columns = [Column(h) for h in ("minutes", "frames", "peak RSS MB", "RSS vs first", "seconds", "seconds per minute")]
+    print(markdown_table(columns, [[r["minutes"], r["frames"], f"{r['peak_rss_mb']:.0f}", f"{r['rss_vs_first']:.2f}",
+                                    f"{r['seconds']:.1f}", f"{r['seconds'] / r['minutes']:.2f}"] for r in rows]))
     result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "fps": args.fps, "rows": rows}
-    (RESULTS / "long_video.json").write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {RESULTS / 'long_video.json'}")
+    out = write_results(args.out, result, resolve_device("auto").type)
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -7,34 +7,31 @@ Prints a table and writes JSON to bench/results/seek.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from throughput import make_videos
+from _common import Column, add_out, make_parser, make_videos, markdown_table, timed, write_results
 
 from featx.seek import packet_index
 from featx.video import FrameChunk, Preprocess, stream_frames
 
-RESULTS = Path(__file__).parent / "results"
 
-
-def _decode(path: Path, fps: float, pre: Preprocess, seek: bool):
-    t = time.perf_counter()
-    chunks = [c for c in stream_frames(path, fps, pre, seek=seek, threads=1) if isinstance(c, FrameChunk)]
-    seconds = time.perf_counter() - t
-    return seconds, np.concatenate([c.index for c in chunks]), np.concatenate([c.pixels for c in chunks])
+def _decode(path: Path, fps: float, pre: Preprocess, seek: bool, repeats: int):
+    """Best-of-`repeats` seconds, frame numbers and pixels of sampling `path` at `fps`."""
+    timing = timed(lambda: [c for c in stream_frames(path, fps, pre, seek=seek, threads=1) if isinstance(c, FrameChunk)],
+                   repeats)
+    chunks = timing.result
+    return timing.best, np.concatenate([c.index for c in chunks]), np.concatenate([c.pixels for c in chunks])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--gops", type=int, nargs="+", default=[250, 50, 12])
     parser.add_argument("--fps", type=float, nargs="+", default=[0.5, 1, 5])
     parser.add_argument("--repeats", type=int, default=3, help="best of")
+    add_out(parser, "seek.json")
     args = parser.parse_args()
     pre = Preprocess(256, (224, 224), "bicubic")
     rows = []
@@ -43,20 +40,18 @@ def main() -> None:
             path = make_videos(Path(tmp) / f"gop{gop}", 1, args.seconds, 25, (340, 256), gop, 1)[0]
             keyframes = int(packet_index(path).keyframe.sum())
             for fps in args.fps:
-                full = min(_decode(path, fps, pre, False) for _ in range(args.repeats))
-                auto = min(_decode(path, fps, pre, True) for _ in range(args.repeats))
+                full = _decode(path, fps, pre, False, args.repeats)
+                auto = _decode(path, fps, pre, True, args.repeats)
                 same = bool((full[1] == auto[1]).all() and (full[2] == auto[2]).all())
                 rows.append({"gop": gop, "keyframes": keyframes, "fps": fps, "frames": len(full[1]),
                              "full_decode_s": full[0], "featx_s": auto[0], "ratio": auto[0] / full[0], "identical": same})
     print(f"\n{args.seconds:.0f} s of 340x256 h264 at 25 fps, one decoder thread, best of {args.repeats}")
-    print("| GOP | --fps | sampled | full decode s | featx s | featx / full | identical |")
-    print("|---:|---:|---:|---:|---:|---:|:---:|")
-    for r in rows:
-        print(f"| {r['gop']} | {r['fps']:g} | {r['frames']} | {r['full_decode_s']:.2f} | {r['featx_s']:.2f} | "
-              f"{r['ratio']:.2f} | {'yes' if r['identical'] else 'NO'} |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "seek.json").write_text(json.dumps({"seconds": args.seconds, "rows": rows}, indent=1))
-    print(f"\nwrote {RESULTS / 'seek.json'}")
+    columns = [*(Column(h) for h in ("GOP", "--fps", "sampled", "full decode s", "featx s", "featx / full")),
+               Column("identical", "^")]
+    print(markdown_table(columns, [[r["gop"], f"{r['fps']:g}", r["frames"], f"{r['full_decode_s']:.2f}", f"{r['featx_s']:.2f}",
+                                    f"{r['ratio']:.2f}", "yes" if r["identical"] else "NO"] for r in rows]))
+    out = write_results(args.out, {"seconds": args.seconds, "rows": rows})
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -12,19 +12,14 @@ Prints our table beside the paper's and writes bench/results/skip_rnn_adding.jso
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-from pathlib import Path
-
 import torch
+from _common import Column, Stopwatch, add_out, make_parser, markdown_table, write_results
 from torch import nn
 
 from seqmodels.heads import build_head
 from seqmodels.heads.common import HeadOutput
 from seqmodels.heads.skip_rnn import budget_loss
 
-RESULTS = Path(__file__).parent / "results"
 SOLVED_MSE = 1 / 600
 PAPER = {  # Campos et al. 2018, Table 1, adding task: (accuracy, state updates)
     "lstm": ("solved", "100.0% ± 0.0%"),
@@ -73,7 +68,7 @@ def run(name: str, args, seed: int) -> dict:
     test_x, test_y = adding_batch(torch.Generator().manual_seed(10_000 + seed), 2000, args.length)
     test_mask = torch.ones(test_x.shape[:2], dtype=torch.bool)
     mask = torch.ones(args.batch_size, args.length, dtype=torch.bool)
-    solved_at, mse, fraction, t = None, float("nan"), 1.0, time.monotonic()
+    solved_at, mse, fraction, watch = None, float("nan"), 1.0, Stopwatch()
     for it in range(1, args.iterations + 1):
         x, y = adding_batch(gen, args.batch_size, args.length)
         out = model(x, mask)
@@ -95,11 +90,18 @@ def run(name: str, args, seed: int) -> dict:
             if solved_at is not None and args.stop_when_solved:
                 break
     return {"model": name, "seed": seed, "test_mse": mse, "solved": mse < SOLVED_MSE, "solved_at": solved_at,
-            "iterations": it, "update_fraction": fraction, "seconds": time.monotonic() - t}
+            "iterations": it, "update_fraction": fraction, "seconds": watch.seconds}
+
+
+def _cells(r: dict) -> list[str]:
+    """A row of our table with the paper's numbers for the same model beside it."""
+    solved = f"yes, at it {r['solved_at']}" if r["solved"] else f"no ({r['iterations']} it)"
+    paper_acc, paper_upd = PAPER.get(r["model"], ("", ""))
+    return [r["model"], f"{r['test_mse']:.5f}", solved, f"{r['update_fraction']:.1%}", paper_acc, paper_upd]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--models", nargs="+", default=["lstm", "skip-lstm", "gru", "skip-gru"])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=6000, help="cap per model and seed")
@@ -110,19 +112,16 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=50)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--stop-when-solved", action="store_true", help="stop a run at the first solved evaluation")
+    add_out(parser, "skip_rnn_adding.json")
     args = parser.parse_args()
     rows = [run(name, args, seed) for name in args.models for seed in range(args.seeds)]
     print(f"\nadding task, length {args.length}, lr {args.lr}, batch {args.batch_size}, at most {args.iterations} "
           f"iterations, {args.seeds} seed(s), λ {args.budget}")
-    print(f"| {'model':<9} | {'test MSE':>8} | {'solved (<1/600)':<18} | {'updates':>8} | {'paper':<8} | {'paper updates':<22} |")
-    print(f"|{'-' * 11}|{'-' * 9}:|{'-' * 20}|{'-' * 9}:|{'-' * 10}|{'-' * 24}|")
-    for r in rows:
-        solved = f"yes, at it {r['solved_at']}" if r["solved"] else f"no ({r['iterations']} it)"
-        paper_acc, paper_upd = PAPER.get(r["model"], ("", ""))
-        print(f"| {r['model']:<9} | {r['test_mse']:>8.5f} | {solved:<18} | {r['update_fraction']:>8.1%} | {paper_acc:<8} | {paper_upd:<22} |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "skip_rnn_adding.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
-    print(f"wrote {RESULTS / 'skip_rnn_adding.json'}")
+    columns = [Column("model", "<", 9), Column("test MSE", ">", 8), Column("solved (<1/600)", "<", 18),
+               Column("updates", ">", 8), Column("paper", "<", 8), Column("paper updates", "<", 22)]
+    print(markdown_table(columns, [_cells(r) for r in rows]))
+    out = write_results(args.out, {"args": vars(args), "rows": rows})
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

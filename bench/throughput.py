@@ -16,61 +16,31 @@ Prints a table and writes JSON to bench/results/throughput_<device>.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import (Column, Stopwatch, add_out, make_parser, make_videos, markdown_table, results_path, table_header,
+                     table_row, timed, write_results)
 
 from featx.backbones import load_backbone
 from featx.config import ExtractConfig
-from featx.decode_pool import decode_events
+from featx.decode_pool import Frames, decode_events
 from featx.extract import RunOptions, auto_workers, extract
 from featx.inputs import collect_inputs
-from featx.synth import write_video
 from featx.video import FrameChunk, stream_frames
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def _clip(rng: np.random.Generator, seconds: float, fps: int, size: tuple[int, int]):
-    """Frames of a panning smooth colour field with a moving disc and mild sensor noise: a bitrate like
-    real low-resolution footage (pure noise would make decoding several times slower than real video)."""
-    w, h = size
-    coarse = rng.uniform(0, 255, (h // 8 + 16, w // 8 + 16, 3))
-    field = np.kron(coarse, np.ones((8, 8, 1))).astype(np.uint8)
-    yy, xx = np.mgrid[0:h, 0:w]
-    for t in range(int(seconds * fps)):
-        frame = field[t % 64 : t % 64 + h, 2 * t % 64 : 2 * t % 64 + w].astype(np.int16)
-        disc = (yy - h / 2 - h / 4 * np.sin(t / 10)) ** 2 + (xx - w / 2 - w / 4 * np.cos(t / 13)) ** 2 < (h / 8) ** 2
-        frame[disc] = (255, 40, 40)
-        yield np.clip(frame + rng.integers(-6, 7, frame.shape), 0, 255).astype(np.uint8)
-
-
-def make_videos(folder: Path, distinct: int, seconds: float, fps: int, size: tuple[int, int], gop: int, copies: int):
-    """`distinct` clips, each linked `copies` times under its own name (distinct video ids)."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    for v in range(distinct):
-        first = folder / f"clip{v:02d}_000.mp4"
-        write_video(first, _clip(rng, seconds, fps, size), fps, size, gop=gop)
-        for c in range(1, copies):
-            os.link(first, folder / f"clip{v:02d}_{c:03d}.mp4")
-    return sorted(folder.glob("*.mp4"))
 
 
 def decode_only(paths: list[Path], pre, workers: int) -> float:
     """frames/s of featx's decoding pool alone (frames received and dropped): the ceiling for end to end."""
-    t, frames = time.perf_counter(), 0
+    frames, watch = 0, Stopwatch()
     for event in decode_events(paths, None, pre, workers):
-        frames += len(event[2].index) if event[0] == "frames" else 0
-    return frames / (time.perf_counter() - t)
+        frames += len(event.chunk.index) if isinstance(event, Frames) else 0
+    return frames / watch.seconds
 
 
 def _sync(device) -> None:
@@ -84,20 +54,16 @@ def model_alone(backbone, pixels: np.ndarray, batch: int, frames: int) -> float:
     starts = [s % (len(x) - batch + 1) for s in range(0, frames, batch)]
     for s in starts[:3]:  # warm-up (cuDNN picks its algorithms here)
         backbone.forward(x[s : s + batch])
-    _sync(backbone.device)
-    t = time.perf_counter()
-    for s in starts:
-        backbone.forward(x[s : s + batch])
-    _sync(backbone.device)
-    return len(starts) * batch / (time.perf_counter() - t)
+    seconds = timed(lambda: [backbone.forward(x[s : s + batch]) for s in starts], sync=lambda: _sync(backbone.device)).best
+    return len(starts) * batch / seconds
 
 
 def plain_script(backbone, paths: list[Path], batch: int = 32) -> float:
     """frames/s of the plain script: decode each whole video with PyAV, then run the model on it, serially.
     The first video is run once untimed first (the model's warm-up for its batch shapes)."""
     _plain_script(backbone, paths[:1], batch)
-    t = time.perf_counter()
-    return _plain_script(backbone, paths, batch) / (time.perf_counter() - t)
+    timing = timed(lambda: _plain_script(backbone, paths, batch))
+    return timing.result / timing.best
 
 
 def _plain_script(backbone, paths: list[Path], batch: int) -> int:
@@ -187,28 +153,24 @@ def bench_backbone(name: str, args, paths: list[Path], tmp: Path) -> list[dict]:
                 "featx_fps": summary.frames_per_second, "vs_model": summary.frames_per_second / model,
                 "vs_plain_script": summary.frames_per_second / script, "gpu_utilisation_pct": gpu.mean,
             })
-            print(_row(rows[-1]), flush=True)
+            print(table_row(COLUMNS, _cells(rows[-1])), flush=True)
     return rows
 
 
-_HEADER = (
-    f"| {'backbone':<22} | {'batch':>5} | {'workers':>7} | {'compile':>7} | {'model alone':>11} | {'decode only':>11} | "
-    f"{'plain script':>12} | "
-    f"{'featx':>8} | {'vs model':>8} | {'vs script':>9} | {'GPU util %':>10} |"
-)
+COLUMNS = [Column("backbone", "<", 22), Column("batch", ">", 5), Column("workers", ">", 7), Column("compile", ">", 7),
+           Column("model alone", ">", 11), Column("decode only", ">", 11), Column("plain script", ">", 12),
+           Column("featx", ">", 8), Column("vs model", ">", 8), Column("vs script", ">", 9), Column("GPU util %", ">", 10)]
 
 
-def _row(r: dict) -> str:
+def _cells(r: dict) -> list[str]:
     util = f"{r['gpu_utilisation_pct']:.0f}" if r["gpu_utilisation_pct"] is not None else "-"
-    return (
-        f"| {r['backbone']:<22} | {r['batch_size']:>5} | {r['workers']:>7} | {'yes' if r['compile'] else 'no':>7} | "
-        f"{r['model_alone_fps']:>11.1f} | {r['decode_only_fps']:>11.1f} | {r['plain_script_fps']:>12.1f} | {r['featx_fps']:>8.1f} | "
-        f"{r['vs_model']:>8.2f} | {r['vs_plain_script']:>9.2f} | {util:>10} |"
-    )
+    return [r["backbone"], r["batch_size"], r["workers"], "yes" if r["compile"] else "no", f"{r['model_alone_fps']:.1f}",
+            f"{r['decode_only_fps']:.1f}", f"{r['plain_script_fps']:.1f}", f"{r['featx_fps']:.1f}", f"{r['vs_model']:.2f}",
+            f"{r['vs_plain_script']:.2f}", util]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50", "tf_efficientnet_lite0"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--device", default="auto")
@@ -222,7 +184,7 @@ def main() -> None:
     parser.add_argument("--gop", type=int, default=50, help="keyframe spacing of the clips, in frames")
     parser.add_argument("--workers", type=int, nargs="+", default=None, help="decoding processes to compare (default: featx's auto)")
     parser.add_argument("--compile", nargs="*", default=[], help="backbones to also run with --compile")
-    parser.add_argument("--out", default=None, help="JSON path (default bench/results/throughput_<device>.json)")
+    add_out(parser, "throughput_<device>.json")
     args = parser.parse_args()
     fps = 25
     per_clip = int(args.seconds * fps)
@@ -234,19 +196,13 @@ def main() -> None:
         card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
         print(f"{len(paths)} videos of {per_clip} frames ({args.size[0]}x{args.size[1]}, gop {args.gop}) on {card}, "
               f"{os.cpu_count()} CPU cores, torch {torch.__version__}")
-        print(_HEADER)
-        print("|" + "|".join("-" * (len(c)) for c in _HEADER.split("|")[1:-1]) + "|")
+        print(table_header(COLUMNS))
         for name in args.backbones:
             rows += bench_backbone(name, args, paths, Path(tmp))
-    print("\n" + _HEADER)
-    print("|" + "|".join("-" * (len(c)) for c in _HEADER.split("|")[1:-1]) + "|")
-    for r in rows:
-        print(_row(r))
+    print("\n" + markdown_table(COLUMNS, [_cells(r) for r in rows]))
     result = {"device": card, "device_type": device.type, "cpus": os.cpu_count(), "torch": torch.__version__,
               "videos": len(paths), "frames_per_video": per_clip, "size": args.size, "gop": args.gop, "rows": rows}
-    out = Path(args.out) if args.out else RESULTS / f"throughput_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    out = write_results(results_path(args.out, "throughput_<device>.json", device.type), result, device.type)
     print(f"\nwrote {out}")
 
 
