@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from featx.backbones import bundled, load_backbone
-from featx.backbones.timm2d import create, read_state_dict
+from featx.backbones.timm2d import create
+from featx.backbones.weights import read_state_dict
 from featx.config import ExtractConfig
 from featx.errors import FeatxError
 

@@ -7,7 +7,7 @@ import torchvision.models.video as tvv
 from torch import nn
 
 from featx.backbones.inflate import inflate
-from featx.backbones.video3d import create_clip_model
+from featx.backbones.video3d import create, create_clip_model
 from featx.errors import FeatxError
 
 
@@ -55,7 +55,7 @@ def test_a_torchvision_checkpoint_round_trips(tmp_path, name):
     torch.manual_seed(1)
     reference = getattr(tvv, name)(weights=None).eval()
     torch.save(reference.state_dict(), tmp_path / "w.pth")
-    ours = create_clip_model(name, tmp_path / "w.pth")
+    ours = create(name, str(tmp_path / "w.pth"))[0]
     reference.fc = nn.Identity()
     clip = torch.randn(2, 3, 8, 112, 112)
     with torch.no_grad():
@@ -65,8 +65,8 @@ def test_a_torchvision_checkpoint_round_trips(tmp_path, name):
 
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     torch.save(tvv.r3d_18(weights=None).state_dict(), tmp_path / "w.pth")
-    with pytest.raises(FeatxError, match="does not match torchvision's r2plus1d_18"):
-        create_clip_model("r2plus1d_18", tmp_path / "w.pth")
+    with pytest.raises(FeatxError, match="does not fit torchvision's r2plus1d_18: .* missing .* unexpected"):
+        create("r2plus1d_18", str(tmp_path / "w.pth"))
 
 
 @pytest.mark.parametrize(("name", "layer"), [("c3d", "fc6"), ("c3d_fc7", "fc7")])
@@ -76,7 +76,7 @@ def test_c3d_gives_its_fc_layer_after_relu_and_loads_port_names(tmp_path, name, 
     torch.manual_seed(0)
     full = C3D(num_classes=487).eval()
     torch.save(full.state_dict(), tmp_path / "c3d.pth")  # conv1 ... fc8, the port's names
-    ours = create_clip_model(name, tmp_path / "c3d.pth")
+    ours = create(name, str(tmp_path / "c3d.pth"))[0]
     clip = torch.randn(1, 3, 16, 112, 112)
     with torch.no_grad():
         got = ours(clip)

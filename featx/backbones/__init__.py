@@ -1,6 +1,8 @@
 """Backbones: a frozen module plus the preprocessing it expects, behind one `load_backbone` call.
 
-Any timm model name works (featx/backbones/timm2d.py). Heavy imports happen inside the functions.
+Any timm model name works (featx/backbones/timm2d.py), and the clip backbones of featx/backbones/video3d.py;
+every kind reads and loads weights through featx/backbones/weights.py. Heavy imports happen inside the
+functions.
 """
 
 from __future__ import annotations
@@ -134,29 +136,13 @@ def _output_dim(model, input_size, device, clip_len: int | None = None) -> int:
 
 
 def _clip_model(config: ExtractConfig):
-    """A torchvision video model: (model, weights source, sha256, timm-style data config)."""
-    from pathlib import Path
-
-    from featx.backbones import timm2d, video3d
+    """A clip backbone (featx.backbones.video3d): (model, weights source, sha256, timm-style data config)."""
+    from featx.backbones import video3d
 
     spec = video3d.CLIP_MODELS[config.backbone]
     if not config.clips:
         raise FeatxError(f"{config.backbone} embeds clips: give clip_len (the CLI defaults it to {spec.clip_len})")
-    if config.weights == "auto":
-        raise FeatxError(
-            f"{config.backbone}: pass --weights PATH (torchvision's checkpoint, e.g. {config.backbone}-*.pth) or "
-            "--random-init; featx does not download weights"
-        )
-    if config.weights == timm2d.RANDOM_INIT:
-        import torch
-
-        torch.manual_seed(timm2d.RANDOM_SEED)
-        model = video3d.create_clip_model(config.backbone)
-        source, sha = timm2d.RANDOM_INIT, timm2d.tensors_sha256(model.state_dict())
-    else:
-        path = Path(config.weights).expanduser()
-        model = video3d.create_clip_model(config.backbone, path)
-        source, sha = str(path.resolve()), timm2d.file_sha256(path)
+    model, source, sha = video3d.create(config.backbone, config.weights)
     data = {"input_size": (3, spec.crop, spec.crop), "mean": spec.normalise[0], "std": spec.normalise[1],
             "interpolation": "bilinear", "crop_pct": spec.crop / spec.resize_shorter}
     return model, source, sha, data

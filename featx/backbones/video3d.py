@@ -1,8 +1,9 @@
 """Clip (3D) backbones from torchvision.models.video, with parameter names exactly torchvision's, so its
-published checkpoints load from a local file (`--weights`, a plain state dict, strictly); and C3D, with the
-names of the common PyTorch port of its Sports-1M weights.
+published checkpoints load from a local file (`--weights`, read and loaded strictly by
+featx.backbones.weights, as for every backbone); and C3D, with the names of the common PyTorch port of its
+Sports-1M weights.
 
-Each model gives pooled clip features: the classifier is replaced by an identity after the weights are loaded.
+Each model gives pooled clip features: its classifier is an identity (a checkpoint's classifier is dropped).
 Input: (B, 3, T, H, W) float, normalised with the Kinetics-400 mean and std that torchvision's weights use;
 C3D gets raw 0-255 RGB values (no mean subtracted; see the README).
 """
@@ -10,11 +11,11 @@ C3D gets raw 0-255 RGB values (no mean subtracted; see the README).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from featx.backbones.weights import AUTO, with_weights
 from featx.errors import FeatxError
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -86,33 +87,30 @@ def _set_attr(model: nn.Module, path: tuple[str, ...], value: nn.Module) -> None
         setattr(parent, path[-1], value)
 
 
-def create_clip_model(name: str, weights: str | Path | None = None) -> nn.Module:
-    """torchvision's `name` with `weights` (a state dict file with torchvision's keys, classifier included or
-    not) loaded strictly, or random weights when None; returns it with its classifier replaced by an identity."""
-    import torchvision.models.video as tvv
-
+def _spec(name: str) -> ClipModel:
     if name not in CLIP_MODELS:
         raise FeatxError(f"unknown clip backbone {name!r}; choose from {', '.join(CLIP_MODELS)}")
-    spec = CLIP_MODELS[name]
+    return CLIP_MODELS[name]
+
+
+def create_clip_model(name: str) -> nn.Module:
+    """The architecture of clip backbone `name` with random weights, its classifier replaced by an identity."""
+    import torchvision.models.video as tvv
+
+    spec = _spec(name)
     model = C3D("fc7" if name == "c3d_fc7" else "fc6") if name.startswith("c3d") else getattr(tvv, spec.builder)(weights=None)
-    if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise FeatxError(f"--weights {path}: no such file")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        head = ".".join(spec.classifier) + "."
-        has_head = any(k.startswith(head) for k in state)
-        if not has_head:  # a features-only checkpoint: load everything else strictly
-            _set_attr(model, spec.classifier, nn.Identity())
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as exc:  # shapes differ
-            raise FeatxError(f"--weights {path} does not match torchvision's {name}: {str(exc).splitlines()[1].strip()}") from None
-        if missing or unexpected:
-            raise FeatxError(
-                f"--weights {path} does not match torchvision's {name}: "
-                f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
-            )
     _set_attr(model, spec.classifier, nn.Identity())
     return model.eval()
+
+
+def create(name: str, weights: str) -> tuple[nn.Module, str, str]:
+    """Clip backbone `name` in eval mode with `weights`: a checkpoint with torchvision's keys (or the C3D
+    port's), its classifier included or not, or RANDOM_INIT. Returns (model, weights source, sha256)."""
+    head = (".".join(_spec(name).classifier),)  # an unknown name fails before the file is read
+    if weights == AUTO:
+        raise FeatxError(
+            f"{name}: pass --weights PATH (torchvision's checkpoint, e.g. {name}-*.pth) or --random-init; "
+            "featx does not download weights"
+        )
+    owner = "featx" if name.startswith("c3d") else "torchvision"
+    return with_weights(lambda: create_clip_model(name), weights, f"{owner}'s {name}", head)
