@@ -1,11 +1,11 @@
 """Decoding in worker processes, so the backbone never waits for the decoder.
 
 Workers take videos from a task queue (dynamic assignment: a long video does not hold up the rest) and
-send back sampled, resized frame chunks. The consumer sees a stream of events:
-    ("frames", i, FrameChunk)     the next sampled frames of video i, in order
-    ("done", i, DecodedVideo)     video i decoded to the end
-    ("error", i, message, info)   video i failed (info: VideoInfo or None); its earlier frames are void
-A worker that dies (a decoder crash) turns its current video into an error and is replaced.
+send back sampled, resized frame chunks. The consumer sees a stream of events (`Event`), per video in order:
+    Frames(i, FrameChunk)            the next sampled frames of video i
+    Decoded(i, DecodedVideo)         video i decoded to the end
+    Failed(i, message, VideoInfo?)   video i failed; its earlier frames are void
+A worker that dies (a decoder crash) turns its current video into a Failed event and is replaced.
 
 Pixels travel through shared memory, not the results queue: each worker owns a ring of chunk-sized slots,
 writes a chunk into its next free slot and sends only the slot's number; the consumer copies the chunk out
@@ -19,32 +19,76 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from featx.errors import FeatxError
-from featx.video import DecodedVideo, FrameChunk, Preprocess, probe, stream_frames
+from featx.video import DecodedVideo, FrameChunk, Preprocess, VideoInfo, probe, stream_frames
 
 _POLL_SECONDS = 1.0
 _SLOTS = 4  # shared-memory chunk slots per worker: how far a worker may decode ahead of the consumer
 
 
+@dataclass(frozen=True)
+class Frames:
+    """The next sampled frames of a video, in order."""
+
+    video: int  # index into the decoded paths
+    chunk: FrameChunk
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A video decoded to the end: no more events for it."""
+
+    video: int
+    decoded: DecodedVideo
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A video that failed: no more events for it, and its earlier frames are void."""
+
+    video: int
+    message: str  # why, as the manifest records it
+    info: VideoInfo | None  # what probing the file found, if it could be probed
+
+
+Event = Frames | Decoded | Failed
+
+
+@dataclass(frozen=True)
+class _Started:
+    """Worker -> consumer: `worker` has taken `video` (so a dead worker's video is known)."""
+
+    worker: int
+    video: int
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """Worker -> consumer: the frames of a Frames event, their pixels left in shared-memory `slot`."""
+
+    video: int
+    index: np.ndarray  # (N,) int64
+    time: np.ndarray  # (N,) float64
+    slot: int
+
+
 def video_events(
     i: int, path: str | Path, fps: float | None, pre: Preprocess | None, chunk: int, threads: int = 0
-) -> Iterator[tuple]:
-    """The events of one video, decoded in this process. Every failure becomes an error event."""
+) -> Iterator[Event]:
+    """The events of one video, decoded in this process. Every failure becomes a Failed event."""
     try:
         for item in stream_frames(path, fps, pre, chunk, threads):
-            if isinstance(item, DecodedVideo):
-                yield ("done", i, item)
-            else:
-                yield ("frames", i, item)
+            yield Decoded(i, item) if isinstance(item, DecodedVideo) else Frames(i, item)
     except FeatxError as exc:
-        yield ("error", i, str(exc), _probe_quietly(path))
+        yield Failed(i, str(exc), _probe_quietly(path))
     except Exception as exc:  # a decoder bug must not stop the dataset; it is recorded in the manifest
-        yield ("error", i, f"{type(exc).__name__}: {exc}", _probe_quietly(path))
+        yield Failed(i, f"{type(exc).__name__}: {exc}", _probe_quietly(path))
 
 
 def _probe_quietly(path):
@@ -115,80 +159,99 @@ def _worker(wid: int, tasks, results, fps, pre, chunk, parent: int, ring: _Ring 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the workers
     while (task := tasks.get()) is not None:
         i, path = task
-        _put(results, ("start", wid, i), parent)
+        _put(results, _Started(wid, i), parent)
         for event in video_events(i, path, fps, pre, chunk, threads):
-            if event[0] == "frames" and ring is not None:
-                c: FrameChunk = event[2]
-                slot = ring.write(c.pixels, parent)
-                event = ("shared", i, FrameChunk(c.index, c.time, None), slot)
+            if isinstance(event, Frames) and ring is not None:
+                c = event.chunk
+                event = _Shared(i, c.index, c.time, ring.write(c.pixels, parent))
             _put(results, event, parent)
+
+
+class _Pool:
+    """The consumer's side of the worker processes: starts (and replaces) them with their shared-memory rings,
+    and turns what they send into events, knowing which video each worker is decoding."""
+
+    def __init__(self, paths: list[Path], fps, pre: Preprocess | None, workers: int, chunk: int, prefetch: int):
+        self.ctx = mp.get_context("spawn")  # safe with CUDA and threads in the parent
+        self.paths, self.pre, self.chunk = paths, pre, chunk
+        self.tasks, self.results = self.ctx.Queue(), self.ctx.Queue(maxsize=max(2, workers * prefetch))
+        for task in enumerate(map(str, paths)):
+            self.tasks.put(task)
+        workers = min(workers, len(paths))
+        for _ in range(workers):
+            self.tasks.put(None)
+        self.threads = max(1, (os.cpu_count() or 1) // workers)  # decoder threads per worker: the cores, shared out
+        self.worker_args = (self.tasks, self.results, fps, pre, chunk, os.getpid())
+        self.rings: dict[int, _Ring] = {}
+        self.current: dict[int, int] = {}  # worker id -> video it is decoding
+        self.worker_of: dict[int, int] = {}  # video -> worker id
+        self.remaining = len(paths)  # videos without a Decoded or Failed event yet
+        self.procs: dict[int, mp.Process] = {}
+        for wid in range(workers):
+            self.start(wid)
+
+    def start(self, wid: int) -> None:
+        if self.pre is not None:  # frames of a known shape go through shared memory
+            if wid in self.rings:  # a replaced worker may have died holding slots: a fresh ring
+                self.rings.pop(wid).close()
+            self.rings[wid] = _Ring(self.ctx, (self.chunk, *self.pre.crop, 3))
+        args = (wid, *self.worker_args, self.rings.get(wid), self.threads)
+        self.procs[wid] = self.ctx.Process(target=_worker, args=args, daemon=True)
+        self.procs[wid].start()
+
+    def receive(self, message) -> Event | None:
+        """The event a worker's message stands for (None for bookkeeping only)."""
+        match message:
+            case _Started(worker=wid, video=i):
+                self.current[wid], self.worker_of[i] = i, wid
+                return None
+            case _Shared(video=i, index=index, time=time, slot=slot):
+                return Frames(i, FrameChunk(index, time, self.rings[self.worker_of[i]].take(slot, len(index))))
+            case Decoded(video=i) | Failed(video=i):
+                self.remaining -= 1
+                self.current.pop(self.worker_of.pop(i, -1), None)
+        return message
+
+    def replace_dead(self) -> Iterator[Failed]:
+        """A Failed event for each video whose worker died, and a new worker in its place."""
+        for wid, proc in list(self.procs.items()):
+            if proc.is_alive() or wid not in self.current:
+                continue
+            i = self.current.pop(wid)
+            self.remaining -= 1
+            yield Failed(i, f"decoder process died (exit code {proc.exitcode})", _probe_quietly(self.paths[i]))
+            self.start(wid)
+        if not any(p.is_alive() for p in self.procs.values()) and self.remaining:
+            raise FeatxError(f"all decoder processes exited with {self.remaining} videos left undecoded") from None
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(timeout=5)
+        for ring in self.rings.values():
+            ring.close()
+        self.results.cancel_join_thread()
+        self.tasks.cancel_join_thread()
 
 
 def decode_events(
     paths: list[Path], fps: float | None, pre: Preprocess | None, workers: int = 1, chunk: int = 16, prefetch: int = 8
-) -> Iterator[tuple]:
+) -> Iterator[Event]:
     """Events for every video in `paths` (indices into it). workers=0 decodes in this process."""
     if workers <= 0 or not paths:
         for i, path in enumerate(paths):
             yield from video_events(i, path, fps, pre, chunk)
         return
-    ctx = mp.get_context("spawn")  # safe with CUDA and threads in the parent
-    tasks, results = ctx.Queue(), ctx.Queue(maxsize=max(2, workers * prefetch))
-    for task in enumerate(map(str, paths)):
-        tasks.put(task)
-    workers = min(workers, len(paths))
-    threads = max(1, (os.cpu_count() or 1) // workers)  # decoder threads per worker: the cores, shared out
-    for _ in range(workers):
-        tasks.put(None)
-
-    rings: dict[int, _Ring] = {}
-
-    def start(wid: int):
-        if pre is not None:  # frames of a known shape go through shared memory
-            if wid in rings:  # a replaced worker may have died holding slots: a fresh ring
-                rings.pop(wid).close()
-            rings[wid] = _Ring(ctx, (chunk, *pre.crop, 3))
-        args = (wid, tasks, results, fps, pre, chunk, os.getpid(), rings.get(wid), threads)
-        proc = ctx.Process(target=_worker, args=args, daemon=True)
-        proc.start()
-        return proc
-
-    procs = {wid: start(wid) for wid in range(workers)}
-    current: dict[int, int] = {}  # worker id -> video it is decoding
-    worker_of: dict[int, int] = {}  # video -> worker id
-    remaining = len(paths)
+    pool = _Pool(paths, fps, pre, workers, chunk, prefetch)
     try:
-        while remaining:
+        while pool.remaining:
             try:
-                event = results.get(timeout=_POLL_SECONDS)
+                message = pool.results.get(timeout=_POLL_SECONDS)
             except queue.Empty:
-                for wid, proc in list(procs.items()):
-                    if proc.is_alive() or wid not in current:
-                        continue
-                    i = current.pop(wid)
-                    remaining -= 1
-                    yield ("error", i, f"decoder process died (exit code {proc.exitcode})", _probe_quietly(paths[i]))
-                    procs[wid] = start(wid)
-                if not any(p.is_alive() for p in procs.values()) and remaining:
-                    raise FeatxError(f"all decoder processes exited with {remaining} videos left undecoded") from None
+                yield from pool.replace_dead()
                 continue
-            if event[0] == "start":
-                _, wid, i = event
-                current[wid], worker_of[i] = i, wid
-                continue
-            if event[0] == "shared":
-                _, i, c, slot = event
-                event = ("frames", i, FrameChunk(c.index, c.time, rings[worker_of[i]].take(slot, len(c.index))))
-            if event[0] in ("done", "error"):
-                remaining -= 1
-                current.pop(worker_of.pop(event[1], -1), None)
-            yield event
+            if (event := pool.receive(message)) is not None:
+                yield event
     finally:
-        for proc in procs.values():
-            if proc.is_alive():
-                proc.terminate()
-            proc.join(timeout=5)
-        for ring in rings.values():
-            ring.close()
-        results.cancel_join_thread()
-        tasks.cancel_join_thread()
+        pool.close()

@@ -17,7 +17,7 @@ import numpy as np
 from featx.batches import Batcher, BatchRunner
 from featx.clips import ClipWindow, clip_spans
 from featx.config import ExtractConfig
-from featx.decode_pool import decode_events
+from featx.decode_pool import Decoded, Event, Failed, Frames, decode_events
 from featx.flow import FlowStacker
 from featx.inputs import VideoInput
 from featx.shards import select_shard
@@ -120,7 +120,143 @@ class _InterruptLater:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, options: RunOptions = RunOptions()):
+def _flow_column(stream: str) -> str | None:
+    """The store column that optical-flow stacks fill, if any."""
+    return {"both": "flow_feature", "flow": "feature"}.get(stream)
+
+
+def _networks(backbone, config: ExtractConfig, options: RunOptions) -> dict:
+    """Store column -> the backbone that fills it: RGB frames or clips, and/or optical-flow stacks. Compiled or
+    warmed up here, before the clock starts: that is part of loading."""
+    nets = {}
+    if config.stream != "flow":
+        nets["feature"] = backbone
+    if flow_column := _flow_column(config.stream):
+        from featx.backbones import flow_backbone
+
+        nets[flow_column] = flow_backbone(backbone, config)
+    for net in nets.values():
+        if options.compile:
+            net.compile(options.batch_size)
+        elif net.device.type == "cuda":
+            net.warm_up(options.batch_size)
+    return nets
+
+
+class _Extraction:
+    """One run from decoding events to committed videos: the videos in flight, a batch queue per store column,
+    and what the run has done so far (summary, progress bar)."""
+
+    def __init__(self, todo: list[VideoInput], config: ExtractConfig, nets: dict, writer: StoreWriter,
+                 summary: ExtractSummary, bar, options: RunOptions):
+        self.todo, self.config, self.writer, self.summary, self.bar = todo, config, writer, summary, bar
+        self.flow_column = _flow_column(config.stream)
+        self.started = time.monotonic()  # the clock of frames_per_second starts once the backbones are loaded
+        self.batchers = {c: Batcher(BatchRunner(n, options.batch_size, pad=options.compile), options.batch_size)
+                         for c, n in nets.items()}
+        self.keep_dtype = np.float16 if config.dtype == "float16" else np.float32  # halves what long videos hold
+        self.videos: dict[int, _Video] = {}
+
+    def handle(self, event: Event) -> None:
+        match event:
+            case Frames(video=i, chunk=chunk):
+                self._frames(i, chunk)
+            case Decoded(video=i, decoded=decoded):
+                self._decoded(i, decoded)
+            case Failed(video=i, message=message, info=info):
+                self._fail(i, message, info)
+
+    def finish_batches(self, interrupt: _InterruptLater) -> None:
+        """Embed what is still queued once decoding is over (unless interrupted), committing the videos it
+        completes. Batches already in flight finish either way: that is quick."""
+        for column, batcher in self.batchers.items():
+            while batcher.queued and not interrupt.requested:
+                self._run_batch(column)
+        for column in self.batchers:
+            self._run_batch(column, drain=True)
+
+    def _video(self, i: int) -> _Video:
+        """Video i in flight, from its first event on."""
+        if i not in self.videos:
+            config = self.config
+            window = ClipWindow(config.clip_len, config.stride, config.clip_tail) if config.clips else None
+            stacker = FlowStacker(config.flow_len, config.flow_method) if self.flow_column else None
+            self.videos[i] = _Video(self.todo[i], time.monotonic(), features={c: [] for c in self.batchers},
+                                    window=window, stacker=stacker)
+        return self.videos[i]
+
+    def _frames(self, i: int, chunk: FrameChunk) -> None:
+        video = self._video(i)
+        video.index.append(chunk.index)
+        video.time.append(chunk.time)
+        if self.config.stream != "flow":
+            self._queue(i, video.window.push(chunk.pixels) if video.window else chunk.pixels)
+        if video.stacker is not None:
+            self._queue(i, video.stacker.push(chunk.pixels), self.flow_column)
+
+    def _decoded(self, i: int, decoded: DecodedVideo) -> None:
+        video = self._video(i)
+        # the last rows are queued before `decoded` is set: no batch may finish the video before them
+        if video.stacker is not None:
+            self._queue(i, video.stacker.finish(), self.flow_column)
+        if video.window is not None:
+            self._queue(i, video.window.finish())
+            if not video.window.starts:
+                self._fail(i, f"shorter than one clip ({video.window.seen} frames < --clip-len "
+                              f"{self.config.clip_len}); --clip-tail pad keeps it", decoded.info)
+                return
+        video.decoded = decoded
+        if video.queued == 0:
+            self._commit(i)
+
+    def _queue(self, i: int, rows: np.ndarray | None, column: str = "feature") -> None:
+        if rows is not None:
+            self.videos[i].queued += len(rows)
+            self.batchers[column].put(i, rows)
+            while self.batchers[column].ready():
+                self._run_batch(column)
+
+    def _run_batch(self, column: str, drain: bool = False) -> None:
+        done = self.batchers[column].drain() if drain else self.batchers[column].run()
+        if column == "feature":  # rows, counted once however many streams fill them
+            self.summary.frames += sum(len(f) for _, f in done)
+        self.bar.set_postfix(frames_per_s=f"{self.summary.frames / (time.monotonic() - self.started):.1f}")
+        touched = set()
+        for i, feats in done:
+            if i in self.videos:  # a video that failed meanwhile leaves its frames behind
+                self.videos[i].features[column].append(feats.astype(self.keep_dtype))
+                self.videos[i].queued -= len(feats)
+                touched.add(i)
+        for i in touched:
+            if self.videos[i].decoded is not None and self.videos[i].queued == 0:
+                self._commit(i)
+
+    def _commit(self, i: int) -> None:
+        """Write video i's rows, all of them at once, now that every one is embedded."""
+        v = self.videos.pop(i)
+        starts, times = np.concatenate(v.index), np.concatenate(v.time)
+        frame_end, t_end = row_spans(starts, times, v.decoded.frames_decoded, v.decoded.end_time)
+        if v.window is not None:  # one row per clip, spanning its first to its last real frame
+            starts, frame_end, times, t_end = clip_spans(v.window.starts, self.config.clip_len, starts, frame_end,
+                                                         times, t_end)
+        feats = {c: np.concatenate(chunks) for c, chunks in v.features.items()}
+        table = self.writer.table(v.source.video_id, times, t_end, starts, frame_end, feats["feature"],
+                                  feats.get("flow_feature"))
+        self.writer.add_video(_record(v.source, v.decoded.info, v.decoded.frames_decoded, v.started), table)
+        self.summary.ok += 1
+        self.bar.update(1)
+
+    def _fail(self, i: int, message: str, info: VideoInfo | None) -> None:
+        v = self.videos.pop(i, None)
+        self.writer.add_error(_record(self.todo[i], info, None, v.started if v else time.monotonic(), error=message))
+        self.summary.failed += 1
+        self.summary.failures.append((self.todo[i].video_id, message))
+        self.bar.update(1)
+
+
+def extract(
+    inputs: list[VideoInput], out: str | Path, config: ExtractConfig, options: RunOptions = RunOptions()
+) -> ExtractSummary:
     """Extract features of `inputs` into the store `out`; videos already ok there are skipped."""
     from tqdm.auto import tqdm
 
@@ -128,7 +264,7 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
 
     t0 = time.monotonic()
     backbone = load_backbone(config, options.device)
-    summary = ExtractSummary(store=str(out))
+    summary = ExtractSummary(store=str(out), unit="clips" if config.clips else "frames")
     shard = f"{options.shard[0]}/{options.shard[1]}" if options.shard else None
     if options.shard:
         inputs = select_shard(inputs, *options.shard)
@@ -136,114 +272,18 @@ def extract(inputs: list[VideoInput], out: str | Path, config: ExtractConfig, op
         todo = [v for v in inputs if v.video_id not in writer.ok_ids]
         summary.skipped = len(inputs) - len(todo)
         bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not options.progress)
-        # store column -> the backbone that fills it: RGB frames or clips, and/or optical-flow stacks
-        nets = {}
-        if config.stream != "flow":
-            nets["feature"] = backbone
-        if config.stream != "rgb":
-            from featx.backbones import flow_backbone
-
-            nets["flow_feature" if config.stream == "both" else "feature"] = flow_backbone(backbone, config)
-        for net in nets.values():
-            if options.compile:
-                net.compile(options.batch_size)  # before the clock starts: compiling is part of loading
-            elif net.device.type == "cuda":
-                net.warm_up(options.batch_size)
-        flow_column = "flow_feature" if config.stream == "both" else "feature" if config.stream == "flow" else None
-        t1 = time.monotonic()
-        batchers = {c: Batcher(BatchRunner(n, options.batch_size, pad=options.compile), options.batch_size) for c, n in nets.items()}
-        keep_dtype = np.float16 if config.dtype == "float16" else np.float32  # halves what long videos hold
-        videos: dict[int, _Video] = {}
-        if config.clips:
-            summary.unit = "clips"
-
-        def new_video(i: int) -> _Video:
-            window = ClipWindow(config.clip_len, config.stride, config.clip_tail) if config.clips else None
-            stacker = FlowStacker(config.flow_len, config.flow_method) if flow_column else None
-            return _Video(todo[i], time.monotonic(), features={c: [] for c in nets}, window=window, stacker=stacker)
-
-        def queue(i: int, rows: np.ndarray | None, column: str = "feature") -> None:
-            if rows is not None:
-                videos[i].queued += len(rows)
-                batchers[column].put(i, rows)
-                while batchers[column].ready():
-                    run_batch(column)
-
-        def fail(i: int, message: str, info, started: float) -> None:
-            videos.pop(i, None)
-            writer.add_error(_record(todo[i], info, None, started, error=message))
-            summary.failed += 1
-            summary.failures.append((todo[i].video_id, message))
-            bar.update(1)
-
-        def finish(i: int) -> None:
-            v = videos.pop(i)
-            starts, times = np.concatenate(v.index), np.concatenate(v.time)
-            frame_end, t_end = row_spans(starts, times, v.decoded.frames_decoded, v.decoded.end_time)
-            if v.window is not None:  # one row per clip, spanning its first to its last real frame
-                starts, frame_end, times, t_end = clip_spans(v.window.starts, config.clip_len, starts, frame_end, times, t_end)
-            feats = {c: np.concatenate(chunks) for c, chunks in v.features.items()}
-            table = writer.table(v.source.video_id, times, t_end, starts, frame_end, feats["feature"], feats.get("flow_feature"))
-            writer.add_video(_record(v.source, v.decoded.info, v.decoded.frames_decoded, v.started), table)
-            summary.ok += 1
-            bar.update(1)
-
-        def run_batch(column: str, drain: bool = False) -> None:
-            touched = set()
-            done = batchers[column].drain() if drain else batchers[column].run()
-            if column == "feature":  # rows, counted once however many streams fill them
-                summary.frames += sum(len(f) for _, f in done)
-            bar.set_postfix(frames_per_s=f"{summary.frames / (time.monotonic() - t1):.1f}")
-            for i, feats in done:
-                if i in videos:  # a video that failed meanwhile leaves its frames behind
-                    videos[i].features[column].append(feats.astype(keep_dtype))
-                    videos[i].queued -= len(feats)
-                    touched.add(i)
-            for i in touched:
-                if videos[i].decoded is not None and videos[i].queued == 0:
-                    finish(i)
-
+        run = _Extraction(todo, config, _networks(backbone, config, options), writer, summary, bar, options)
         workers = options.workers if options.workers is not None else auto_workers(backbone.device.type)
         events = decode_events([v.path for v in todo], config.fps, backbone.preprocess, workers)
         with _InterruptLater() as interrupt:
             for event in events:
                 if interrupt.requested:
                     break
-                kind, i = event[0], event[1]
-                if kind != "error" and i not in videos:
-                    videos[i] = new_video(i)
-                video = videos.get(i)
-                if kind == "frames":
-                    chunk: FrameChunk = event[2]
-                    video.index.append(chunk.index)
-                    video.time.append(chunk.time)
-                    if config.stream != "flow":
-                        queue(i, video.window.push(chunk.pixels) if video.window else chunk.pixels)
-                    if video.stacker is not None:
-                        queue(i, video.stacker.push(chunk.pixels), flow_column)
-                elif kind == "done":
-                    if video.stacker is not None:  # before `decoded` is set: no batch may finish it yet
-                        queue(i, video.stacker.finish(), flow_column)
-                    if video.window is not None:
-                        queue(i, video.window.finish())  # before `decoded` is set: no batch may finish it yet
-                        if not video.window.starts:
-                            fail(i, f"shorter than one clip ({video.window.seen} frames < --clip-len "
-                                    f"{config.clip_len}); --clip-tail pad keeps it", event[2].info, video.started)
-                            continue
-                    video.decoded = event[2]
-                    if video.queued == 0:
-                        finish(i)
-                else:
-                    _, _, message, info = event
-                    fail(i, message, info, video.started if video else time.monotonic())
+                run.handle(event)
             events.close()  # stops the decoding workers now, interrupted or not
-            for column, batcher in batchers.items():
-                while batcher.queued and not interrupt.requested:
-                    run_batch(column)
-            for column in batchers:
-                run_batch(column, drain=True)  # batches already in flight finish quickly, even when interrupted
+            run.finish_batches(interrupt)
         bar.close()
-        summary.decode_seconds = time.monotonic() - t1
+        summary.decode_seconds = time.monotonic() - run.started
     summary.seconds = time.monotonic() - t0
     if interrupt.requested:  # raised only now, after the finished videos were committed
         raise KeyboardInterrupt

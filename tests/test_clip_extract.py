@@ -57,11 +57,14 @@ def r3d_weights(tmp_path_factory):
     return path
 
 
+def _extract_r3d(videos, out, weights, *clip_options):
+    return runner.invoke(app, ["extract", str(videos), "--out", str(out), "--backbone", "r3d_18", "--weights", str(weights),
+                               *clip_options, "--workers", "0", "--device", "cpu", "--no-progress"])
+
+
 def test_r3d_clip_rows_cover_each_video(tiny_videos, tmp_path, r3d_weights):
     out = tmp_path / "s"
-    result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(out), "--backbone", "r3d_18", "--weights",
-                                 str(r3d_weights), "--clip-len", "4", "--clip-stride", "3", "--workers", "0",
-                                 "--device", "cpu", "--no-progress"])
+    result = _extract_r3d(tiny_videos, out, r3d_weights, "--clip-len", "4", "--clip-stride", "3")
     assert result.exit_code == 0, result.output
     assert "clips" in result.output
     df = pd.read_parquet(out)
@@ -76,6 +79,17 @@ def test_r3d_clip_rows_cover_each_video(tiny_videos, tmp_path, r3d_weights):
         np.testing.assert_allclose(rows.t_center, (rows.t_start + rows.t_end) / 2)
         assert (rows.frame_end - rows.frame_start <= 4).all()
     assert len(next(iter(load_sequences(out).values()))[0]) == 512
+
+
+def test_videos_shorter_than_one_dropped_clip_fail_with_the_reason(tiny_videos, tmp_path, r3d_weights):
+    out = tmp_path / "s"
+    result = _extract_r3d(tiny_videos, out, r3d_weights, "--clip-len", "16", "--clip-tail", "drop")
+    assert result.exit_code == 0, result.output
+    assert "ok 0 | failed 4" in result.output
+    manifest = read_manifest(out)
+    assert (manifest.status == "error").all() and len(manifest) == 4
+    assert manifest.error.str.startswith("shorter than one clip (12 frames < --clip-len 16)").all()
+    assert (manifest.frames == 12).all()  # what the decoder learnt, though no row was written
 
 
 def test_inflated_resnet_extracts_clips(tiny_videos, tmp_path):
