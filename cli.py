@@ -13,10 +13,34 @@ import typer
 from featx.config import DEFAULT_BACKBONE
 from featx.errors import FeatxError
 
+class ReadableHelp(typer.core.TyperCommand):
+    """Help that reads well at 80 columns: values named in capitals (STORE, FPS) instead of type tags such
+    as <str> or <list[str]>, and a plain usage line: `featx extract [OPTIONS] INPUTS...`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.metavar is None and not getattr(param, "is_flag", False):
+                param.metavar = param.name.upper().replace("_", "-")
+            if param.param_type_name == "argument":  # its name says it all: no "<list[str]>" beside it
+                param.display_type_rich = lambda ctx: None
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+# Plain help (no rich boxes): it wraps cleanly at 80 columns, shows no type tags and never truncates.
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     help="Extract video features once, with a frozen pretrained backbone, into a Parquet store that pandas, "
     "pyarrow and DuckDB read; train light temporal heads on stores many times.",
 )
@@ -49,9 +73,19 @@ def user_errors(on_interrupt: str = "nothing was written"):
     except FeatxError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except OSError as exc:  # the system refused: disk full, read-only, permissions, an unreachable bucket
+        typer.echo(f"error: {os_reason(exc)}", err=True)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.echo(f"interrupted: {on_interrupt}", err=True)
         raise typer.Exit(130) from None
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError as one line: what failed, on which file."""
+    what = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+    return f"{what}: {where}" if where else what
 
 
 def _print_summary(summary) -> None:
@@ -67,7 +101,7 @@ def _print_summary(summary) -> None:
         typer.echo(f"  ... and {len(summary.failures) - 10} more (see `featx info {summary.store}`)")
 
 
-@app.command()
+@app.command(cls=ReadableHelp)
 def extract(
     inputs: Annotated[list[str], typer.Argument(help="Video files, folders (searched recursively) or list files (.txt: one path per line; .csv: a 'path' column, optional 'video_id').")],
     out: Annotated[str, typer.Option("--out", "-o", help="Store directory (created, or resumed if it exists), or a pyarrow filesystem URI: s3://bucket/store, gs://bucket/store, hdfs://host/store.")],
@@ -170,7 +204,7 @@ def _format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
-@app.command()
+@app.command(cls=ReadableHelp)
 def info(
     store: Annotated[str, typer.Argument(help="A store written by `featx extract`: a directory or a pyarrow filesystem URI (s3://..., gs://...).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
@@ -207,7 +241,7 @@ def info(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=ReadableHelp)
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the videos and their labels into.")],
     kind: Annotated[str, typer.Option(help="trimmed (labels.csv) or untrimmed (ActivityNet annotations.json).")] = "trimmed",
@@ -267,7 +301,7 @@ def _print_metrics(metrics: dict) -> None:
     typer.echo(f"{'videos':<16} {metrics['videos']}")
 
 
-@app.command("train-head")
+@app.command("train-head", cls=ReadableHelp)
 def train_head(
     store: Annotated[str, typer.Argument(help="A store written by `featx extract` (a directory or a pyarrow filesystem URI).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write (config.json, checkpoint.pt, metrics.json, plots).")],
@@ -384,7 +418,7 @@ def _tiou(value: str) -> tuple[float, ...]:
     return values
 
 
-@app.command()
+@app.command(cls=ReadableHelp)
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
     store: Annotated[str, typer.Argument(help="A store with the same extraction config as the run's (a directory or a URI).")],
@@ -423,7 +457,7 @@ def evaluate(
     typer.echo(f"wrote {target}")
 
 
-@app.command()
+@app.command(cls=ReadableHelp)
 def predict(
     run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
     sources: Annotated[list[str], typer.Argument(help="A store with the same extraction config as the run's; with --adaptive, video files, folders or list files instead.")],
@@ -473,7 +507,7 @@ def predict(
             typer.echo(f"  failed {video_id}: {reason}")
 
 
-@app.command()
+@app.command(cls=ReadableHelp)
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's videos, store and runs.")] = Path("featx-demo"),
     videos: Annotated[int, typer.Option(min=8, help="Number of synthetic videos (half for validation).")] = 64,

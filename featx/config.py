@@ -3,6 +3,8 @@ in its Parquet metadata and `featx info` prints."""
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -72,7 +74,7 @@ class ExtractConfig:
             raise FeatxError("--stream flow|both takes per-frame 2D backbones; leave out --clip-len")
         if self.precision not in PRECISIONS:
             raise FeatxError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        if self.fps is not None and not self.fps > 0:
+        if self.fps is not None and not 0 < self.fps < math.inf:
             raise FeatxError(f"--fps must be a positive number of frames per second, not {self.fps}")
 
     @property

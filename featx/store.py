@@ -278,8 +278,12 @@ class StoreWriter:
         self._reset()
 
     def close(self) -> None:
+        """Commit what is queued; if that fails (a full disk), drop it, leaving nothing half-written."""
         try:
             self.flush()
+        except BaseException:
+            self._abandon()
+            raise
         finally:
             self._release()
 
@@ -291,8 +295,25 @@ class StoreWriter:
     def __enter__(self) -> "StoreWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:  # commit the videos finished before an error (or Ctrl-C)
+            self.close()
+        except Exception:
+            if exc_type is None:
+                raise
+            # committing failed too: the first error is the one to report
+
+    def _abandon(self) -> None:
+        """Drop what is not committed: the part being written and its temp file (its videos are redone)."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+            if not location.is_remote(self.root):
+                _tmp_path(self.root / self._part_name).unlink(missing_ok=True)
+        self._reset()
+        self._release()
 
 
 def _remove_dead_tmp_files(root) -> None:
@@ -338,11 +359,19 @@ def repair_manifest(root) -> list[str]:
 
 # -- reading -------------------------------------------------------------------------------------------
 def refuse_output_in_store(path: str | Path, option: str = "--out") -> None:
-    """Refuse to write a file or folder into a store (or over one): readers would take it for store data."""
+    """Before any work: refuse to write a file or folder into a store (or over one), where readers would take
+    it for store data, or under a folder that does not exist or a file."""
     path = Path(path).absolute()
     for folder in [path, *path.parents]:
         if folder.is_dir() and (folder / MANIFEST_DIR).is_dir():
             raise FeatxError(f"{option} {path} is inside the store {folder}; write it elsewhere")
+    existing = next(folder for folder in path.parents if folder.exists())
+    if not existing.is_dir():
+        raise FeatxError(f"{option} {path}: {existing} is a file, not a folder")
+    if existing != path.parent and path.suffix:  # a file's folder is not made for it
+        raise FeatxError(f"{option} {path}: the folder {path.parent} does not exist")
+    if not os.access(existing, os.W_OK):
+        raise FeatxError(f"{option} {path}: cannot write in {existing} (permission denied or read-only)")
 
 
 def _require_store(root) -> None:

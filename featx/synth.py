@@ -214,7 +214,12 @@ def _start(out, videos: int, seconds: float, fps: int, size: int, seed: int, pro
     if size < 16 or size % 2:
         raise FeatxError(f"--size must be an even number of pixels >= 16, not {size}")
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise FeatxError(f"{folder} exists and is not a folder; synth writes videos into a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FeatxError(f"{folder}: cannot make the folder ({exc.strerror or exc})") from None
     numbers = tqdm(range(videos), desc="synth", unit="video", disable=not progress)
     return folder, np.random.default_rng(seed), max(1, round(seconds * fps)), numbers
 

@@ -210,6 +210,21 @@ def _to_rgb(frame, pre: Preprocess | None) -> np.ndarray:
     return pixels[top : top + pre.crop[0], left : left + pre.crop[1]]
 
 
+# Resizing the shorter side to the backbone's input size makes the longer side this many times the input size at
+# most: a 4096 x 1 "video" would otherwise become a 917,504-pixel-wide image per frame.
+_MAX_ASPECT = 16
+
+
+def _check_shape(info: VideoInfo, pre: Preprocess | None) -> None:
+    if pre is None or info.width <= 0 or info.height <= 0:
+        return
+    if max(info.width, info.height) > _MAX_ASPECT * min(info.width, info.height):
+        raise FeatxError(
+            f"frames of {info.width}x{info.height} pixels are too narrow to resize for the backbone "
+            f"(aspect ratio above {_MAX_ASPECT}:1)"
+        )
+
+
 def upright(info: VideoInfo, turns: int) -> VideoInfo:
     """The info of a video shown with `turns` quarter turns: width and height as displayed."""
     return replace(info, width=info.height, height=info.width) if turns % 2 else info
@@ -234,6 +249,7 @@ def stream_frames(
         stream.thread_type = "AUTO"
         stream.thread_count = threads
         info = _info(container)
+        _check_shape(info, pre)
         start = Fraction(stream.start_time or 0) * (stream.time_base or 1)
         step = 1.0 / info.fps if info.fps > 0 else 0.0
         plan = _seek_plan(path, stream, start, fps, info) if seek and fps and fps < info.fps else None

@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 
 from featx.errors import FeatxError
-from featx.store import load_sequences
 from seqmodels import plots
-from seqmodels.data import SequenceSet, load_labelled, read_labels, train_val_split, uniform_steps
+from seqmodels.data import SequenceSet, finite_sequences, load_labelled, read_labels, train_val_split, uniform_steps
 from seqmodels.metrics import classification_metrics, clip_windows, hit_at_k, video_scores
 from seqmodels.runs import check_store_matches, store_config
 from seqmodels.train import Run, TrainConfig, is_skip, load_run, predict_scores, save_run, train
@@ -102,7 +101,7 @@ def predict_store(run_dir: str | Path, store: str | Path, top_k: int = 5) -> pd.
     """Top-k labels and probabilities for every video of `store`."""
     run = load_run(run_dir)
     check_store_matches(run, store)
-    seqs = load_sequences(store)
+    seqs = finite_sequences(store)
     ids = sorted(seqs)
     sequences = [seqs[v][uniform_steps(len(seqs[v]), run.config.max_steps)] for v in ids]
     data = SequenceSet(ids, sequences, np.zeros(len(ids), np.int64))  # labels unknown: unused

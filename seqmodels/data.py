@@ -72,6 +72,20 @@ def uniform_steps(length: int, max_steps: int | None) -> np.ndarray:
     return np.floor((np.arange(max_steps) + 0.5) * length / max_steps).astype(np.int64)
 
 
+def finite_sequences(store: str | Path, video_ids=None) -> dict[str, np.ndarray]:
+    """load_sequences for training and prediction: features that are not finite (NaN or inf: a part damaged
+    before stores had checksums, or a backbone that overflowed in float16) are one error line, never a
+    head that trains to a loss of nan."""
+    seqs = load_sequences(store, video_ids)
+    bad = [vid for vid, x in seqs.items() if not np.isfinite(x).all()]
+    if bad:
+        raise FeatxError(
+            f"{store}: features of {len(bad)} video(s) are not finite (NaN or inf): {_first(bad, 3)}; "
+            f"`featx info --verify {store}` checks the parts"
+        )
+    return seqs
+
+
 def load_labelled(
     store: str | Path, labels: pd.DataFrame, classes: list[str] | None = None, ignore_missing: bool = False,
     max_steps: int | None = None,
@@ -80,7 +94,7 @@ def load_labelled(
 
     Labels naming videos absent from the store, and store videos without a label, are errors unless
     `ignore_missing` (then both are left out). `classes` fixes the label order (from a checkpoint)."""
-    seqs = load_sequences(store)
+    seqs = finite_sequences(store)
     in_store, labelled = set(seqs), set(labels.video_id)
     if not ignore_missing:
         if labelled - in_store:

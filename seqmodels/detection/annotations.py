@@ -10,6 +10,7 @@ Every problem is one FeatxError line naming the file and the entry.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,20 +104,33 @@ def _from_json(path: Path) -> Annotations:
         where = f"{path}: database[{vid!r}]"
         if not isinstance(entry, dict):
             raise FeatxError(f"{where}: must be an object")
-        duration = entry.get("duration")
-        if duration is not None:
-            try:
-                duration = float(duration)
-            except (TypeError, ValueError):
-                raise FeatxError(f"{where}: duration must be a number, not {duration!r}") from None
+        duration = _duration(where, entry.get("duration"))
         segments = []
-        for k, anno in enumerate(entry.get("annotations", [])):
+        listed = entry.get("annotations")
+        if listed is None:  # a video with nothing annotated may say null
+            listed = []
+        if not isinstance(listed, list):
+            raise FeatxError(f"{where}: annotations must be a list, not {type(listed).__name__}")
+        for k, anno in enumerate(listed):
             seg = anno.get("segment") if isinstance(anno, dict) else None
             if not isinstance(seg, list) or len(seg) != 2:
                 raise FeatxError(f"{where}.annotations[{k}]: 'segment' must be [start, end]")
             segments.append(_segment(f"{where}.annotations[{k}]", seg[0], seg[1], anno.get("label"), duration))
         videos[str(vid)] = VideoAnnotation(_subset(where, entry.get("subset")), duration, segments)
     return Annotations(str(path), videos)
+
+
+def _duration(where: str, value) -> float | None:
+    """A video's duration in seconds, or None when not given (null, empty, NaN)."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        duration = float(value)
+    except (TypeError, ValueError):
+        raise FeatxError(f"{where}: duration must be a number of seconds, not {value!r}") from None
+    if not 0 < duration < math.inf:
+        raise FeatxError(f"{where}: duration must be a positive number of seconds, not {value!r}")
+    return duration
 
 
 def _from_csv(path: Path) -> Annotations:
@@ -135,8 +149,7 @@ def _from_csv(path: Path) -> Annotations:
         where = f"{path}: line {row} ({vid})"
         if not vid:
             raise FeatxError(f"{where}: empty video_id")
-        duration = rec.get("duration")
-        duration = float(duration) if duration not in (None, "") else None
+        duration = _duration(where, rec.get("duration"))
         video = videos.setdefault(vid, VideoAnnotation(_subset(where, rec.get("subset")), duration))
         video.segments.append(_segment(where, rec["start"], rec["end"], rec["label"], duration))
     return Annotations(str(path), videos)

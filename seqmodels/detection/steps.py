@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featx.store import load_features, load_sequences
+from featx.store import load_features
+from seqmodels.data import finite_sequences
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class StepData:
 
 def load_steps(store, video_ids: list[str] | None = None) -> StepData:
     """Features and clocks of `video_ids` (all the store's videos when None), in that order."""
-    feats = load_sequences(store, video_ids)
+    feats = finite_sequences(store, video_ids)
     times = load_features(store, columns=["video_id", "step", "t_start", "t_end"], video_ids=video_ids)
     times = times.sort_values(["video_id", "step"], kind="stable")
     clocks = {vid: StepClock.from_rows(g.t_start.to_numpy(), g.t_end.to_numpy()) for vid, g in times.groupby("video_id", sort=False)}

@@ -1,0 +1,28 @@
+"""Help reads well at 80 columns: no type tags, nothing cut off, -h works, usage names its arguments."""
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+COMMANDS = ["extract", "info", "synth", "train-head", "evaluate", "predict", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_at_80_columns_has_no_type_tags_or_cut_lines(command):
+    result = CliRunner().invoke(app, [command, "-h"], prog_name="featx", terminal_width=80, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert not re.search(r"<(str|int|float|bool|path|list\[[a-z]+\])[^>]*>", text), text
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines()), text
+    usage = text.splitlines()[0]
+    assert usage.startswith(f"Usage: featx {command} [OPTIONS]")
+    assert "{" not in usage and "<" not in usage
+
+
+def test_usage_names_arguments_in_capitals():
+    text = CliRunner().invoke(app, ["predict", "--help"], prog_name="featx", terminal_width=80).stdout
+    assert text.splitlines()[0] == "Usage: featx predict [OPTIONS] RUN SOURCES..."
+    assert "  -o, --out OUT " in text
