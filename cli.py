@@ -89,16 +89,8 @@ def os_reason(exc: OSError) -> str:
 
 
 def _print_summary(summary) -> None:
-    typer.echo(
-        f"ok {summary.ok} | failed {summary.failed} | skipped {summary.skipped} (already in the store) | "
-        f"{summary.frames} {summary.unit} in {summary.seconds:.1f} s ({summary.frames_per_second:.1f} {summary.unit}/s after "
-        f"loading the model) "
-        f"-> {summary.store}"
-    )
-    for video_id, reason in summary.failures[:10]:
-        typer.echo(f"  failed {video_id}: {reason}")
-    if len(summary.failures) > 10:
-        typer.echo(f"  ... and {len(summary.failures) - 10} more (see `featx info {summary.store}`)")
+    for line in summary.lines():
+        typer.echo(line)
 
 
 @app.command(cls=ReadableHelp)
@@ -135,7 +127,6 @@ def extract(
 
     Re-running on the same --out skips videos already extracted. Unreadable videos become `error` rows in the store's manifest (see `featx info`) and the run goes on; the exit code is 0 unless --strict.
     """
-    from featx.config import ExtractConfig
     from featx.extract import RunOptions
     from featx.extract import extract as run_extract
     from featx.inputs import collect_inputs
@@ -143,11 +134,9 @@ def extract(
     with user_errors(on_interrupt=RESUME_HINT):
         if weights is not None and random_init:
             raise FeatxError("--weights and --random-init exclude each other")
-        from featx.backbones.video3d import CLIP_MODELS
+        from featx.backbones import extraction_config
 
-        if backbone in CLIP_MODELS and clip_len is None:
-            clip_len = CLIP_MODELS[backbone].clip_len  # each clip backbone's usual length (16 frames)
-        config = ExtractConfig(
+        config = extraction_config(
             backbone=backbone,
             weights="random-init" if random_init else str(weights) if weights else "auto",
             fps=fps,
@@ -396,10 +385,10 @@ def _shown(row: dict, epochs: int) -> bool:
 
 
 def _print_map(metrics: dict) -> None:
-    typer.echo("tIoU  | " + " | ".join(f"{t:>5}" for t in metrics["map"]) + " | average")
-    typer.echo("mAP   | " + " | ".join(f"{m:>5.3f}" for m in metrics["map"].values()) + f" | {metrics['average_map']:.3f}")
-    for cls, row in metrics["ap_per_class"].items():
-        typer.echo(f"AP {cls}: " + " ".join(f"{a:.2f}" for a in row.values()))
+    from seqmodels.detection.map import map_table
+
+    for line in map_table(metrics):
+        typer.echo(line)
 
 
 def _tiou(value: str) -> tuple[float, ...]:
@@ -514,68 +503,15 @@ def demo(
     untrimmed: Annotated[int, typer.Option(min=4, help="Number of untrimmed 30 s videos for the detection part (a quarter for validation).")] = 16,
 ) -> None:
     """Synthetic videos -> features with the bundled pretrained backbone -> two heads: pooling vs LSTM; then
-    untrimmed videos -> features at 2 fps -> a Montes LSTM detector -> ActivityNet mAP.
+    untrimmed videos -> features at 2 fps -> the default ActionFormer detector -> ActivityNet mAP.
 
     The classes come in pairs that differ only in temporal order, so temporal pooling stays near chance
     within each pair while the LSTM tells them apart.
     """
-    from featx import synth as synth_lib
-    from featx.config import ExtractConfig
-    from featx.extract import RunOptions
-    from featx.extract import extract as run_extract
-    from featx.inputs import collect_inputs
-    from seqmodels.classify import train_on_store
-    from seqmodels.train import TrainConfig
+    from featx.demo import run_demo
 
     with user_errors(on_interrupt="the store keeps the finished videos; run featx demo again to go on"):
-        data = synth_lib.make_trimmed(out / "videos", videos=videos, fps=4, val_fraction=0.5, progress=True)
-        typer.echo(f"1. synthetic videos: {len(data.videos)} in {data.folder} (labels: {data.labels})")
-        store = out / "store"
-        summary = run_extract(collect_inputs([data.folder]), store, ExtractConfig(), RunOptions())
-        typer.echo("2. extracted every frame with the bundled ImageNet EfficientNet-Lite0:")
-        _print_summary(summary)
-        typer.echo("3. heads trained on the store (validation accuracy, overall and within each order pair):")
-        pairs = [synth_lib.TRIMMED_CLASSES[i : i + 2] for i in range(0, len(synth_lib.TRIMMED_CLASSES), 2)]
-        for head in ("avgpool", "lstm"):
-            config = TrainConfig(head=head, epochs=40, batch_size=8)
-            run, metrics = train_on_store(store, data.labels, config, out / "runs" / head, progress=False)
-            confusion = metrics["confusion"]
-            within = []
-            for a, b in pairs:
-                ia, ib = run.classes.index(a), run.classes.index(b)
-                right = confusion[ia][ia] + confusion[ib][ib]
-                total = sum(confusion[ia]) + sum(confusion[ib])
-                within.append(f"{a} vs {b}: {right / total:.2f}")
-            typer.echo(f"   {head:<8} accuracy {metrics['accuracy']:.2f} | " + " | ".join(within))
-        typer.echo("   pooling is blind to order: near 0.5 within a pair is chance; the LSTM reads the order.")
-        _demo_detection(out, untrimmed)
-    typer.echo(
-        "\nOpen the store in pandas:\n"
-        "    import pandas as pd\n"
-        f"    df = pd.read_parquet({str(store)!r})\n"
-        "    print(df.groupby('video_id').size())\n"
-        f"\nOr: featx info {store}; featx predict {out / 'runs' / 'lstm'} {store} --out predictions.csv"
-    )
-
-
-def _demo_detection(out: Path, videos: int) -> None:
-    from featx import synth as synth_lib
-    from featx.config import ExtractConfig
-    from featx.extract import RunOptions
-    from featx.extract import extract as run_extract
-    from featx.inputs import collect_inputs
-    from seqmodels.detection.run import train_detection
-    from seqmodels.runs import TrainConfig
-
-    data = synth_lib.make_untrimmed(out / "untrimmed", videos=videos, seconds=30, progress=True)
-    typer.echo(f"4. untrimmed videos: {len(data.videos)} in {data.folder} (ActivityNet annotations: {data.labels})")
-    store = out / "untrimmed_store"
-    _print_summary(run_extract(collect_inputs([data.folder]), store, ExtractConfig(fps=2), RunOptions()))
-    config = TrainConfig.with_defaults("detection")  # the default head (actionformer), at its defaults
-    _, metrics = train_detection(store, data.labels, config, out / "runs" / config.head)
-    typer.echo(f"5. {config.head} detector, validation mAP per tIoU ({metrics['videos']} videos; "
-               f"see runs/{config.head}/timeline.png):")
-    _print_map(metrics)
+        run_demo(out, videos, untrimmed, say=typer.echo)
 
 
 def main() -> None:  # pragma: no cover - `python cli.py`

@@ -45,7 +45,7 @@ class Decoded:
     """A video decoded to the end: no more events for it."""
 
     video: int
-    decoded: DecodedVideo
+    decoded: DecodedVideo  # frames decoded, end time and the container's facts, for the manifest
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ Event = Frames | Decoded | Failed
 class _Started:
     """Worker -> consumer: `worker` has taken `video` (so a dead worker's video is known)."""
 
-    worker: int
+    worker: int  # the worker's slot in the pool
     video: int
 
 

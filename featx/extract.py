@@ -56,6 +56,18 @@ class ExtractSummary:
         """End-to-end throughput once the backbone is loaded (decode, embed, write)."""
         return self.frames / self.decode_seconds if self.decode_seconds > 0 else 0.0
 
+    def lines(self, failures: int = 10) -> list[str]:
+        """The run in a line, then the first `failures` failed videos with reasons."""
+        out = [
+            f"ok {self.ok} | failed {self.failed} | skipped {self.skipped} (already in the store) | "
+            f"{self.frames} {self.unit} in {self.seconds:.1f} s ({self.frames_per_second:.1f} {self.unit}/s after "
+            f"loading the model) -> {self.store}"
+        ]
+        out += [f"  failed {video_id}: {reason}" for video_id, reason in self.failures[:failures]]
+        if len(self.failures) > failures:
+            out.append(f"  ... and {len(self.failures) - failures} more (see `featx info {self.store}`)")
+        return out
+
 
 @dataclass
 class _Video:

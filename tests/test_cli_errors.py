@@ -144,3 +144,25 @@ def test_a_store_with_nan_features_is_refused_for_training_instead_of_training_t
     result = runner.invoke(app, ["train-head", str(root), "--labels", str(labels), "--head", "avgpool", "--out", str(tmp_path / "r")])
     one_error_line(result, "features of 1 video(s) are not finite (NaN or inf): 'v2'")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_read_only_output_is_one_line(tmp_path, tiny_videos, monkeypatch):
+    import pathlib
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", read_only)
+    result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(tmp_path / "s"), *TINY_ARGS, "--no-progress"])
+    one_error_line(result, "cannot create the store (Read-only file system)")
+
+
+def test_a_truncated_part_is_one_line_for_training_and_a_problem_line_in_info(tmp_path, toy_store):
+    part = sorted(toy_store.glob("part-*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:200])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video_id,label\nv0,a\nv1,b\nv2,a\nv3,b\n")
+    result = runner.invoke(app, ["train-head", str(toy_store), "--labels", str(labels), "--out", str(tmp_path / "r")])
+    one_error_line(result, "a part cannot be read", part.name, "featx info --repair")
+    info = runner.invoke(app, ["info", str(toy_store)])
+    assert info.exit_code == 0 and f"problem    damaged part {part.name}" in info.stdout

@@ -135,13 +135,24 @@ def _output_dim(model, input_size, device, clip_len: int | None = None) -> int:
         return int(model(torch.zeros(shape, device=device)).shape[-1])
 
 
+def extraction_config(**options) -> ExtractConfig:
+    """An ExtractConfig from a user's options, with what the library decides filled in: a clip backbone given
+    no clip length takes its usual one (16 frames for the torchvision models and C3D)."""
+    from featx.backbones import video3d
+
+    spec = video3d.CLIP_MODELS.get(options.get("backbone", ExtractConfig.backbone))
+    if spec is not None and options.get("clip_len") is None:
+        options = {**options, "clip_len": spec.clip_len}
+    return ExtractConfig(**options)
+
+
 def _clip_model(config: ExtractConfig):
     """A clip backbone (featx.backbones.video3d): (model, weights source, sha256, timm-style data config)."""
     from featx.backbones import video3d
 
     spec = video3d.CLIP_MODELS[config.backbone]
     if not config.clips:
-        raise FeatxError(f"{config.backbone} embeds clips: give clip_len (the CLI defaults it to {spec.clip_len})")
+        raise FeatxError(f"{config.backbone} embeds clips: give clip_len (featx.backbones.extraction_config defaults it to {spec.clip_len})")
     model, source, sha = video3d.create(config.backbone, config.weights)
     data = {"input_size": (3, spec.crop, spec.crop), "mean": spec.normalise[0], "std": spec.normalise[1],
             "interpolation": "bilinear", "crop_pct": spec.crop / spec.resize_shorter}

@@ -125,3 +125,11 @@ def detection_map(
         for c in classes
     ]).reshape(len(classes), len(thresholds))
     return DetectionMAP(tuple(float(t) for t in thresholds), classes, ap)
+
+
+def map_table(metrics: dict) -> list[str]:
+    """mAP per tIoU threshold and their average, then AP per class, as text lines."""
+    lines = ["tIoU  | " + " | ".join(f"{t:>5}" for t in metrics["map"]) + " | average",
+             "mAP   | " + " | ".join(f"{m:>5.3f}" for m in metrics["map"].values()) + f" | {metrics['average_map']:.3f}"]
+    lines += [f"AP {cls}: " + " ".join(f"{a:.2f}" for a in row.values()) for cls, row in metrics["ap_per_class"].items()]
+    return lines
