@@ -228,3 +228,19 @@ def test_info_verify_names_a_damaged_part_in_one_error_line_and_repair_fixes_it(
     assert f"moved damaged part {part.name}" in repaired.stderr
     assert runner.invoke(app, ["info", str(root), "--verify"]).exit_code == 0
     assert "videos     2 ok, 1 failed" in runner.invoke(app, ["info", str(root)]).stdout
+
+
+def test_info_inputs_counts_the_videos_of_a_deleted_part_as_not_done(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    root, _ = store
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in ("a", "b", "c"):
+        (inputs / f"{name}.mp4").write_bytes(b"x")
+    part_of(root, "c").unlink()
+    result = CliRunner().invoke(app, ["info", str(root), "--inputs", str(inputs)])
+    assert result.exit_code == 0, result.output
+    assert "inputs     3, 1 not done yet" in result.stdout and "  missing c" in result.stdout
