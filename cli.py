@@ -93,8 +93,18 @@ def _print_summary(summary) -> None:
         typer.echo(line)
 
 
+def _list_recipes(value: bool) -> None:
+    if value:
+        from featx.recipes import describe
+
+        for line in describe():
+            typer.echo(line)
+        raise typer.Exit()
+
+
 @app.command(cls=ReadableHelp)
 def extract(
+    ctx: typer.Context,
     inputs: Annotated[list[str], typer.Argument(help="Video files, folders (searched recursively) or list files (.txt: one path per line; .csv: a 'path' column, optional 'video_id').")],
     out: Annotated[str, typer.Option("--out", "-o", help="Store directory (created, or resumed if it exists), or a pyarrow filesystem URI: s3://bucket/store, gs://bucket/store, hdfs://host/store.")],
     backbone: Annotated[str, typer.Option(help="Any timm model name (the default has bundled ImageNet weights and works offline), or a clip backbone with --clip-len: r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v1_b, mvit_v2_s, swin3d_t/s/b (torchvision checkpoints via --weights), c3d, c3d_fc7.")] = DEFAULT_BACKBONE,
@@ -122,6 +132,8 @@ def extract(
     ray_address: Annotated[Optional[str], typer.Option(help="With --engine ray: an existing cluster (e.g. auto, ray://head:10001). Default: start Ray on this machine.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when any video failed (default: failures are recorded in the manifest and the exit code is 0).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    recipe: Annotated[Optional[str], typer.Option(help="Named settings of published features: fills --backbone, --fps, --clip-len and --clip-stride where not given (the store records the values, not the name). --list-recipes names them.")] = None,
+    list_recipes: Annotated[bool, typer.Option("--list-recipes", callback=_list_recipes, is_eager=True, help="Print the recipes: what each sets and where its numbers come from; then exit.")] = False,
 ) -> None:
     """Extract per-frame features of every input video into a Parquet store.
 
@@ -134,6 +146,15 @@ def extract(
     with user_errors(on_interrupt=RESUME_HINT):
         if weights is not None and random_init:
             raise FeatxError("--weights and --random-init exclude each other")
+        if recipe is not None:
+            from click.core import ParameterSource
+
+            from featx.recipes import apply_recipe
+
+            given = {name for name in ("backbone", "fps", "clip_len", "clip_stride")
+                     if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+            filled = apply_recipe(recipe, dict(backbone=backbone, fps=fps, clip_len=clip_len, clip_stride=clip_stride), given)
+            backbone, fps, clip_len, clip_stride = (filled[k] for k in ("backbone", "fps", "clip_len", "clip_stride"))
         from featx.backbones import extraction_config
 
         config = extraction_config(
@@ -494,6 +515,59 @@ def predict(
                    f"{result.seconds:.1f} s")
         for video_id, reason in result.failures:
             typer.echo(f"  failed {video_id}: {reason}")
+
+
+@app.command(cls=ReadableHelp)
+def export(
+    store: Annotated[str, typer.Argument(help="A featx store (a directory or a pyarrow filesystem URI).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (made; an existing non-empty one only with --overwrite).")],
+    format: Annotated[str, typer.Option("--format", help="npy: one <video_id>.npy (T, D) per video, the folder ActionFormer, TriDet and OpenTAD read. hdf5: one features.h5, a dataset per video with its times as attributes (pip install 'featx[hdf5]'). csv: one <video_id>.csv per video, a header and a row per step (MMAction2 BMN).")] = "npy",
+    column: Annotated[str, typer.Option(help="feature, or flow_feature of a two-stream store.")] = "feature",
+    dtype: Annotated[Optional[str], typer.Option(help="float32 or float16. Default: the store's (exact).")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="ActivityNet JSON or CSV video_id,start,end,label: also write OUT/annotations.json as ActionFormer and OpenTAD read it (per video subset, duration, fps, frame count, segments with label ids).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty --out, replacing the files of an earlier export there.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Write a store's features as the files other tools read, with OUT/featx_export.json: the store's config
+    and, per video, the time grid (fps, frames per step and per window, offsets, ActionFormer's and OpenTAD's
+    keys) and OUT/featx_times.parquet (every row's times). See docs/interop.md."""
+    from featx.export import export_store
+
+    with user_errors():
+        parsed = None
+        if annotations is not None:
+            from seqmodels.detection.annotations import load_annotations
+
+            parsed = load_annotations(annotations)
+        summary = export_store(store, out, format, column, dtype, parsed, overwrite, progress)
+    _print_summary(summary)
+
+
+@app.command("import", cls=ReadableHelp)
+def import_(
+    folder: Annotated[Path, typer.Argument(help="A folder of per-video .npy, .npz, .pt, .h5 or .csv arrays (searched recursively; id: the path without suffix), or a `featx export` folder.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Store to write (created, or appended to if its settings match).")],
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate of the videos the features come from. Row i spans frames [i*S, i*S + W): seconds i*S/F to (i*S + W)/F.")] = None,
+    fps_file: Annotated[Optional[Path], typer.Option(help="Per-video frame rates instead of --fps: CSV video_id,fps, JSON {video_id: fps}, or an ActivityNet-style JSON whose videos say fps.")] = None,
+    stride: Annotated[Optional[int], typer.Option(min=1, help="S: frames between the starts of consecutive rows. Default: 1.")] = None,
+    window: Annotated[Optional[int], typer.Option(min=1, help="W: frames each row covers. Default: --stride.")] = None,
+    layout: Annotated[str, typer.Option(help="TC: rows are time steps (T, D); CT: the transpose.")] = "TC",
+    key: Annotated[Optional[str], typer.Option(help="The array to read in files that hold several (.npz, .pt dicts, .h5 datasets).")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="Storage dtype: float32 or float16. Default: float32, or a featx export's own.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="Name of the features' model, recorded in the store's config (e.g. i3d). Default: imported.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Import per-video feature arrays into a store that heads train on like any other. A `featx export`
+    folder needs no options and comes back exactly; any other folder needs its grid: --fps (or --fps-file)
+    --stride --window. Every array is checked before anything is written."""
+    from featx.importer import Grid, import_folder
+
+    with user_errors(on_interrupt=RESUME_HINT):
+        grid = None
+        if any(v is not None for v in (fps, fps_file, stride, window)):
+            grid = Grid(fps, stride or 1, window or stride or 1)
+        summary = import_folder(folder, out, grid, fps_file, layout, key, dtype, backbone, progress)
+    _print_summary(summary)
 
 
 @app.command(cls=ReadableHelp)

@@ -22,7 +22,7 @@ STREAMS = ("rgb", "flow", "both")  # what is embedded: frames, optical-flow stac
 FLOW_METHODS = ("farneback", "tvl1")
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
-_NOT_IDENTITY = ("weights", "versions")
+_NOT_IDENTITY = ("weights", "versions", "import_source")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,11 @@ class ExtractConfig:
     interpolation: str | None = None  # resize filter ("bicubic", "bilinear")
     crop_pct: float | None = None  # resize shorter side to H / crop_pct, then centre-crop H x W
     versions: dict[str, str] = field(default_factory=dict)  # featx / torch / timm / av versions
+    # `featx import` (featx.importer) of arrays made elsewhere: how they were read, {"fps": F (None: per video,
+    # --fps-file), "stride": S, "window": W, "layout": "TC" | "CT", "key": array name or None}; None when the
+    # rows were extracted here (or came back from a featx export, whose config is the original's).
+    imported: dict | None = None
+    import_source: str | None = None  # the folder `featx import` read (like `weights`, not identity)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:

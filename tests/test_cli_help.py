@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from cli import app
 
-COMMANDS = ["extract", "info", "synth", "train-head", "evaluate", "predict", "demo"]
+COMMANDS = ["extract", "info", "synth", "train-head", "evaluate", "predict", "demo", "export", "import"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

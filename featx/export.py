@@ -1,0 +1,405 @@
+"""`featx export`: a store's rows as the files other tools read, with a sidecar that says their time grid.
+
+Formats (DIR is `--out`):
+- npy:  DIR/<video_id>.npy, one (T, D) array per ok video, in sub-folders when the id has them: the folder
+        ActionFormer, TriDet and OpenTAD read (`feat_folder`, `file_ext: .npy`).
+- hdf5: DIR/features.h5, one (T, D) dataset per video named by its id, with its rows' times and grid as
+        attributes: the file ActionFormer's `feat_folder: x.hdf5` option reads (`h5[file_prefix + video_id]`).
+- csv:  DIR/<video_id>.csv, a header `f0,...,f{D-1}` and one row per step: MMAction2 BMN's input
+        (`np.loadtxt(path, delimiter=",", skiprows=1)`). Values are printed with 9 significant digits, which
+        float32 (and so float16) reads back exactly.
+Every export also writes DIR/featx_times.parquet (every row's t_start, t_end, frame_start, frame_end, exact) and
+DIR/featx_export.json, the sidecar: the store's extraction config and, per video, the time grid in the units the
+tools configure (`time_grid`). `featx import DIR` reads both back, so export -> import is exact.
+
+The export is written in a hidden folder beside DIR and moved into place at the end: a failure or Ctrl-C
+leaves DIR as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featx.config import DTYPES
+from featx.errors import FeatxError
+from featx.location import store_path
+from featx.store import latest_manifest, load_features, load_sequences, read_config, refuse_output_in_store
+
+SIDECAR = "featx_export.json"
+SIDECAR_VERSION = 1
+TIMES = "featx_times.parquet"
+HDF5_FILE = "features.h5"
+ANNOTATIONS = "annotations.json"
+COLUMNS = ("feature", "flow_feature")
+TIME_COLUMNS = ["video_id", "step", "t_start", "t_end", "frame_start", "frame_end"]
+TIMES_SCHEMA = pa.schema([("video_id", pa.string()), ("step", pa.int32()), ("t_start", pa.float64()),
+                          ("t_end", pa.float64()), ("frame_start", pa.int64()), ("frame_end", pa.int64())])
+CHUNK_BYTES = 256 * 2**20  # features read from the store at a time: memory stays bounded on any store
+
+
+# -- the time grid: pure functions ---------------------------------------------------------------------------
+def _clean(x: float) -> float | int:
+    """Float noise of timestamp arithmetic removed (4.0000000001 -> 4): grid values are read by people."""
+    x = round(float(x), 6)
+    return int(x) if x.is_integer() else x
+
+
+def _integral(x: float) -> bool:
+    return abs(x - round(x)) < 1e-6
+
+
+def time_grid(t_start, t_end, frame_start, frame_end, clock_fps: float | None) -> dict:
+    """One video's rows as a grid, in frames of `clock_fps` (the sampling rate, or the source's when every frame
+    was kept) and in the keys ActionFormer and OpenTAD configure.
+
+    Row i's centre is (t_start + t_end) / 2; the grid puts it at offset + i * stride frames, i.e. at
+    (i * stride + offset) / clock_fps seconds. ActionFormer maps feature i to (i * feat_stride + 0.5 * num_frames)
+    / fps seconds (libs/modeling/meta_archs.py, postprocessing), so feat_stride = stride, num_frames = 2 * offset
+    (the window length when the first row starts at 0). OpenTAD's padding datasets put feature i at frame
+    i * feature_stride + offset_frames of a clock frame / duration; both must be integers there (int()), so the
+    clock is doubled (or tripled...) when the offset is half a frame (per-frame rows). `grid_error_s` is how far
+    the rows' actual centres are from that grid (e.g. a padded last clip)."""
+    t_start, t_end = np.asarray(t_start, np.float64), np.asarray(t_end, np.float64)
+    centres = (t_start + t_end) / 2
+    period = float(np.median(np.diff(t_start))) if len(t_start) > 1 else float(t_end[0] - t_start[0])
+    if not period > 0:
+        period = 1.0  # a video of one instant: no grid to speak of
+    clock = float(clock_fps) if clock_fps and math.isfinite(clock_fps) else 1 / period
+    steps = np.arange(len(centres))
+    source_stride = np.median(np.diff(frame_start)) if len(frame_start) > 1 else frame_end[0] - frame_start[0]
+    grid = {
+        "clock_fps": clock,
+        "stride_frames": _clean(period * clock),
+        "window_frames": _clean((t_end[0] - t_start[0]) * clock),
+        "offset_frames": _clean(centres[0] * clock),
+        "stride_source_frames": _clean(source_stride),
+        "window_source_frames": int(frame_end[0] - frame_start[0]),
+        "first_t_start": float(t_start[0]),
+        "last_t_end": float(t_end[-1]),
+        "period_s": period,
+        "grid_error_s": float(np.max(np.abs(centres - (centres[0] + steps * period)))),
+    }
+    grid["actionformer"] = {"fps": clock, "feat_stride": grid["stride_frames"],
+                            "num_frames": _clean(2 * grid["offset_frames"])}
+    grid["opentad"] = _opentad(clock, grid["stride_frames"], grid["offset_frames"])
+    return grid
+
+
+def _opentad(clock: float, stride: float, offset: float) -> dict | None:
+    for k in (1, 2, 3, 4):
+        if _integral(k * stride) and _integral(k * offset):
+            return {"fps": clock * k, "feature_stride": round(k * stride), "offset_frames": round(k * offset)}
+    return None  # not on any whole-frame grid OpenTAD can express
+
+
+def tool_settings(videos: dict[str, dict], dim: int, file_ext: str) -> dict:
+    """The dataset keys of ActionFormer and OpenTAD configs for the whole export: None for a tool when the
+    videos' grids disagree (each video's own values are in its sidecar entry)."""
+
+    def common(values: list):
+        return values[0] if values and all(v == values[0] for v in values) else None
+
+    former = common([(v["actionformer"]["feat_stride"], v["actionformer"]["num_frames"]) for v in videos.values()])
+    fps = common([v["actionformer"]["fps"] for v in videos.values()])
+    tad = common([(v["opentad"]["feature_stride"], v["opentad"]["offset_frames"]) if v["opentad"] else None
+                  for v in videos.values()])
+    return {
+        "actionformer": None if former is None else {
+            "feat_stride": former[0], "num_frames": former[1], "default_fps": fps, "input_dim": dim,
+            "file_prefix": None, "file_ext": file_ext},
+        "opentad": None if tad is None else {"feature_stride": tad[0], "sample_stride": 1, "offset_frames": tad[1]},
+    }
+
+
+def tool_annotations(annotations, videos: dict[str, dict]) -> dict:
+    """ActivityNet-style annotations (seqmodels.detection.annotations.Annotations, or anything with `.videos`
+    {id: subset, duration, segments} and `.classes`) as the JSON ActionFormer and OpenTAD read, for the exported
+    videos: per video subset, duration, `fps` (ActionFormer's, with `default_fps: null`), `frame` (OpenTAD's
+    frame count: its fps is frame / duration) and segments with their `label_id` (index in the sorted classes)."""
+    classes = annotations.classes
+    database = {}
+    for vid, entry in videos.items():
+        ann = annotations.videos.get(vid)
+        if ann is None:
+            continue
+        duration = ann.duration if ann.duration is not None else entry["duration"] or entry["last_t_end"]
+        clock = (entry["opentad"] or entry["actionformer"])["fps"]
+        database[vid] = {
+            "subset": ann.subset or "training",
+            "duration": duration,
+            "fps": entry["actionformer"]["fps"],
+            "frame": round(duration * clock),
+            "annotations": [{"label": s.label, "label_id": classes.index(s.label), "segment": [s.start, s.end]}
+                            for s in ann.segments],
+        }
+    return {"version": f"featx export {SIDECAR_VERSION}", "database": database}
+
+
+# -- writers: one per format ----------------------------------------------------------------------------------
+class _NpyWriter:
+    ext = ".npy"
+
+    def __init__(self, folder: Path, dim: int, config_json: str):
+        self.folder = folder
+
+    def write(self, video_id: str, array: np.ndarray, entry: dict, times: dict) -> str:
+        name = video_id + self.ext
+        target = self.folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.save(target, array)
+        return name
+
+    def save(self, target: Path, array: np.ndarray) -> None:
+        np.save(target, array)
+
+    def close(self) -> None:
+        pass
+
+
+class _CsvWriter(_NpyWriter):
+    ext = ".csv"
+
+    def __init__(self, folder: Path, dim: int, config_json: str):
+        super().__init__(folder, dim, config_json)
+        self.header = ",".join(f"f{i}" for i in range(dim))
+
+    def save(self, target: Path, array: np.ndarray) -> None:
+        # %.9g prints every float32 so that it parses back to the same bits (float16 values are float32 values)
+        np.savetxt(target, array.astype(np.float32), fmt="%.9g", delimiter=",", header=self.header, comments="")
+
+
+class _Hdf5Writer:
+    ext = ".h5"
+
+    def __init__(self, folder: Path, dim: int, config_json: str):
+        h5py = require_h5py()
+        # HDF5 1.8 format or later: dense attribute storage, so a long video's times fit in its attributes
+        self.file = h5py.File(folder / HDF5_FILE, "w", libver=("v108", "v108"))
+        self.file.attrs["featx_config"] = config_json
+
+    def write(self, video_id: str, array: np.ndarray, entry: dict, times: dict) -> str:
+        dataset = self.file.create_dataset(video_id, data=array)
+        for key, values in times.items():
+            dataset.attrs[key] = values
+        for key, value in entry.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                dataset.attrs[key] = value
+        return video_id
+
+    def close(self) -> None:
+        self.file.close()
+
+
+WRITERS = {"npy": _NpyWriter, "hdf5": _Hdf5Writer, "csv": _CsvWriter}
+
+
+def require_h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise FeatxError("the hdf5 format needs h5py: pip install 'featx[hdf5]'") from None
+    return h5py
+
+
+# -- the export -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportSummary:
+    out: Path
+    fmt: str
+    videos: int
+    rows: int
+    seconds: float
+    annotated: int | None  # videos written to annotations.json (None: no --annotations)
+    unannotated: int  # annotated videos left out of annotations.json: the store has no rows for them
+
+    def lines(self) -> list[str]:
+        lines = [f"exported {self.videos} videos, {self.rows} rows ({self.fmt}) to {self.out}/ in {self.seconds:.1f} s"
+                 f" (grid and config: {self.out / SIDECAR})"]
+        if self.annotated is not None:
+            missing = f"; {self.unannotated} annotated videos have no features and were left out" if self.unannotated else ""
+            lines.append(f"wrote {self.out / ANNOTATIONS} ({self.annotated} videos){missing}")
+        return lines
+
+
+def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: str | None = None,
+                 annotations=None, overwrite: bool = False, progress: bool = True) -> ExportSummary:
+    """Write every ok video of `store` to `out` in format `fmt` (see the module docstring). dtype: of the arrays
+    (default: the store's). annotations: parsed ActivityNet annotations (`tool_annotations`), or None."""
+    started = time.monotonic()
+    if fmt not in WRITERS:
+        raise FeatxError(f"--format must be one of {', '.join(WRITERS)}, not {fmt!r}")
+    if column not in COLUMNS:
+        raise FeatxError(f"--column must be one of {', '.join(COLUMNS)}, not {column!r}")
+    if dtype is not None and dtype not in DTYPES:
+        raise FeatxError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if fmt == "hdf5":
+        require_h5py()
+    root = store_path(store)
+    config = read_config(root)
+    if config is None:
+        raise FeatxError(f"{store} is not a featx store (no extraction config found)")
+    if column == "flow_feature" and config.stream != "both":
+        raise FeatxError(f"{store} has no flow_feature column (it was extracted with --stream {config.stream})")
+    out = Path(out)
+    _check_out(out, overwrite)
+    latest = latest_manifest(root)
+    ok = latest[latest["status"] == "ok"].sort_values("video_id", ignore_index=True)
+    if ok.empty:
+        raise FeatxError(f"{store} has no extracted videos to export")
+    for vid in ok["video_id"]:
+        _check_id(vid)
+    dtype = dtype or config.dtype
+    tmp = out.parent / f".{out.name}.featx-export-{os.getpid()}.tmp"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        videos = _write_all(root, tmp, fmt, column, dtype, config, ok, progress)
+        sidecar = {
+            "format_version": SIDECAR_VERSION,
+            "format": fmt,
+            "column": column,
+            "dtype": dtype,
+            "feature_dim": config.feature_dim,
+            "times": TIMES,
+            "hdf5_file": HDF5_FILE if fmt == "hdf5" else None,
+            "store": str(root),
+            "config": config.to_dict(),
+            **tool_settings(videos, config.feature_dim, WRITERS[fmt].ext),
+            "videos": videos,
+        }
+        annotated = unannotated = None
+        if annotations is not None:
+            written = tool_annotations(annotations, videos)
+            (tmp / ANNOTATIONS).write_text(json.dumps(written, indent=1))
+            annotated = len(written["database"])
+            unannotated = sum(1 for v in annotations.videos if v not in videos)
+        (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1, default=_json_default))
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    rows = sum(v["rows"] for v in videos.values())
+    return ExportSummary(out, fmt, len(videos), rows, time.monotonic() - started, annotated, unannotated or 0)
+
+
+def _write_all(root, folder: Path, fmt: str, column: str, dtype: str, config, ok, progress: bool) -> dict[str, dict]:
+    """Write every video's array and its times; returns the sidecar's `videos` entries."""
+    from tqdm.auto import tqdm
+
+    writer = WRITERS[fmt](folder, config.feature_dim, config.to_json())
+    times_writer = pq.ParquetWriter(folder / TIMES, TIMES_SCHEMA)
+    videos: dict[str, dict] = {}
+    records = ok.set_index("video_id")
+    bar = tqdm(total=len(ok), unit="video", desc=f"export {fmt}", disable=not progress)
+    try:
+        for chunk in _chunks(ok, config.feature_dim * np.dtype(config.dtype).itemsize):
+            seqs = load_sequences(root, chunk, column)
+            rows = load_features(root, columns=TIME_COLUMNS, video_ids=chunk).sort_values(["video_id", "step"])
+            times_writer.write_table(pa.Table.from_pandas(rows, schema=TIMES_SCHEMA, preserve_index=False))
+            for vid, group in rows.groupby("video_id", sort=True):
+                times = {k: group[k].to_numpy() for k in TIME_COLUMNS[2:]}
+                entry = _video_entry(records.loc[vid], config.fps, times)
+                videos[vid] = {"file": writer.write(vid, seqs[vid].astype(dtype, copy=False), entry, times), **entry}
+                bar.update()
+    finally:
+        bar.close()
+        times_writer.close()
+        writer.close()
+    return videos
+
+
+def _chunks(ok, row_bytes: int):
+    """Video ids in groups of at most CHUNK_BYTES of features (a longer video is a group of its own)."""
+    chunk, size = [], 0
+    for vid, rows in zip(ok["video_id"], ok["rows"]):
+        if chunk and size + rows * row_bytes > CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(vid)
+        size += rows * row_bytes
+    if chunk:
+        yield chunk
+
+
+def _video_entry(record, fps: float | None, times: dict) -> dict:
+    """A video's sidecar entry: its manifest facts and its time grid."""
+    source_fps = _number(record["fps"])
+    grid = time_grid(times["t_start"], times["t_end"], times["frame_start"], times["frame_end"], fps or source_fps)
+    return {
+        "rows": len(times["t_start"]),
+        "path": record["path"],
+        "source_fps": source_fps,
+        "fps": fps,  # the sampling rate (None: every frame was kept)
+        "frames": _number(record["frames"], int),
+        "duration": _number(record["duration"]),
+        "width": _number(record["width"], int),
+        "height": _number(record["height"], int),
+        **grid,
+    }
+
+
+def _number(value, kind=float):
+    """A manifest value for JSON: None when missing (null, NaN), else `kind` (float or int)."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return None
+    return kind(value)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _check_id(video_id: str) -> None:
+    """A video id names a file below the export folder: never outside it."""
+    parts = PurePosixPath(video_id).parts
+    if not parts or video_id.startswith("/") or ".." in parts or "\\" in video_id:
+        raise FeatxError(f"video id {video_id!r} cannot name a file inside the export folder")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    refuse_output_in_store(out)
+    if out.exists() and not out.is_dir():
+        raise FeatxError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FeatxError(f"--out {out} is not empty; choose a new folder, or --overwrite to replace an earlier export there")
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Replace `out` by the finished export: one rename when `out` is new or empty; else the files of an earlier
+    export there are removed and the new ones moved in, the sidecar last."""
+    _remove_earlier_export(out)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != SIDECAR) + [tmp / SIDECAR]
+    for path in files:
+        target = out / path.relative_to(tmp)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    shutil.rmtree(tmp)
+
+
+def _remove_earlier_export(out: Path) -> None:
+    try:
+        earlier = json.loads((out / SIDECAR).read_text())
+    except (OSError, ValueError):
+        return
+    names = [] if earlier.get("format") == "hdf5" else [v.get("file") for v in earlier.get("videos", {}).values()]
+    for name in [*names, HDF5_FILE, TIMES, ANNOTATIONS, SIDECAR]:
+        if isinstance(name, str) and ".." not in PurePosixPath(name).parts:
+            (out / name).unlink(missing_ok=True)

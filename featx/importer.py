@@ -1,0 +1,363 @@
+"""`featx import`: per-video feature arrays made elsewhere (or by `featx export`) into a featx store.
+
+Input: a folder, searched recursively (hidden files skipped), of `.npy`, `.npz`, `.pt` (a tensor, read with
+`torch.load(weights_only=True)`), `.h5` / `.hdf5` and `.csv` (an optional header row, then one row per step: BMN's
+layout) files. A video's id is its path below the folder without the suffix (`a/b.npy` -> `a/b`), as
+`featx extract` names videos. An HDF5 file holding several datasets is one video per dataset (ids: the dataset
+names): the one-file layout of `featx export --format hdf5` and of ActionFormer's hdf5 option.
+
+Times: from a featx export's sidecar (featx_export.json + featx_times.parquet) exactly, and then the store's config
+is the exported store's (identity unchanged: a run trained on the original evaluates on the round trip). A
+foreign folder's rows get the grid its flags describe (`grid_times`): row i spans frames [i*S, i*S + W) of a
+video at F frames/s; its config records the settings (`imported`, identity) and the folder (`import_source`,
+not identity), and sets fps / clip_len / clip_stride to F / W / S, as an extraction with that grid would.
+
+Every array is read and checked (2-d, one feature size, finite values) before anything is written, so a bad file
+is one error line and the store stays as it was; rows then go through StoreWriter (manifest, lease, checksums).
+Videos the store already holds are skipped, so an interrupted import resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from featx.config import DTYPES, ExtractConfig
+from featx.errors import FeatxError
+from featx.export import SIDECAR, SIDECAR_VERSION, TIMES, require_h5py
+from featx.store import StoreWriter, ok_video_ids
+
+LAYOUTS = ("TC", "CT")  # rows are time steps (T, C), or the transpose (C, T)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A foreign folder's time grid: row i spans frames [i*stride, i*stride + window) at fps frames/s."""
+
+    fps: float | None  # None: each video's own, from --fps-file
+    stride: int
+    window: int
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and not 0 < self.fps < math.inf:
+            raise FeatxError(f"--fps must be a positive number of frames per second, not {self.fps}")
+        if self.stride < 1 or self.window < 1:
+            raise FeatxError("--stride and --window must be positive numbers of frames")
+
+
+def grid_times(rows: int, fps: float, stride: int, window: int):
+    """(t_start, t_end, frame_start, frame_end) of rows 0..rows-1: row i spans frames [i*stride, i*stride + window)
+    of a video at `fps`, i.e. seconds [i*stride/fps, (i*stride + window)/fps)."""
+    start = np.arange(rows, dtype=np.int64) * stride
+    return start / fps, (start + window) / fps, start, start + window
+
+
+@dataclass(frozen=True)
+class Source:
+    """One video's array: a file, and the array inside it when the file holds several."""
+
+    video_id: str
+    path: Path
+    member: str | None = None  # .h5 dataset, .npz / .pt key
+
+    def __str__(self) -> str:
+        return f"{self.path}[{self.member}]" if self.member else str(self.path)
+
+
+# -- reading one array ----------------------------------------------------------------------------------------
+def _pick(path: Path, names: list[str], key: str | None) -> str:
+    if key is not None:
+        if key not in names:
+            raise FeatxError(f"{path}: no array {key!r} (it holds {', '.join(names) or 'none'})")
+        return key
+    if len(names) != 1:
+        raise FeatxError(f"{path}: holds arrays {', '.join(names) or '(none)'}; say which with --key")
+    return names[0]
+
+
+def _read_npy(path: Path, member: str | None) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)  # mapped: checking a large file keeps no copy
+
+
+def _read_npz(path: Path, member: str | None) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as arrays:
+        return arrays[_pick(path, list(arrays.files), member)]
+
+
+def _read_pt(path: Path, member: str | None) -> np.ndarray:
+    import torch
+
+    value = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(value, dict):
+        value = value[_pick(path, [k for k, v in value.items() if isinstance(v, torch.Tensor)], member)]
+    if not isinstance(value, torch.Tensor):
+        raise FeatxError(f"{path}: holds a {type(value).__name__}, not a tensor of features")
+    return (value.float() if value.dtype == torch.bfloat16 else value).numpy()  # numpy has no bfloat16
+
+
+def _read_h5(path: Path, member: str | None) -> np.ndarray:
+    with require_h5py().File(path, "r") as file:
+        if member not in file:
+            raise FeatxError(f"{path}: no dataset {member!r} (it holds {', '.join(_h5_datasets(path))})")
+        return file[member][()]
+
+
+def _read_csv(path: Path, member: str | None) -> np.ndarray:
+    with open(path) as text:
+        first = text.readline()
+    try:
+        [float(v) for v in first.split(",")]
+        header = 0
+    except ValueError:
+        header = 1  # a header row: BMN's `f0,f1,...` or any names
+    return np.loadtxt(path, dtype=np.float32, delimiter=",", skiprows=header, ndmin=2)
+
+
+READERS = {".npy": _read_npy, ".npz": _read_npz, ".pt": _read_pt, ".h5": _read_h5, ".hdf5": _read_h5, ".csv": _read_csv}
+
+
+def _h5_datasets(path: Path) -> list[str]:
+    import h5py
+
+    names = []
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
+def read_array(source: Source, layout: str = "TC") -> np.ndarray:
+    """The (T, D) array of one video; a file that cannot be read, or is not a 2-d array of numbers with rows, is
+    one FeatxError line naming it."""
+    suffix = source.path.suffix.lower()
+    try:
+        array = READERS[suffix](source.path, source.member)
+    except FeatxError:
+        raise
+    except Exception as exc:  # every reader's own failure (bad header, pickle refused, truncated...) is one line
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise FeatxError(f"{source}: cannot be read as {suffix} ({reason})") from None
+    if array.ndim != 2:
+        raise FeatxError(f"{source}: expected a 2-d (T, D) array of features, got shape {tuple(array.shape)}")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise FeatxError(f"{source}: values of type {array.dtype}, not numbers")
+    array = array.T if layout == "CT" else array
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise FeatxError(f"{source}: an empty array (shape {tuple(array.shape)})")
+    return array
+
+
+def checked(source: Source, array: np.ndarray, dtype: str, dim: int | None, layout: str) -> np.ndarray:
+    """`array` as `dtype`, refused when its feature size is not `dim` or a value is not finite."""
+    if dim is not None and array.shape[1] != dim:
+        hint = "; arrays stored (D, T)? --layout CT" if layout == "TC" else ""
+        raise FeatxError(f"{source}: features of size {array.shape[1]}, but the others have {dim}{hint}")
+    values = np.asarray(array, dtype=dtype)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        why = f" as {dtype}" if np.isfinite(array[row]).all() else ""
+        raise FeatxError(f"{source}: {int(bad.sum())} values are NaN or infinite{why} (the first in row {row})")
+    return values
+
+
+# -- finding the videos ---------------------------------------------------------------------------------------
+def find_sources(folder: Path, key: str | None = None, exclude: set[Path] = frozenset()) -> list[Source]:
+    """Every video array below `folder`, sorted by id; two files giving one id are refused."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in READERS and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                   and p.resolve() not in exclude)
+    sources: dict[str, Source] = {}
+    for path in files:
+        stem = path.relative_to(folder).with_suffix("").as_posix()
+        found = [Source(stem, path, key)]
+        if path.suffix.lower() in (".h5", ".hdf5") and key is None:
+            require_h5py()
+            try:
+                names = _h5_datasets(path)
+            except OSError as exc:
+                raise FeatxError(f"{path}: cannot be read as HDF5 ({exc})") from None
+            one_file_layout = len(names) > 1
+            found = [Source(name if one_file_layout else stem, path, name) for name in names]
+        for source in found:
+            if source.video_id in sources:
+                raise FeatxError(f"{sources[source.video_id]} and {source} both give video {source.video_id!r}")
+            sources[source.video_id] = source
+    if not sources:
+        raise FeatxError(f"{folder} holds no {', '.join(READERS)} files (searched recursively)")
+    return [sources[v] for v in sorted(sources)]
+
+
+def read_fps_file(path: Path) -> dict[str, float]:
+    """{video_id: fps} from a CSV (columns video_id, fps), a JSON object {video_id: fps}, or an ActivityNet-style
+    JSON whose database entries say `fps` (ActionFormer's thumos14.json does)."""
+    try:
+        if path.suffix.lower() == ".csv":
+            import pandas as pd
+
+            table = pd.read_csv(path, dtype={"video_id": str})
+            if not {"video_id", "fps"} <= set(table.columns):
+                raise FeatxError(f"--fps-file {path}: needs the columns video_id and fps")
+            pairs = zip(table["video_id"], table["fps"])
+        else:
+            data = json.loads(path.read_text())
+            data = data.get("database", data) if isinstance(data, dict) else None
+            if not isinstance(data, dict):
+                raise FeatxError(f"--fps-file {path}: expected a JSON object {{video_id: fps}}")
+            pairs = [(vid, v.get("fps") if isinstance(v, dict) else v) for vid, v in data.items()]
+    except (OSError, ValueError) as exc:
+        raise FeatxError(f"--fps-file {path}: cannot be read ({str(exc).splitlines()[0]})") from None
+    fps = {}
+    for vid, value in pairs:
+        try:
+            fps[str(vid)] = Grid(float(value), 1, 1).fps
+        except (TypeError, ValueError, FeatxError):
+            raise FeatxError(f"--fps-file {path}: video {vid!r} has fps {value!r}, not a positive number") from None
+    return fps
+
+
+# -- the import -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImportSummary:
+    store: Path
+    videos: int  # imported now
+    skipped: int  # already in the store
+    rows: int
+    seconds: float
+
+    def lines(self) -> list[str]:
+        skipped = f"; {self.skipped} already there, skipped" if self.skipped else ""
+        return [f"imported {self.videos} videos, {self.rows} rows into {self.store} in {self.seconds:.1f} s{skipped}"]
+
+
+class _ExportPlan:
+    """A featx export's folder: the config, files and exact times its sidecar and times file give."""
+
+    def __init__(self, folder: Path, dtype: str | None):
+        import pyarrow.parquet as pq
+
+        try:
+            sidecar = json.loads((folder / SIDECAR).read_text())
+            version = sidecar["format_version"]
+            self.entries = sidecar["videos"]
+            original = ExtractConfig.from_dict(sidecar["config"])
+            table = pq.read_table(folder / sidecar["times"]).to_pandas()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FeatxError(f"{folder / SIDECAR}: not a readable featx export sidecar ({exc})") from None
+        if version > SIDECAR_VERSION:
+            raise FeatxError(f"{folder / SIDECAR}: format_version {version}, written by a newer featx; upgrade featx")
+        stream = "flow" if sidecar["column"] == "flow_feature" else "rgb" if original.stream == "both" else original.stream
+        self.config = dataclasses.replace(original, dtype=dtype or sidecar["dtype"], stream=stream,
+                                          import_source=str(folder.resolve()))
+        h5 = folder / sidecar["hdf5_file"] if sidecar.get("hdf5_file") else None
+        self.sources = [Source(vid, h5, entry["file"]) if h5 else Source(vid, folder / entry["file"])
+                        for vid, entry in sorted(self.entries.items())]
+        self._times = {vid: tuple(g[c].to_numpy() for c in ("t_start", "t_end", "frame_start", "frame_end"))
+                       for vid, g in table.sort_values(["video_id", "step"]).groupby("video_id")}
+        self._times_file = folder / sidecar["times"]
+
+    def config_for(self, dim: int) -> ExtractConfig:
+        return self.config
+
+    def times(self, source: Source, rows: int) -> tuple:
+        times = self._times.get(source.video_id)
+        if times is None or len(times[0]) != rows:
+            have = 0 if times is None else len(times[0])
+            raise FeatxError(f"{source}: {rows} rows, but {self._times_file} has {have} for {source.video_id!r}")
+        return times
+
+    def record(self, source: Source, rows: int) -> dict:
+        e = self.entries[source.video_id]
+        return {"path": e.get("path"), "fps": e.get("source_fps"), "frames": e.get("frames"),
+                "duration": e.get("duration"), "width": e.get("width"), "height": e.get("height")}
+
+
+class _GridPlan:
+    """A foreign folder: the arrays found below it, on the grid its flags describe."""
+
+    config = None  # made once the feature size is known (config_for)
+
+    def __init__(self, folder: Path, grid: Grid | None, fps_file: Path | None, layout: str, key: str | None,
+                 dtype: str, backbone: str | None):
+        if grid is None or (grid.fps is None) == (fps_file is None):
+            raise FeatxError(f"{folder} has no {SIDECAR} (not a featx export): give its grid, --fps F (or "
+                             "--fps-file) --stride S --window W")
+        self.folder, self.grid, self.layout, self.key, self.dtype, self.backbone = folder, grid, layout, key, dtype, backbone
+        self.sources = find_sources(folder, key, exclude={Path(fps_file).resolve()} if fps_file else set())
+        self.fps = {s.video_id: grid.fps for s in self.sources}
+        if fps_file:
+            per_video = read_fps_file(Path(fps_file))
+            missing = [vid for vid in self.fps if vid not in per_video]
+            if missing:
+                raise FeatxError(f"--fps-file {fps_file}: no fps for video {missing[0]!r}")
+            self.fps = {vid: per_video[vid] for vid in self.fps}
+
+    def config_for(self, dim: int) -> ExtractConfig:
+        import featx
+
+        grid = self.grid
+        return ExtractConfig(
+            backbone=self.backbone or "imported", weights="imported", fps=grid.fps, dtype=self.dtype,
+            clip_len=grid.window, clip_stride=grid.stride, feature_dim=dim, versions={"featx": featx.__version__},
+            imported={"fps": grid.fps, "stride": grid.stride, "window": grid.window, "layout": self.layout,
+                      "key": self.key},
+            import_source=str(self.folder.resolve()),
+        )
+
+    def times(self, source: Source, rows: int) -> tuple:
+        return grid_times(rows, self.fps[source.video_id], self.grid.stride, self.grid.window)
+
+    def record(self, source: Source, rows: int) -> dict:
+        fps = self.fps[source.video_id]
+        frames = (rows - 1) * self.grid.stride + self.grid.window
+        return {"path": str(source), "fps": fps, "frames": frames, "duration": frames / fps, "width": None,
+                "height": None}
+
+
+def import_folder(folder, out, grid: Grid | None = None, fps_file: Path | None = None, layout: str = "TC",
+                  key: str | None = None, dtype: str | None = None, backbone: str | None = None,
+                  progress: bool = True) -> ImportSummary:
+    """Import every array below `folder` into the store `out` (see the module docstring). A featx export's folder
+    needs no other argument; a foreign one needs `grid` (with fps, or fps=None and `fps_file`)."""
+    from tqdm.auto import tqdm
+
+    started = time.monotonic()
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        raise FeatxError(f"{folder} is not a folder")
+    if layout not in LAYOUTS:
+        raise FeatxError(f"--layout must be TC (rows are steps) or CT (columns are steps), not {layout!r}")
+    if dtype is not None and dtype not in DTYPES:
+        raise FeatxError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if (folder / SIDECAR).is_file():
+        if grid is not None or fps_file or layout != "TC" or key or backbone:
+            raise FeatxError(f"{folder} is a featx export ({SIDECAR} gives its grid and config): leave out --fps, "
+                             "--fps-file, --stride, --window, --layout, --key and --backbone")
+        plan = _ExportPlan(folder, dtype)
+    else:
+        plan = _GridPlan(folder, grid, fps_file, layout, key, dtype or "float32", backbone)
+    done = ok_video_ids(out) if (out / "_videos").is_dir() else set()
+    todo = [s for s in plan.sources if s.video_id not in done]
+    dim = plan.config.feature_dim if plan.config else None
+    dtype = plan.config.dtype if plan.config else plan.dtype
+    for source in tqdm(todo, unit="video", desc="check", disable=not progress):  # nothing is written until all pass
+        array = checked(source, read_array(source, layout), dtype, dim, layout)
+        plan.times(source, len(array))
+        dim = array.shape[1]
+    if dim is None:  # nothing left to import: the store's config is still checked against these settings
+        dim = read_array(plan.sources[0], layout).shape[1]
+    rows = 0
+    with StoreWriter(out, plan.config_for(dim)) as writer:
+        for source in tqdm(todo, unit="video", desc="import", disable=not progress):
+            began = time.monotonic()
+            array = checked(source, read_array(source, layout), dtype, dim, layout)
+            record = {**plan.record(source, len(array)), "video_id": source.video_id, "error": None,
+                      "seconds": time.monotonic() - began, "finished_at": time.time()}
+            writer.add_video(record, writer.table(source.video_id, *plan.times(source, len(array)), array))
+            rows += len(array)
+    return ImportSummary(out, len(todo), len(plan.sources) - len(todo), rows, time.monotonic() - started)
