@@ -147,12 +147,10 @@ def extract(
         if weights is not None and random_init:
             raise FeatxError("--weights and --random-init exclude each other")
         if recipe is not None:
-            from click.core import ParameterSource
-
             from featx.recipes import apply_recipe
 
-            given = {name for name in ("backbone", "fps", "clip_len", "clip_stride")
-                     if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+            given = {name for name in ("backbone", "fps", "clip_len", "clip_stride")  # typed, not defaults
+                     if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT")}
             filled = apply_recipe(recipe, dict(backbone=backbone, fps=fps, clip_len=clip_len, clip_stride=clip_stride), given)
             backbone, fps, clip_len, clip_stride = (filled[k] for k in ("backbone", "fps", "clip_len", "clip_stride"))
         from featx.backbones import extraction_config

@@ -157,7 +157,8 @@ def checked(source: Source, array: np.ndarray, dtype: str, dim: int | None, layo
     if dim is not None and array.shape[1] != dim:
         hint = "; arrays stored (D, T)? --layout CT" if layout == "TC" else ""
         raise FeatxError(f"{source}: features of size {array.shape[1]}, but the others have {dim}{hint}")
-    values = np.asarray(array, dtype=dtype)
+    with np.errstate(over="ignore"):  # a value beyond float16's range becomes inf: refused just below
+        values = np.asarray(array, dtype=dtype)
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
