@@ -188,7 +188,10 @@ class _Hdf5Writer:
         self.file.attrs["featx_config"] = config_json
 
     def write(self, video_id: str, array: np.ndarray, entry: dict, times: dict) -> str:
-        dataset = self.file.create_dataset(video_id, data=array)
+        try:
+            dataset = self.file.create_dataset(video_id, data=array)
+        except (ValueError, TypeError) as exc:  # an id that is a group of another id's path ('a' and 'a/b')
+            raise FeatxError(f"video {video_id!r} cannot be an HDF5 dataset here ({exc}); use --format npy") from None
         for key, values in times.items():
             dataset.attrs[key] = values
         for key, value in entry.items():
@@ -365,7 +368,7 @@ def _json_default(value):
 def _check_id(video_id: str) -> None:
     """A video id names a file below the export folder: never outside it."""
     parts = PurePosixPath(video_id).parts
-    if not parts or video_id.startswith("/") or ".." in parts or "\\" in video_id:
+    if not parts or video_id.startswith("/") or ".." in parts:
         raise FeatxError(f"video id {video_id!r} cannot name a file inside the export folder")
 
 

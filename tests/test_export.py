@@ -227,3 +227,13 @@ def test_a_video_id_that_would_leave_the_folder_is_refused(tmp_path):
     with pytest.raises(FeatxError, match="cannot name a file inside the export folder"):
         export_store(root, tmp_path / "out", progress=False)
     assert not (tmp_path / "escape.npy").exists() and not (tmp_path / "out").exists()
+
+
+def test_hdf5_cannot_hold_an_id_inside_another_and_says_so(tmp_path):
+    pytest.importorskip("h5py")
+    root = make_store(tmp_path / "store", ids=("a", "a/b"))
+    with pytest.raises(FeatxError, match="cannot be an HDF5 dataset here.*use --format npy"):
+        export_store(root, tmp_path / "out", fmt="hdf5", progress=False)
+    assert not (tmp_path / "out").exists()
+    export_store(root, tmp_path / "npy", progress=False)
+    assert (tmp_path / "npy" / "a.npy").is_file() and (tmp_path / "npy" / "a" / "b.npy").is_file()

@@ -269,3 +269,13 @@ def test_grid_refuses_nonsense():
         Grid(30.0, 0, 1)
     with pytest.raises(FeatxError, match="is not a folder"):
         import_folder("/nonexistent/x", "/tmp/y", Grid(30.0, 1, 1))
+
+
+def test_configs_written_before_imports_existed_still_read_and_match():
+    from featx.config import ExtractConfig
+
+    old = toy_config().to_dict()
+    del old["imported"], old["import_source"]
+    assert ExtractConfig.from_dict(old) == toy_config()
+    moved = toy_config(import_source="/elsewhere")  # where the arrays came from is not identity
+    assert toy_config().differences(moved) == [] and toy_config().differences(toy_config(imported={"fps": 1})) != []
