@@ -31,6 +31,7 @@ def test_points_sit_where_stride_two_layers_centre_their_outputs():
     assert points.sizes == (11, 6, 3, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("length", [37, 64, 101])
 def test_the_head_outputs_one_row_per_point(length):
     head = ActionFormerHead(5, 3, hidden=16, heads=2, window=5)
@@ -100,6 +101,7 @@ def test_voting_averages_overlapping_candidates_by_score_times_iou():
     assert out[0] == pytest.approx([(0 * w[0] + 2 * w[1]) / w.sum(), 10.0])
 
 
+@pytest.mark.slow
 def test_actionformer_learns_synthetic_segments():
     rng = np.random.default_rng(0)
     train_x, train_segs = synthetic_steps(48, rng)

@@ -28,6 +28,7 @@ def skip_run(labelled_store, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_adaptive_prediction_equals_prediction_on_full_features(labelled_store, skip_run):
     store, _ = labelled_store
     videos = collect_inputs([store.parent / "v"])
@@ -43,6 +44,7 @@ def test_adaptive_prediction_equals_prediction_on_full_features(labelled_store, 
     assert 0.2 < result.backbone_calls / result.frames < 0.8
 
 
+@pytest.mark.slow
 def test_adaptive_needs_a_skip_head(labelled_store, tmp_path):
     store, labels = labelled_store
     from seqmodels.classify import train_on_store
@@ -52,6 +54,7 @@ def test_adaptive_needs_a_skip_head(labelled_store, tmp_path):
         adaptive_predict(tmp_path / "pool", collect_inputs([store.parent / "v"]))
 
 
+@pytest.mark.slow
 def test_cli_adaptive_reports_backbone_calls(labelled_store, skip_run, tmp_path):
     store, _ = labelled_store
     out = tmp_path / "adaptive.csv"

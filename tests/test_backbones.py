@@ -44,6 +44,7 @@ def test_bundled_weights_see_a_cat_in_chelsea(imagenet_classifier):
     assert set(_top5(imagenet_classifier, data.chelsea())) & set(range(281, 286))
 
 
+@pytest.mark.slow
 def test_bundled_weights_see_espresso_in_coffee(imagenet_classifier):
     from skimage import data
 
@@ -61,6 +62,7 @@ def _reference_model():
     return timm.create_model("test_efficientnet", pretrained=False, num_classes=0).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["state_dict.pth", "checkpoint.pth.tar", "weights.safetensors", "module_prefix.pt"])
 def test_local_weights_in_each_format_load_exactly(tmp_path, form):
     ref = _reference_model()
@@ -124,6 +126,7 @@ def test_unknown_backbone_suggests_close_names():
         create("resnet_18", "random-init")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_resnet", "test_vit"])
 def test_embed_returns_one_vector_of_feature_dim_per_frame(name):
     backbone = load_backbone(ExtractConfig(backbone=name, weights="random-init"), "cpu")
@@ -134,6 +137,7 @@ def test_embed_returns_one_vector_of_feature_dim_per_frame(name):
     assert out.shape == (3, c.feature_dim) and out.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_embed_normalises_with_the_backbones_mean_and_std():
     backbone = load_backbone(ExtractConfig(backbone="test_efficientnet", weights="random-init"), "cpu")
     c = backbone.config

@@ -32,6 +32,7 @@ def _chunks(backbone, sizes, seed=0):
     return [rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8) for n in sizes]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pad", [False, True])
 def test_each_video_gets_its_own_frames_features_in_order(backbone, pad):
     chunks = _chunks(backbone, [3, 5, 2, 7])  # video k owns chunk k; batches of 4 straddle them
@@ -65,6 +66,7 @@ def test_a_padded_runner_always_calls_the_model_with_the_full_batch(backbone):
     assert out[0].shape == (3, backbone.config.feature_dim)
 
 
+@pytest.mark.slow
 def test_compiled_backbone_gives_the_same_features(backbone):
     compiled = _tiny()
     compiled.compile(4)

@@ -31,6 +31,7 @@ def test_help_lists_the_commands():
         assert command in result.output
 
 
+@pytest.mark.slow
 def test_synth_extract_info_round_trip(tmp_path):
     assert runner.invoke(app, ["synth", str(tmp_path / "v"), "--videos", "2", "--seconds", "1", "--size", "32"]).exit_code == 0
     result = runner.invoke(app, ["extract", str(tmp_path / "v"), "--out", str(tmp_path / "s"), "--fps", "4", *TINY_ARGS])
@@ -61,6 +62,7 @@ def test_bad_input_is_one_line_on_stderr_and_exit_1(tiny_videos, tmp_path, args,
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_strict_turns_failed_videos_into_exit_code_1(tiny_videos, tmp_path):
     folder = tmp_path / "v"
     folder.mkdir()
@@ -73,6 +75,7 @@ def test_strict_turns_failed_videos_into_exit_code_1(tiny_videos, tmp_path):
     assert strict.exit_code == 1
 
 
+@pytest.mark.slow
 def test_demo_runs_on_the_bundled_backbone_and_trains_two_heads(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--videos", "8", "--untrimmed", "4"])
     assert result.exit_code == 0, result.output
@@ -85,6 +88,7 @@ def test_demo_runs_on_the_bundled_backbone_and_trains_two_heads(tmp_path):
     assert "mAP" in result.output and (tmp_path / "demo" / "runs" / "actionformer" / "timeline.png").is_file()
 
 
+@pytest.mark.slow
 def test_installed_command_runs_in_a_real_subprocess(tiny_videos, tmp_path):
     cmd = [featx_command(), "extract", str(tiny_videos), "--out", str(tmp_path / "s"), *TINY_ARGS, "--no-progress"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -112,6 +116,7 @@ def _slow_extraction(tmp_path, videos: int, part_mb: str, seed: int, capture: bo
     return proc, store, cmd
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
     proc, store, cmd = _slow_extraction(tmp_path, 20, "0.000001", seed=3, capture=False)  # a part per video
     os.killpg(proc.pid, signal.SIGKILL)  # the run and its decoding worker, at once
@@ -131,6 +136,7 @@ def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
     assert not rows.duplicated(["video_id", "step"]).any()
 
 
+@pytest.mark.slow
 def test_ctrl_c_commits_finished_videos_and_says_how_to_resume(tmp_path):
     # a part holds about 3 videos (12 rows x 512 float16 each): some commit during the run, the rest on Ctrl-C
     proc, store, _ = _slow_extraction(tmp_path, 12, "0.03", seed=4, capture=True)

@@ -25,6 +25,7 @@ def untrimmed_store(tmp_path_factory):
     return root / "s", root / "v" / "annotations.json"
 
 
+@pytest.mark.slow
 def test_train_predict_evaluate_agree(untrimmed_store, tmp_path):
     store, anno = untrimmed_store
     run = tmp_path / "run"
@@ -56,6 +57,7 @@ def test_train_predict_evaluate_agree(untrimmed_store, tmp_path):
     assert mine.to_dict()["map"] == pytest.approx(evaluation["map"])
 
 
+@pytest.mark.slow
 def test_predict_subset_file_scored_by_an_independent_evaluator_equals_evaluate(untrimmed_store, tmp_path):
     store, anno = untrimmed_store
     run = tmp_path / "run"
@@ -80,6 +82,7 @@ def test_predict_subset_file_scored_by_an_independent_evaluator_equals_evaluate(
     assert evaluation["average_map"] == pytest.approx(average, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_detection_input_errors_are_one_line(untrimmed_store, tmp_path):
     store, anno = untrimmed_store
     result = runner.invoke(app, ["train-head", str(store), "--out", str(tmp_path / "r")])

@@ -35,6 +35,7 @@ def toy_store(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_extraction_is_one_line_and_leaves_no_half_written_part(tmp_path, tiny_videos, monkeypatch):
     from featx import location
 
@@ -113,6 +114,7 @@ def test_null_annotations_mean_a_video_with_no_actions(tmp_path):
         load_annotations(path)
 
 
+@pytest.mark.slow
 def test_a_video_too_narrow_to_resize_is_a_failed_row_saying_so(tmp_path):
     folder = tmp_path / "v"
     folder.mkdir()

@@ -10,6 +10,7 @@ from tests.conftest import TINY_ARGS
 runner = CliRunner()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["avgpool", "skip-lstm"])
 def test_train_head_writes_a_complete_run(labelled_store, tmp_path, head):
     store, labels = labelled_store
@@ -28,6 +29,7 @@ def test_train_head_writes_a_complete_run(labelled_store, tmp_path, head):
     assert json.loads((out / "config.json").read_text())["train"]["head_options"] == {"hidden": 16}
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_use_the_run(labelled_store, tmp_path):
     store, labels = labelled_store
     run = tmp_path / "run"
@@ -57,6 +59,7 @@ def test_evaluate_and_predict_use_the_run(labelled_store, tmp_path):
         (lambda s, l, t: ["predict", str(t), s, "--out", str(t / "p.txt")], "not a training run"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_to_head_commands_is_one_line(labelled_store, tmp_path, make_args, message):
     store, labels = labelled_store
     result = runner.invoke(app, make_args(str(store), str(labels), tmp_path))
@@ -64,6 +67,7 @@ def test_bad_input_to_head_commands_is_one_line(labelled_store, tmp_path, make_a
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_run_refuses_a_store_of_other_features(labelled_store, tmp_path):
     store, labels = labelled_store
     run = tmp_path / "run"

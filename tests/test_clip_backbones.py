@@ -23,6 +23,7 @@ def resnet2d():
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["mean", "center"])
 @pytest.mark.parametrize("time_kernel", [3, 5])
 def test_a_static_clip_gives_the_2d_feature_of_its_frame(resnet2d, mode, time_kernel):
@@ -34,6 +35,7 @@ def test_a_static_clip_gives_the_2d_feature_of_its_frame(resnet2d, mode, time_ke
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_inflated_networks_see_time(resnet2d):
     clip = torch.randn(1, 3, 6, 64, 64)  # frames differ
     with torch.no_grad():
@@ -43,6 +45,7 @@ def test_inflated_networks_see_time(resnet2d):
     torch.testing.assert_close(center, frames, rtol=1e-4, atol=1e-5)  # centre slices only: per-frame, then pooled
 
 
+@pytest.mark.slow
 def test_time_stride_halves_the_clip_in_the_stem(resnet2d):
     inflated = inflate(resnet2d, 3, "mean", time_stride=2)
     with torch.no_grad():
@@ -50,6 +53,7 @@ def test_time_stride_halves_the_clip_in_the_stem(resnet2d):
     assert stem.shape[2] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["r3d_18", "mc3_18", "r2plus1d_18"])
 def test_a_torchvision_checkpoint_round_trips(tmp_path, name):
     torch.manual_seed(1)
@@ -63,12 +67,14 @@ def test_a_torchvision_checkpoint_round_trips(tmp_path, name):
     assert ours(clip).shape == (2, 512)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     torch.save(tvv.r3d_18(weights=None).state_dict(), tmp_path / "w.pth")
     with pytest.raises(FeatxError, match="does not fit torchvision's r2plus1d_18: .* missing .* unexpected"):
         create("r2plus1d_18", str(tmp_path / "w.pth"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "layer"), [("c3d", "fc6"), ("c3d_fc7", "fc7")])
 def test_c3d_gives_its_fc_layer_after_relu_and_loads_port_names(tmp_path, name, layer):
     from featx.backbones.video3d import C3D
@@ -96,6 +102,7 @@ def test_c3d_gives_its_fc_layer_after_relu_and_loads_port_names(tmp_path, name, 
     ("s3d", lambda m: m.classifier[1].in_channels), ("mvit_v2_s", lambda m: m.head[1].in_features),
     ("swin3d_t", lambda m: m.head.in_features),
 ])
+@pytest.mark.slow
 def test_other_torchvision_models_give_their_pooled_width(name, width):
     ours = create_clip_model(name)
     with torch.no_grad():

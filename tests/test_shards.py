@@ -31,6 +31,7 @@ def test_bad_shard_specs_are_refused(text):
         parse_shard(text)
 
 
+@pytest.mark.slow
 def test_two_shards_at_once_into_one_store_lose_nothing(tmp_path):
     make_trimmed(tmp_path / "v", videos=10, seconds=1, fps=4, size=32, seed=9)
     store = tmp_path / "s"
@@ -61,6 +62,7 @@ def test_info_lists_inputs_not_extracted_yet(tmp_path):
     assert all(f"missing {v}" in info.output for v in expected_missing)
 
 
+@pytest.mark.slow
 def test_a_local_ray_run_writes_the_same_store_as_one_process(tmp_path):
     import numpy as np  # Ray itself is a test extra (featx[ray] for users); the engine imports it
 
@@ -86,6 +88,7 @@ def test_a_local_ray_run_writes_the_same_store_as_one_process(tmp_path):
     assert sorted(latest_manifest(tmp_path / "ray").shard.unique()) == ["0/2", "1/2"]
 
 
+@pytest.mark.slow
 def test_a_killed_shard_run_again_completes_the_store(tmp_path):
     import os
     import signal

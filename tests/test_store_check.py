@@ -191,6 +191,7 @@ def test_a_lost_manifest_fragment_that_is_unreadable_is_rebuilt_from_its_part(st
     assert sorted(load_sequences(root)) == ["a", "b", "c"]
 
 
+@pytest.mark.slow
 def test_two_extractions_into_one_store_at_once_never_write_a_video_twice(tmp_path, tiny_videos):
     """Two real `featx extract` processes started together on the same inputs and --out."""
     from tests.conftest import TINY_ARGS

@@ -37,6 +37,7 @@ def order_data():
     return order_pairs(160, 0), order_pairs(80, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head, options", [("lstm", {"hidden": 32}), ("transformer", {"width": 32, "heads": 2})])
 def test_order_aware_heads_read_order_that_pooling_cannot(order_data, head, options):
     train_set, val_set = order_data
@@ -50,6 +51,7 @@ def test_order_aware_heads_read_order_that_pooling_cannot(order_data, head, opti
 
 
 
+@pytest.mark.slow
 def test_training_is_seeded_and_deterministic(order_data):
     train_set, val_set = order_data
     cfg = TrainConfig(head="skip-gru", epochs=3, head_options={"hidden": 8}, budget=0.01)
@@ -60,6 +62,7 @@ def test_training_is_seeded_and_deterministic(order_data):
         assert torch.equal(value, b.model.state_dict()[key])
 
 
+@pytest.mark.slow
 def test_a_reloaded_checkpoint_predicts_identically(order_data, tmp_path):
     train_set, val_set = order_data
     run = train(train_set, val_set, CLASSES, TrainConfig(head="slow-fusion", epochs=2), progress=False)
@@ -69,6 +72,7 @@ def test_a_reloaded_checkpoint_predicts_identically(order_data, tmp_path):
     np.testing.assert_array_equal(predict_scores(again.model, val_set)[0], predict_scores(run.model, val_set)[0])
 
 
+@pytest.mark.slow
 def test_the_budget_loss_makes_skip_heads_update_less(order_data):
     train_set, val_set = order_data
     base = dict(head="skip-lstm", epochs=6, batch_size=8, head_options={"hidden": 16})

@@ -27,6 +27,7 @@ def test_stacks_built_chunk_by_chunk_equal_those_of_the_whole_video(chunks):
     np.testing.assert_array_equal(np.concatenate(out), flow_stacks(frames, 3))
 
 
+@pytest.mark.slow
 def test_both_streams_share_one_time_grid_and_flow_alone_matches(tiny_videos, tmp_path):
     for stream in ("both", "flow"):
         result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(tmp_path / stream), *TINY_ARGS,
@@ -44,6 +45,7 @@ def test_both_streams_share_one_time_grid_and_flow_alone_matches(tiny_videos, tm
         assert flow_in_both[vid].shape == rgb[vid].shape and not np.allclose(flow_in_both[vid], rgb[vid])
 
 
+@pytest.mark.slow
 def test_heads_train_on_a_two_stream_store(tiny_videos, tmp_path):
     store = tmp_path / "both"
     assert runner.invoke(app, ["extract", str(tiny_videos), "--out", str(store), *TINY_ARGS, "--stream", "both",

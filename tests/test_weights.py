@@ -80,6 +80,7 @@ def _input(kind: str, backbone) -> torch.Tensor:
     return torch.randn(2, len(c.mean), *c.input_size[1:])  # (B, 3 or 2L, H, W)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("kind", CONFIGS)
 def test_each_checkpoint_form_loads_to_the_features_of_its_model(tmp_path, trained, kind, form):
