@@ -211,6 +211,7 @@ def read_fps_file(path: Path) -> dict[str, float]:
             if not isinstance(data, dict):
                 raise FeatxError(f"--fps-file {path}: expected a JSON object {{video_id: fps}}")
             pairs = [(vid, v.get("fps") if isinstance(v, dict) else v) for vid, v in data.items()]
+            pairs = [(vid, v) for vid, v in pairs if v is not None]  # a video without one: "no fps" if imported
     except (OSError, ValueError) as exc:
         raise FeatxError(f"--fps-file {path}: cannot be read ({str(exc).splitlines()[0]})") from None
     fps = {}
