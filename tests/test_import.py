@@ -233,6 +233,7 @@ def thumos_like(folder: Path, videos: int = 6, steps: int = 48, dim: int = 2048,
     return folder
 
 
+@pytest.mark.slow
 def test_thumos_layout_imports_and_trains_a_detector_that_evaluates_and_predicts(tmp_path):
     features = thumos_like(tmp_path / "i3d_features")
     anno = tmp_path / "thumos14.json"
@@ -250,6 +251,7 @@ def test_thumos_layout_imports_and_trains_a_detector_that_evaluates_and_predicts
     assert len(json.loads((tmp_path / "p.json").read_text())["results"]) == 6
 
 
+@pytest.mark.slow
 def test_the_installed_command_imports_a_folder(tmp_path):
     folder = bad_folder(tmp_path, {"a.npy": np.ones((3, 4), np.float32)})
     featx = Path(sys.executable).parent / "featx"
