@@ -197,8 +197,9 @@ def extract(
 def _format_info(info: dict) -> str:
     lines = [f"store      {info['store']}"]
     config = info["config"] or {}
-    for key in ("backbone", "weights", "weights_sha256", "fps", "dtype", "feature_dim", "input_size", "mean", "std", "interpolation", "crop_pct", "versions", "format_version"):
-        lines.append(f"{key:<14} {config.get(key)}")
+    for key, value in config.items():  # every setting the store was made with (unset ones left out)
+        if value is not None or key == "fps":  # fps None means every frame: say so
+            lines.append(f"{key:<14} {value}")
     lines.append(f"parts      {info['parts']} ({info['bytes'] / 2**20:.1f} MiB)")
     lines.append(f"rows       {info['rows']}")
     lines.append(f"videos     {info['videos_ok']} ok, {info['videos_failed']} failed")

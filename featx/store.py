@@ -182,6 +182,10 @@ class StoreWriter:
     def _open_store(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise FeatxError(f"--out {self.root} exists and is not a directory")
+        if not location.is_remote(self.root):
+            outer = next((p for p in self.root.absolute().parents if (p / MANIFEST_DIR).is_dir()), None)
+            if outer is not None:
+                raise FeatxError(f"--out {self.root} is inside the store {outer}; readers of that store would see it")
         existing = read_config(self.root) if self.root.exists() else None
         ours = {MANIFEST_DIR, LEASE_DIR, DAMAGED_DIR}
         foreign = [p for p in self.root.iterdir() if p.name not in ours and not _is_tmp(p)] if self.root.exists() else []

@@ -145,7 +145,7 @@ def pad(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.zeros(len(sequences), longest, dim)
     mask = torch.zeros(len(sequences), longest, dtype=torch.bool)
     for i, s in enumerate(sequences):
-        x[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.float32))
+        x[i, : len(s)] = torch.as_tensor(np.asarray(s, dtype=np.float32))  # copies; read-only arrays welcome
         mask[i, : len(s)] = True
     return x, mask
 

@@ -52,3 +52,15 @@ def add_toy_video(writer: StoreWriter, video_id: str, steps: int, seed: int = 0)
     frames = np.arange(steps) * 12
     writer.add_video(toy_record(video_id), writer.table(video_id, t, t + 0.5, frames, frames + 12, feats))
     return feats
+
+
+def one_error_line(result, *needles) -> str:
+    """A CliRunner result that failed the way every bad input must: exit 1, one `error:` line on stderr (progress
+    bars aside), no traceback; each needle in that line. Returns the line."""
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "%|" not in line]
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

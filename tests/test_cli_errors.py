@@ -11,19 +11,9 @@ from typer.testing import CliRunner
 from cli import app
 from featx.store import StoreWriter
 from tests.conftest import TINY_ARGS
-from tests.helpers import add_toy_video, toy_config
+from tests.helpers import add_toy_video, one_error_line, toy_config
 
 runner = CliRunner()
-
-
-def one_error_line(result, *needles):
-    lines = [line for line in result.stderr.splitlines() if line.strip() and "%|" not in line]  # minus progress bars
-    assert result.exit_code == 1, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture()

@@ -15,16 +15,10 @@ from featx.errors import FeatxError
 from featx.export import ANNOTATIONS, SIDECAR, TIMES, export_store, time_grid, tool_annotations
 from featx.store import StoreWriter, load_features, load_sequences, read_config
 from seqmodels.detection.annotations import Annotations, Segment, VideoAnnotation
-from tests.helpers import STORE_DIM, add_toy_video, toy_config, toy_record
+from tests.helpers import STORE_DIM, add_toy_video, one_error_line, toy_config, toy_record
 
 runner = CliRunner()
 TIME_COLUMNS = ["video_id", "step", "t_start", "t_end", "frame_start", "frame_end"]
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def make_store(root, dtype="float16", ids=("a", "sub/b", "c"), **config):
@@ -181,7 +175,7 @@ def test_a_non_empty_out_is_refused_unless_overwrite_which_replaces_the_earlier_
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
-    line = error_line(runner.invoke(app, ["export", str(root), "--out", str(out), "--no-progress"]))
+    line = one_error_line(runner.invoke(app, ["export", str(root), "--out", str(out), "--no-progress"]))
     assert "not empty" in line and "--overwrite" in line
     assert runner.invoke(app, ["export", str(root), "--out", str(out), "--overwrite", "--no-progress"]).exit_code == 0
     small = make_store(tmp_path / "small", ids=("z",))
@@ -197,15 +191,15 @@ def test_a_non_empty_out_is_refused_unless_overwrite_which_replaces_the_earlier_
 ])
 def test_bad_options_are_one_line(tmp_path, args, needle):
     root = make_store(tmp_path / "store")
-    line = error_line(runner.invoke(app, ["export", str(root), "--out", str(tmp_path / "out"), *args]))
+    line = one_error_line(runner.invoke(app, ["export", str(root), "--out", str(tmp_path / "out"), *args]))
     assert needle in line and not (tmp_path / "out").exists()
 
 
 def test_out_inside_a_store_and_a_folder_that_is_no_store_are_refused(tmp_path):
     root = make_store(tmp_path / "store")
-    assert "inside the store" in error_line(runner.invoke(app, ["export", str(root), "--out", str(root / "x")]))
+    assert "inside the store" in one_error_line(runner.invoke(app, ["export", str(root), "--out", str(root / "x")]))
     (tmp_path / "empty").mkdir()
-    assert "not a featx store" in error_line(runner.invoke(app, ["export", str(tmp_path / "empty"), "--out",
+    assert "not a featx store" in one_error_line(runner.invoke(app, ["export", str(tmp_path / "empty"), "--out",
                                                                  str(tmp_path / "out")]))
 
 
@@ -217,7 +211,7 @@ def test_a_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device", str(target))
 
     monkeypatch.setattr(export._NpyWriter, "save", lambda self, target, array: full_disk(target, array))
-    line = error_line(runner.invoke(app, ["export", str(root), "--out", str(tmp_path / "out"), "--no-progress"]))
+    line = one_error_line(runner.invoke(app, ["export", str(root), "--out", str(tmp_path / "out"), "--no-progress"]))
     assert "No space left on device" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no out, no hidden temp folder
 

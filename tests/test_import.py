@@ -17,16 +17,10 @@ from featx.errors import FeatxError
 from featx.export import export_store
 from featx.importer import Grid, grid_times, import_folder, read_fps_file
 from featx.store import StoreWriter, latest_manifest, load_features, load_sequences, read_config
-from tests.helpers import add_toy_video, toy_config, toy_record
+from tests.helpers import add_toy_video, one_error_line, toy_config, toy_record
 
 runner = CliRunner()
 TIMES = ["video_id", "step", "t_start", "t_end", "frame_start", "frame_end"]
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def imported(folder, out, *args):
@@ -79,7 +73,7 @@ def test_a_featx_export_refuses_grid_flags(tmp_path):
     with StoreWriter(root, toy_config()) as writer:
         add_toy_video(writer, "a", 3)
     export_store(root, tmp_path / "out", progress=False)
-    assert "is a featx export" in error_line(imported(tmp_path / "out", tmp_path / "back", "--fps", "30"))
+    assert "is a featx export" in one_error_line(imported(tmp_path / "out", tmp_path / "back", "--fps", "30"))
 
 
 # -- foreign folders ---------------------------------------------------------------------------------------------------
@@ -124,7 +118,7 @@ def test_transposed_arrays_keys_and_per_video_fps(tmp_path):
     folder.mkdir()
     np.savez(folder / "a.npz", rgb=np.ones((8, 3)), flow=np.zeros((8, 3)))  # (D, T) = (8, 3): 3 steps of 8
     np.savez(folder / "b.npz", rgb=np.ones((8, 2)), flow=np.zeros((8, 2)))
-    assert "say which with --key" in error_line(imported(folder, tmp_path / "s", "--fps", "10"))
+    assert "say which with --key" in one_error_line(imported(folder, tmp_path / "s", "--fps", "10"))
     fps = tmp_path / "fps.csv"
     fps.write_text("video_id,fps\na,10\nb,25\n")
     result = imported(folder, tmp_path / "s", "--fps-file", str(fps), "--layout", "CT", "--key", "flow", "--stride", "2")
@@ -154,7 +148,7 @@ def test_appending_resumes_and_other_settings_are_refused(tmp_path):
     np.save(folder / "b.npy", np.ones((2, 4), np.float32))
     result = imported(folder, tmp_path / "s", "--fps", "30", "--stride", "4", "--window", "16")
     assert result.exit_code == 0 and "imported 1 videos" in result.stdout and "1 already there" in result.stdout
-    line = error_line(imported(folder, tmp_path / "s", "--fps", "30", "--stride", "8", "--window", "16"))
+    line = one_error_line(imported(folder, tmp_path / "s", "--fps", "30", "--stride", "8", "--window", "16"))
     assert "clip_stride: 4 != 8" in line and "imported" in line
     assert sorted(load_sequences(tmp_path / "s")) == ["a", "b"]
 
@@ -184,7 +178,7 @@ def bad_folder(tmp_path, files: dict) -> Path:
 def test_a_bad_array_is_one_line_and_nothing_is_written(tmp_path, files, needle):
     folder = bad_folder(tmp_path, files)
     extra = ["--dtype", "float16"] if "float16" in needle else []
-    line = error_line(imported(folder, tmp_path / "s", "--fps", "30", *extra))
+    line = one_error_line(imported(folder, tmp_path / "s", "--fps", "30", *extra))
     assert needle in line, line
     assert not (tmp_path / "s").exists()
 
@@ -194,14 +188,14 @@ def test_a_bad_array_after_good_ones_leaves_an_existing_store_as_it_was(tmp_path
     assert imported(folder, tmp_path / "s", "--fps", "30").exit_code == 0
     np.save(folder / "b.npy", np.ones((3, 4), np.float32))
     np.save(folder / "c.npy", np.full((3, 4), np.nan, np.float32))
-    assert "c.npy: 12 values are NaN" in error_line(imported(folder, tmp_path / "s", "--fps", "30"))
+    assert "c.npy: 12 values are NaN" in one_error_line(imported(folder, tmp_path / "s", "--fps", "30"))
     assert sorted(load_sequences(tmp_path / "s")) == ["a"]
 
 
 def test_a_foreign_folder_without_its_grid_is_one_line(tmp_path):
     folder = bad_folder(tmp_path, {"a.npy": np.ones((3, 4))})
-    assert "give its grid, --fps F" in error_line(imported(folder, tmp_path / "s"))
-    assert "no fps for video 'a'" in error_line(imported(folder, tmp_path / "s", "--fps-file", str(_fps_csv(tmp_path))))
+    assert "give its grid, --fps F" in one_error_line(imported(folder, tmp_path / "s"))
+    assert "no fps for video 'a'" in one_error_line(imported(folder, tmp_path / "s", "--fps-file", str(_fps_csv(tmp_path))))
 
 
 def _fps_csv(tmp_path) -> Path:

@@ -245,3 +245,9 @@ def test_info_inputs_counts_the_videos_of_a_deleted_part_as_not_done(store, tmp_
     result = CliRunner().invoke(app, ["info", str(root), "--inputs", str(inputs)])
     assert result.exit_code == 0, result.output
     assert "inputs     3, 1 not done yet" in result.stdout and "  missing c" in result.stdout
+
+
+def test_a_store_inside_another_store_is_refused(store):
+    root, _ = store
+    with pytest.raises(FeatxError, match="is inside the store"):
+        StoreWriter(root / "nested", toy_config())
