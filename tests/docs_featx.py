@@ -1,14 +1,15 @@
 """A fork server that runs the docs' examples for tests/test_docs.py without importing torch for each command.
 
 Every `featx` process spends about 7 s of CPU importing torch, timm and torchvision before it does anything;
-the docs' examples themselves take well under a second each on their tiny videos, so 24 real processes would
-cost minutes on 2 cores. The server (`python tests/docs_featx.py SOCKET`) imports the CLI and the modules its
+the docs' examples themselves take about a second each on their tiny videos, so the dozens of `featx` lines in
+the docs would cost several minutes on 2 cores. The server (`python tests/docs_featx.py SOCKET`) imports the CLI and the modules its
 commands import, once. The `featx` on the examples' PATH is then a shim (`shim_source`) that sends its
 arguments, working directory, environment and stdin/stdout/stderr over a Unix socket; the server forks, the
 child takes them over and calls the entry point the installed console script calls (`cli:app`, see
 pyproject.toml), and the shim exits with the child's exit status. So each command line runs as written, in a
 process of its own, started from a pristine copy of an interpreter that has only imported modules.
-The docs' python blocks go the same way (`python_shim`: the script runs as __main__, as `python SCRIPT` would).
+The docs' python blocks go the same way (`shim_source(python, "python")`: the script runs as __main__, as
+`python SCRIPT` would).
 FEATX_DOCS_REAL=1 makes tests/test_docs.py run the installed console script and this interpreter instead
 (slower, same results).
 """
@@ -16,6 +17,7 @@ FEATX_DOCS_REAL=1 makes tests/test_docs.py run the installed console script and 
 from __future__ import annotations
 
 import atexit
+import gc
 import importlib
 import json
 import os
@@ -26,11 +28,14 @@ import struct
 import sys
 import traceback
 
-# What the commands import lazily: imported here once, so that a forked command finds them loaded.
+# What the commands import lazily: imported here once, so that a forked command finds them loaded. Optional or
+# missing ones are skipped (a command imports them itself). Not cv2 (the two-stream example imports it): its
+# import starts a thread, and optical flow in a forked copy of it is untested.
 PRELOAD = [
-    "cli", "torch", "timm", "torchvision", "av", "pandas", "pyarrow.parquet", "pyarrow.dataset", "sklearn.metrics",
-    "matplotlib.pyplot", "safetensors.torch", "duckdb", "featx.extract", "featx.backbones", "featx.synth", "featx.store",
-    "seqmodels.classify", "seqmodels.adaptive", "seqmodels.detection.run",
+    "cli", "torch", "timm", "torchvision", "torchvision.models.video", "av", "pandas", "pyarrow.parquet",
+    "pyarrow.dataset", "sklearn.metrics", "matplotlib.pyplot", "safetensors.torch", "duckdb", "h5py",
+    "featx.extract", "featx.backbones", "featx.synth", "featx.store", "featx.store_check", "featx.export",
+    "featx.importer", "featx.recipes", "seqmodels.classify", "seqmodels.adaptive", "seqmodels.detection.run",
 ]
 HEADER = struct.Struct("!Q")  # the length of the JSON request that follows
 
@@ -70,10 +75,13 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(body), fds
 
 
-def _run_command(request: dict, fds: list[int]) -> None:
-    """In the forked child: become the shim's process (stdio, cwd, environment) and run the CLI. Never returns."""
+def _run_command(conn: socket.socket) -> None:
+    """In a forked child: become the shim's process (stdio, cwd, environment), run the command, send back its
+    exit status (a child that dies without sending one reads as status 1 in the shim). Never returns."""
     code = 1
     try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        request, fds = _receive(conn)
         for target, fd in zip((0, 1, 2), fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -103,39 +111,31 @@ def _run_command(request: dict, fds: list[int]) -> None:
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
+            conn.sendall(str(code).encode())
         finally:
             os._exit(code)
 
 
-def _serve_one(conn: socket.socket) -> None:
-    """In a forked handler: run one command in a child of its own, send back its exit status. Never returns."""
-    status = 1
+def _reap(signum, frame) -> None:
+    """Wait for finished commands, so that their CPU time counts as the server's (and pytest's) children's."""
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        request, fds = _receive(conn)
-        pid = os.fork()
-        if pid == 0:
-            conn.close()
-            _run_command(request, fds)
-        for fd in fds:
-            os.close(fd)
-        _, wait_status = os.waitpid(pid, 0)
-        status = os.waitstatus_to_exitcode(wait_status)
-        status = status if status >= 0 else 128 - status  # killed by a signal: as a shell reports it
-        conn.sendall(str(status).encode())
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        os._exit(0)
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
 
 
 def serve(path: str) -> None:
     for name in PRELOAD:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    gc.freeze()  # the collector never walks the preloaded objects, so forks share their memory pages longer
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(16)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped without waiting
+    signal.signal(signal.SIGCHLD, _reap)
     print("ready", flush=True)
     while True:
         conn, _ = server.accept()
@@ -143,7 +143,7 @@ def serve(path: str) -> None:
         sys.stderr.flush()
         if os.fork() == 0:
             server.close()
-            _serve_one(conn)
+            _run_command(conn)
         conn.close()
 
 

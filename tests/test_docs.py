@@ -2,27 +2,28 @@
 
 An example is a fenced block tagged ```bash or ```python. Each page's examples run in order, in one fresh
 temporary folder per page, so a page's first blocks make the data (tiny synthetic videos, a store) its later
-blocks use, exactly as a reader typing them would. bash blocks run with `bash -e -o pipefail`, python blocks
-with this interpreter; `featx` and `python` are the installed ones (this interpreter's bin/ first on PATH).
-A block passes when it exits 0.
+blocks use, exactly as a reader typing them would: bash blocks with `bash -e -o pipefail`, python blocks as
+`python SCRIPT`, with this interpreter's bin/ (the installed `featx`, `python`) first on PATH. A block passes
+when it exits 0.
 
 Blocks that are not run:
 - the README's first block, the two install lines: CI runs the second (`.ci/run`), and the first makes a fresh
   venv, installs torch and runs `featx demo` (minutes). It is recognised by its content, and
   `test_the_readme_test_command_is_what_ci_runs` keeps it equal to `.ci/run`.
-- a block right after a line `<!-- not run: REASON -->`. The reasons in the pages: a CUDA GPU, a Ray cluster
-  with a shared file system, an S3 bucket with credentials, Polars (not installed), the full demo (a minute;
-  tests/test_cli.py runs it small). Everything else is made small enough to run here instead.
-- ```text / ```json blocks: output, file layouts, not commands.
+- a block right after a line `<!-- not run: REASON -->`, which says why: a CUDA GPU, a Ray cluster with a
+  shared file system, an S3 bucket, a downloaded checkpoint or data set, the full demo (tests/test_cli.py runs
+  it small). Everything else is made small enough to run here instead.
+- ```text / ```json blocks: output and file layouts, not commands.
 A block tagged otherwise (sh, shell, console, py, or no tag) fails `test_every_code_block_says_what_it_is`, so
-an example cannot skip the run by accident.
+an example cannot miss the run by accident.
 
 Time: a real `featx` process spends about 7 s of CPU importing torch, timm and torchvision, far more than the
 tiny examples themselves, so `featx` on the examples' PATH is a shim that runs each command line in a fork of
-a server that imported them once, and python blocks run there too (tests/docs_featx.py says how;
-`test_the_shim_runs_featx_as_installed` compares the two); FEATX_DOCS_REAL=1 runs the installed console
-script and this interpreter instead. The pages run side by side,
-two at a time, one torch thread per process (the machine has 2 cores); each test waits for its own page.
+a server that imported them once, and the python blocks run there too (tests/docs_featx.py says how;
+`test_the_shim_runs_featx_as_installed` compares shim and console script). FEATX_DOCS_REAL=1 runs the
+installed console script and this interpreter instead. The pages run side by side, two at a time, one torch
+thread per process (the machine has 2 cores); each test waits for its own page. About a minute in all on 2
+cores, so the tests that run examples are marked slow (`pytest -m "not slow"` leaves them out).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +191,8 @@ def featx_server(tmp_path_factory):
         yield None, None
         return
     folder = tmp_path_factory.mktemp("featx-server")
+    if len(str(folder)) > 80:  # a Unix socket's path has at most 107 bytes
+        folder = Path(tempfile.mkdtemp(prefix="featx-docs-", dir="/tmp"))
     socket_path, shim = folder / "featx.sock", folder / "bin" / "featx"
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "docs_featx.py"), str(socket_path)], cwd=ROOT,
@@ -205,6 +210,7 @@ def featx_server(tmp_path_factory):
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_the_shim_runs_featx_as_installed(featx_server, tmp_path):
     """The shim passes arguments, cwd, output and exit status through: same results as the console script."""
     if featx_server[0] is None:
@@ -220,20 +226,31 @@ def test_the_shim_runs_featx_as_installed(featx_server, tmp_path):
     assert results[0].returncode == 1 and results[0].stderr.startswith("error:")
 
 
-def run_page(page: Path, folder: Path, env: dict[str, str]) -> Failure | None:
-    """Run the page's examples in order in `folder`; the first failure, or None."""
+@dataclass
+class PageRun:
+    failure: Failure | None = None
+    seconds: list[tuple[Block, float]] | None = None  # each block's wall time, for -s / a slow page
+
+
+def run_page(page: Path, folder: Path, env: dict[str, str]) -> PageRun:
+    """Run the page's examples in order in `folder`, up to the first failure."""
+    result = PageRun(seconds=[])
     for n, block in enumerate(examples(page)):
         script = folder / f".example-{n}.{'sh' if block.tag == 'bash' else 'py'}"
         script.write_text(block.code)
         python = "python-example" if "FEATX_DOCS_SERVER" in env else sys.executable  # the shim is on env's PATH
         command = ["bash", "-e", "-o", "pipefail", str(script)] if block.tag == "bash" else [python, str(script)]
+        start = time.perf_counter()
         try:
             done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
         except subprocess.TimeoutExpired as e:
-            return Failure(block, f"timeout after {BLOCK_TIMEOUT_S} s", str(e.stdout or "") + str(e.stderr or ""))
+            result.failure = Failure(block, f"timeout after {BLOCK_TIMEOUT_S} s", str(e.stdout or "") + str(e.stderr or ""))
+            return result
+        result.seconds.append((block, time.perf_counter() - start))
         if done.returncode != 0:
-            return Failure(block, done.returncode, done.stdout + done.stderr)
-    return None
+            result.failure = Failure(block, done.returncode, done.stdout + done.stderr)
+            return result
+    return result
 
 
 HEAVY = re.compile(r"featx (?:extract|train-head)|--adaptive|import torch")  # to start the longest pages first
@@ -252,9 +269,12 @@ def page_results(request, tmp_path_factory, featx_server) -> dict[str, Future]:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", [p for p in PAGES if examples(p)], ids=page_id)
 def test_page_examples_run(page, page_results):
-    failure = page_results[page_id(page)].result()
+    result = page_results[page_id(page)].result()
+    print("".join(f"{block.where}: {seconds:.1f} s\n" for block, seconds in result.seconds))  # shown with -s
+    failure = result.failure
     if failure is not None:
         tail = failure.output[-4000:]
         pytest.fail(f"{failure.block.where}: the {failure.block.tag} example exited {failure.returncode}\n"
