@@ -253,9 +253,9 @@ def info(
 @app.command(cls=ReadableHelp)
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the videos and their labels into.")],
-    kind: Annotated[str, typer.Option(help="trimmed (labels.csv) or untrimmed (ActivityNet annotations.json).")] = "trimmed",
-    videos: Annotated[int, typer.Option(help="Number of videos (trimmed: classes assigned in turn).")] = 16,
-    seconds: Annotated[Optional[float], typer.Option(help="Length of each video. Default: 3 (trimmed), 40 (untrimmed).")] = None,
+    kind: Annotated[str, typer.Option(help="trimmed (labels.csv), untrimmed (ActivityNet annotations.json) or motion (labels.csv; classes left, right, up, down that only motion tells apart).")] = "trimmed",
+    videos: Annotated[int, typer.Option(help="Number of videos (trimmed, motion: classes assigned in turn).")] = 16,
+    seconds: Annotated[Optional[float], typer.Option(help="Length of each video. Default: 3 (trimmed), 40 (untrimmed), 2 (motion).")] = None,
     fps: Annotated[int, typer.Option(help="Frame rate of the videos.")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (even).")] = 96,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same videos.")] = 0,
@@ -267,14 +267,19 @@ def synth(
     from featx import synth as synth_lib
 
     with user_errors(on_interrupt="some videos were written; run the same command again to write them all"):
-        if kind not in ("trimmed", "untrimmed"):
-            raise FeatxError(f"--kind must be trimmed or untrimmed, not {kind!r}")
+        default_seconds = {"trimmed": 3.0, "untrimmed": 40.0, "motion": 2.0}
+        if kind not in default_seconds:
+            raise FeatxError(f"--kind must be trimmed, untrimmed or motion, not {kind!r}")
         if hard and kind != "untrimmed":
             raise FeatxError("--hard applies to --kind untrimmed only")
-        length = seconds if seconds is not None else (3.0 if kind == "trimmed" else 40.0)
+        if (lead_in or flashes) and kind != "trimmed":
+            raise FeatxError("--lead-in and --flashes apply to --kind trimmed only")
+        length = seconds if seconds is not None else default_seconds[kind]
         common = dict(videos=videos, seconds=length, fps=fps, size=size, seed=seed, progress=True)
         if kind == "trimmed":
             result = synth_lib.make_trimmed(out, lead_in=lead_in, flashes=flashes, **common)
+        elif kind == "motion":
+            result = synth_lib.make_motion(out, **common)
         else:
             result = synth_lib.make_untrimmed(out, hard=hard, **common)
     typer.echo(f"wrote {len(result.videos)} videos and {result.labels.name} to {result.folder}")
@@ -292,6 +297,21 @@ def _parse_options(options: list[str]) -> dict:
         except json.JSONDecodeError:
             parsed[key] = value
     return parsed
+
+
+def _heading(row: dict) -> str:
+    """The line before a head's first epoch when one head per stream trains (late fusion)."""
+    return f"{row['stream']} head:\n" if "stream" in row and row["epoch"] == 1 else ""
+
+
+def _trained(run) -> str:
+    """'trained 30 epochs on rgb features', or per head of a late fusion."""
+    counts = {}
+    for row in run.history:
+        counts[row.get("stream")] = counts.get(row.get("stream"), 0) + 1
+    epochs = ", ".join(f"{n} epochs ({s} head)" if s else f"{n} epochs" for s, n in counts.items())
+    fusion = f", {run.config.fusion} fusion" if run.config.fusion else ""
+    return f"trained {epochs} on {run.config.stream} features{fusion}"
 
 
 def _epoch_line(row: dict) -> str:
@@ -335,6 +355,8 @@ def train_head(
     background_weight: Annotated[float, typer.Option(help="Step detectors: loss weight of background steps (Montes et al.: 0.3).")] = 0.3,
     smooth: Annotated[int, typer.Option(help="Step detectors: mean-filter window in steps before thresholding.")] = 5,
     threshold: Annotated[float, typer.Option(help="Step detectors: a step is active when 1 - P(background) reaches this.")] = 0.5,
+    stream: Annotated[Optional[str], typer.Option(help="The features the head reads: rgb, flow or both. Default: the store's own (both for a store from `extract --stream both`; a store from --stream flow holds flow in `feature`, read as flow). A stream the store lacks is an error.")] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="With --stream both: early (one head on each step's RGB and flow features side by side) or late (default: one head per stream, trained alike, their class probabilities averaged; Simonyan & Zisserman).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -352,7 +374,8 @@ def train_head(
             task, head, head_options=_parse_options(option or []), epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay, holdout=holdout,
             patience=patience, budget=budget, max_steps=max_steps, val_fraction=val_fraction, seed=seed,
-            device=device, background_weight=background_weight, smooth=smooth, threshold=threshold,
+            device=device, background_weight=background_weight, smooth=smooth, threshold=threshold, stream=stream,
+            fusion=fusion,
         )
         if task == "detection":
             _train_detection(store, out, annotations, config, ignore_missing, progress)
@@ -371,9 +394,9 @@ def _train_classifier(store, out, labels, config, ignore_missing, progress) -> N
               + " |     s")
     run, metrics = train_on_store(
         store, labels, config, out, ignore_missing, progress=progress,
-        on_epoch=lambda row: tqdm.write((header + "\n" if row["epoch"] == 1 else "") + _epoch_line(row)),
+        on_epoch=lambda row: tqdm.write(_heading(row) + (header + "\n" if row["epoch"] == 1 else "") + _epoch_line(row)),
     )
-    typer.echo(f"trained {len(run.history)} epochs (saved: the weights' moving average); validation:")
+    typer.echo(f"{_trained(run)} (saved: the weights' moving average); validation:")
     _print_metrics(metrics)
     typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, curves.png, confusion.png"
                + (", skips.png)" if "update_fraction" in metrics else ")"))
@@ -390,11 +413,11 @@ def _train_detection(store, out, annotations, config, ignore_missing, progress) 
     def show(r: dict) -> None:
         if _shown(r, config.epochs):
             held = f" | {r['holdout_loss']:>12.4f}" if "holdout_loss" in r else ""
-            tqdm.write(("epoch | train loss" + (" | holdout loss" if held else "") + "\n" if r["epoch"] == 1 else "")
+            tqdm.write(_heading(r) + ("epoch | train loss" + (" | holdout loss" if held else "") + "\n" if r["epoch"] == 1 else "")
                        + f"{r['epoch']:>5} | {r['train_loss']:>10.4f}{held}")
 
     run, metrics = train_detection(store, annotations, config, out, ignore_missing, on_epoch=show, progress=progress)
-    typer.echo(f"{config.head}: trained {len(run.history)} epochs (saved: the weights' moving average); "
+    typer.echo(f"{config.head}: {_trained(run)} (saved: the weights' moving average); "
                f"validation ({metrics['videos']} videos, never used for training decisions):")
     _print_map(metrics)
     typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, timeline.png)")

@@ -11,6 +11,10 @@ untrimmed: long videos with a few action segments on a moving background, `annot
            classes are two order pairs ("disc then square" vs "square then disc", "bar then ring" vs "ring then
            bar"), so no single frame tells a class from its pair; the background's brightness also varies
            slowly (+-20%). Frame j shows time (j + 0.5) / fps; segments lie on frame boundaries.
+motion:    one class per video, `labels.csv` like trimmed. The classes (left, right, up, down) differ only in
+           the direction in which a few identical discs move over a static background, wrapping around the
+           edges; their starting positions are uniform at random, so every single frame has the same
+           distribution in every class: only motion (two frames or more) tells the class.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from featx.errors import FeatxError
 TRIMMED_CLASSES = ("red_then_blue", "blue_then_red", "green_then_yellow", "yellow_then_green")
 UNTRIMMED_CLASSES = ("red_disc", "blue_square", "yellow_bar")
 HARD_CLASSES = ("disc_then_square", "square_then_disc", "bar_then_ring", "ring_then_bar")
+MOTION_CLASSES = ("left", "right", "up", "down")
 RED, BLUE, GREEN, YELLOW = (220, 30, 30), (30, 60, 220), (40, 190, 60), (235, 210, 20)
+WHITE = (235, 235, 235)
+MOTION_STEPS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}  # (rows, columns) per frame
 ANNOTATION_VERSION = "featx-synth-1"
 
 
@@ -237,11 +244,7 @@ def make_trimmed(
     folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress)
     rows, paths = [], []
     for k in numbers:
-        label = TRIMMED_CLASSES[k % len(TRIMMED_CLASSES)]
-        rank = k // len(TRIMMED_CLASSES)  # index of this video within its class
-        per_class = -(-videos // len(TRIMMED_CLASSES))
-        n_val = max(1, round(per_class * val_fraction)) if per_class > 1 and val_fraction > 0 else 0
-        split = "val" if rank >= per_class - n_val else "train"
+        label, rank, split = _class_and_split(k, videos, TRIMMED_CLASSES, val_fraction)
         texture, centre = _texture(rng, size), rng.uniform(2, size / 2 - 2, size=2)
         video_id = f"{label}_{rank:03d}"
         path = folder / f"{video_id}.mp4"
@@ -257,12 +260,72 @@ def make_trimmed(
         write_video(path, frames, fps, size, intra_only=True)
         rows.append((video_id, label, split))
         paths.append(path)
+    return SynthResult(folder, paths, _write_labels(folder, rows))
+
+
+def _class_and_split(k: int, videos: int, classes: tuple[str, ...], val_fraction: float) -> tuple[str, int, str]:
+    """Video k's class (assigned in turn), its rank within the class, and its split: the last
+    `val_fraction` of each class (at least one video when the class has two or more) is 'val'."""
+    rank = k // len(classes)
+    per_class = -(-videos // len(classes))
+    n_val = max(1, round(per_class * val_fraction)) if per_class > 1 and val_fraction > 0 else 0
+    return classes[k % len(classes)], rank, "val" if rank >= per_class - n_val else "train"
+
+
+def _write_labels(folder: Path, rows: list[tuple[str, str, str]]) -> Path:
     labels = folder / "labels.csv"
     with open(labels, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["video_id", "label", "split"])
         writer.writerows(rows)
-    return SynthResult(folder, paths, labels)
+    return labels
+
+
+def motion_centres(rng: np.random.Generator, objects: int, frames: int, size: int, direction: str, speed: int) -> np.ndarray:
+    """(frames, objects, 2) integer (row, column) centres on a size x size torus: uniform at random in the
+    first frame, then all moved `speed` pixels per frame in `direction`, modulo size. A uniform point moved
+    on a torus stays uniform, so the centres of any one frame have the same distribution in every direction."""
+    if direction not in MOTION_STEPS:
+        raise FeatxError(f"unknown motion class {direction!r}; known: {', '.join(MOTION_CLASSES)}")
+    start = rng.integers(0, size, size=(objects, 2))
+    step = np.array(MOTION_STEPS[direction]) * speed
+    return (start[None] + np.arange(frames)[:, None, None] * step[None, None]) % size
+
+
+def motion_frame(background: np.ndarray, centres: np.ndarray, radius: float, colour=WHITE) -> np.ndarray:
+    """The background with a disc of `radius` at each (row, column) centre, drawn on the torus: a disc
+    across an edge comes back on the opposite side, so nothing in a frame depends on where the discs went."""
+    h, w = background.shape[:2]
+    rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
+    img = background.copy()
+    for cy, cx in centres:
+        dy = (rows - cy + h // 2) % h - h // 2  # signed distance on the torus
+        dx = (cols - cx + w // 2) % w - w // 2
+        img[dy**2 + dx**2 <= radius**2] = colour
+    return img
+
+
+def make_motion(
+    out: str | Path, videos: int = 16, seconds: float = 2.0, fps: int = 8, size: int = 96, seed: int = 0,
+    val_fraction: float = 0.25, progress: bool = False,
+) -> SynthResult:
+    """`videos` clips of MOTION_CLASSES (assigned in turn, split as make_trimmed): 3-6 white discs of radius
+    size / 12 at uniformly random positions on a static smooth background, moving 3-5 % of the frame per frame
+    (the same for every class) in the class's direction, wrapping around. Intra-coded, as trimmed videos are,
+    so coding artefacts depend on a frame's content alone (inter coding follows the motion)."""
+    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress)
+    rows, paths = [], []
+    for k in numbers:
+        label, rank, split = _class_and_split(k, videos, MOTION_CLASSES, val_fraction)
+        background = _texture(rng, size)[:size, :size]
+        speed = max(1, round(size * rng.uniform(0.03, 0.05)))  # pixels per frame
+        centres = motion_centres(rng, int(rng.integers(3, 7)), n, size, label, speed)
+        video_id = f"{label}_{rank:03d}"
+        path = folder / f"{video_id}.mp4"
+        write_video(path, (motion_frame(background, c, size / 12) for c in centres), fps, size, intra_only=True)
+        rows.append((video_id, label, split))
+        paths.append(path)
+    return SynthResult(folder, paths, _write_labels(folder, rows))
 
 
 def easy_segments(rng: np.random.Generator, duration: float, fps: int) -> list[Segment]:

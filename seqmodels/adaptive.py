@@ -90,6 +90,9 @@ def adaptive_predict(
     `streams` videos are decoded side by side; their needed frames form one backbone batch."""
     t0 = time.monotonic()
     run = load_run(run_dir)
+    stream = run.config.stream or (run.store_config or {}).get("stream", "rgb")
+    if stream != "rgb":
+        raise FeatxError(f"--adaptive embeds RGB frames only; {run_dir} reads the {stream} stream (predict on its store instead)")
     if not isinstance(run.model, SkipRNNHead):
         raise FeatxError(f"--adaptive needs a skip-lstm or skip-gru run; {run_dir} is a {run.config.head} run")
     if run.store_config is None:

@@ -15,7 +15,8 @@ from featx.errors import FeatxError
 from seqmodels import plots
 from seqmodels.data import SequenceSet, finite_sequences, load_labelled, read_labels, train_val_split, uniform_steps
 from seqmodels.metrics import classification_metrics, clip_windows, hit_at_k, video_scores
-from seqmodels.runs import check_store_matches, store_config
+from seqmodels import streams
+from seqmodels.runs import run_columns, store_config
 from seqmodels.train import Run, TrainConfig, is_skip, load_run, predict_scores, save_run, train
 
 
@@ -35,7 +36,9 @@ def train_on_store(
     config.json, checkpoint.pt, metrics.json, history.json, curves.png, confusion.png (+ skips.png)."""
     out = Path(out)
     extract_config = store_config(store)
-    data, classes, split = load_labelled(store, read_labels(labels_csv), ignore_missing=ignore_missing, max_steps=config.max_steps)
+    config, columns = streams.resolve(config, extract_config.stream, store)
+    data, classes, split = load_labelled(store, read_labels(labels_csv), ignore_missing=ignore_missing,
+                                         max_steps=config.max_steps, columns=columns)
     if len(classes) < 2:
         raise FeatxError(f"need at least 2 classes to train a classifier; the labels have {classes}")
     train_set, val_set = train_val_split(data, split, config.val_fraction, config.seed)
@@ -74,9 +77,9 @@ def evaluate_run(
     if split not in ("val", "train", "all"):
         raise FeatxError(f"--split must be val, train or all, not {split!r}")
     run = load_run(run_dir)
-    check_store_matches(run, store)
     data, _, split_col = load_labelled(
-        store, read_labels(labels_csv), classes=run.classes, ignore_missing=ignore_missing, max_steps=run.config.max_steps
+        store, read_labels(labels_csv), classes=run.classes, ignore_missing=ignore_missing,
+        max_steps=run.config.max_steps, columns=run_columns(run, store),
     )
     if split != "all":
         train_set, val_set = train_val_split(data, split_col, run.config.val_fraction, run.config.seed)
@@ -100,8 +103,7 @@ def evaluate_run(
 def predict_store(run_dir: str | Path, store: str | Path, top_k: int = 5) -> pd.DataFrame:
     """Top-k labels and probabilities for every video of `store`."""
     run = load_run(run_dir)
-    check_store_matches(run, store)
-    seqs = finite_sequences(store)
+    seqs = finite_sequences(store, columns=run_columns(run, store))
     ids = sorted(seqs)
     sequences = [seqs[v][uniform_steps(len(seqs[v]), run.config.max_steps)] for v in ids]
     data = SequenceSet(ids, sequences, np.zeros(len(ids), np.int64))  # labels unknown: unused

@@ -32,6 +32,10 @@ class SequenceSet:
     def subset(self, index) -> "SequenceSet":
         return SequenceSet([self.ids[i] for i in index], [self.sequences[i] for i in index], self.labels[index])
 
+    def columns(self, cols: slice) -> "SequenceSet":
+        """The same videos with only these feature columns (one stream of several; views, no copies)."""
+        return SequenceSet(self.ids, [s[:, cols] for s in self.sequences], self.labels)
+
 
 def read_labels(path: str | Path) -> pd.DataFrame:
     """A labels CSV: columns `video_id`, `label`, optional `split`; one-line errors when malformed."""
@@ -72,11 +76,13 @@ def uniform_steps(length: int, max_steps: int | None) -> np.ndarray:
     return np.floor((np.arange(max_steps) + 0.5) * length / max_steps).astype(np.int64)
 
 
-def finite_sequences(store: str | Path, video_ids=None) -> dict[str, np.ndarray]:
-    """load_sequences for training and prediction: features that are not finite (NaN or inf: a part damaged
-    before stores had checksums, or a backbone that overflowed in float16) are one error line, never a
-    head that trains to a loss of nan."""
-    seqs = load_sequences(store, video_ids)
+def finite_sequences(store: str | Path, video_ids=None, columns=("feature",)) -> dict[str, np.ndarray]:
+    """load_sequences for training and prediction, of one column or several concatenated per step (RGB and
+    flow: (T, 2D), seqmodels.streams). Features that are not finite (NaN or inf: a part damaged before stores
+    had checksums, or a backbone that overflowed in float16) are one error line, never a head that trains to a
+    loss of nan."""
+    parts = [load_sequences(store, video_ids, column=c) for c in columns]
+    seqs = parts[0] if len(parts) == 1 else {v: np.concatenate([p[v] for p in parts], axis=1) for v in parts[0]}
     bad = [vid for vid, x in seqs.items() if not np.isfinite(x).all()]
     if bad:
         raise FeatxError(
@@ -88,13 +94,14 @@ def finite_sequences(store: str | Path, video_ids=None) -> dict[str, np.ndarray]
 
 def load_labelled(
     store: str | Path, labels: pd.DataFrame, classes: list[str] | None = None, ignore_missing: bool = False,
-    max_steps: int | None = None,
+    max_steps: int | None = None, columns=("feature",),
 ) -> tuple[SequenceSet, list[str], pd.Series | None]:
-    """Sequences of the labelled videos in `store`. Returns (set, classes, split column or None).
+    """Sequences of the labelled videos in `store` (its `columns`, concatenated per step). Returns (set,
+    classes, split column or None).
 
     Labels naming videos absent from the store, and store videos without a label, are errors unless
     `ignore_missing` (then both are left out). `classes` fixes the label order (from a checkpoint)."""
-    seqs = finite_sequences(store)
+    seqs = finite_sequences(store, columns=columns)
     in_store, labelled = set(seqs), set(labels.video_id)
     if not ignore_missing:
         if labelled - in_store:

@@ -17,12 +17,17 @@ def _pyplot():
 
 
 def curves(history: list[dict], path: Path) -> None:
+    """Loss and accuracy per epoch; with one head per stream (late fusion), a pair of lines per head."""
     plt = _pyplot()
-    epochs = [row["epoch"] for row in history]
     fig, (loss, acc) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for split in ("train", "val"):
-        loss.plot(epochs, [row[f"{split}_loss"] for row in history], label=split)
-        acc.plot(epochs, [row[f"{split}_accuracy"] for row in history], label=split)
+    heads = list(dict.fromkeys(row.get("stream") for row in history))  # [None] for a single head
+    for head in heads:
+        rows = [row for row in history if row.get("stream") == head]
+        epochs = [row["epoch"] for row in rows]
+        for split in ("train", "val"):
+            label = f"{head} {split}" if head else split
+            loss.plot(epochs, [row[f"{split}_loss"] for row in rows], label=label)
+            acc.plot(epochs, [row[f"{split}_accuracy"] for row in rows], label=label)
     loss.set(xlabel="epoch", ylabel="loss", title="loss")
     acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
     loss.legend()

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from featx.errors import FeatxError
+from seqmodels import streams
 from seqmodels.protocol import Protocol
 
 RUN_FORMAT_VERSION = 2  # 2: one config for every task, EMA weights, the shared protocol
@@ -62,6 +63,8 @@ class TrainConfig:
     background_weight: float = 0.3  # step detection heads: loss weight of background steps (Montes et al.)
     smooth: int = 5  # step detection heads: mean-filter window (steps)
     threshold: float = 0.5  # step detection heads: a step is active when 1 - P(background) reaches this
+    stream: str | None = None  # rgb, flow or both (seqmodels.streams); None: the store's own, set when training
+    fusion: str | None = None  # with both: early (one head on the concatenation) or late (one per stream); None: late
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -74,6 +77,7 @@ class TrainConfig:
             raise FeatxError(f"--budget must be >= 0, not {self.budget}")
         if not 0 <= self.background_weight <= 1 or not 0 < self.threshold < 1 or self.smooth < 1:
             raise FeatxError("--background-weight must be in [0, 1], --threshold in (0, 1), --smooth >= 1")
+        streams.check_choice(self.stream, self.fusion)
         self.protocol  # validates the protocol's fields
 
     @classmethod
@@ -185,7 +189,11 @@ def load_run(folder: str | Path, build, device: str = "cpu") -> Run:
     from featx.backbones import resolve_device
 
     ckpt = load_checkpoint(folder)
-    config = TrainConfig.from_dict(ckpt["train"])
+    train = ckpt["train"]
+    if "stream" not in train:  # a run from before streams read `feature`: the stream its store holds there
+        store_stream = (ckpt["store_config"] or {}).get("stream")
+        train = {**train, "stream": "flow" if store_stream == "flow" else "rgb"}
+    config = TrainConfig.from_dict(train)
     model = build(config, ckpt["in_dim"], ckpt["classes"])
     try:
         model.load_state_dict(ckpt["state_dict"])
@@ -205,14 +213,18 @@ def store_config(store: str | Path):
     return config
 
 
-def check_store_matches(run: Run, store: str | Path) -> None:
-    """Refuse features the run was not trained on (another backbone, weights, fps, dimension...)."""
+def run_columns(run: Run, store: str | Path) -> list[str]:
+    """The store columns the run reads (its stream), once the store is refused if its features are not those
+    the run was trained on (another backbone, weights, fps, dimension, streams...)."""
     from featx.config import ExtractConfig
 
     config = store_config(store)
-    if config.feature_dim != run.in_dim:
-        raise FeatxError(f"{store} has {config.feature_dim}-d features; the run was trained on {run.in_dim}-d ones")
+    stream = run.config.stream or config.stream  # unset (a head trained on arrays, not on a store): the store's own
+    per_stream = run.in_dim // len(streams.stream_names(stream))
+    if config.feature_dim != per_stream:
+        raise FeatxError(f"{store} has {config.feature_dim}-d features; the run was trained on {per_stream}-d ones")
     if run.store_config is not None:
         diff = ExtractConfig.from_dict(run.store_config).differences(config)
         if diff:
             raise FeatxError(f"{store} was extracted differently from the run's training store: {'; '.join(diff)}")
+    return streams.columns(stream, config.stream, store)

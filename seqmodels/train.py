@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from featx.backbones import resolve_device
 from featx.errors import FeatxError
-from seqmodels import runs
+from seqmodels import runs, streams
 from seqmodels.data import SequenceSet, batches, pad
 from seqmodels.heads import SKIP_HEADS, build_head
 from seqmodels.heads.skip_rnn import budget_loss
@@ -83,27 +83,31 @@ def train(
 ) -> Run:
     """Train `config.head` under the shared protocol (fixed epochs, or early stopping on a holdout of the
     training videos); the EMA weights are kept. Each epoch's row also reports the training and validation
-    loss and accuracy of the EMA weights, which no decision looks at. Seeded and deterministic on the CPU."""
-    torch.manual_seed(config.seed)
+    loss and accuracy of the EMA weights, which no decision looks at. Seeded and deterministic on the CPU.
+    With late fusion of two streams (seqmodels.streams), one head per stream, each trained so on its columns."""
     device = resolve_device(config.device)
     in_dim = train_set.sequences[0].shape[1]
-    model = build_head(config.head, in_dim, len(classes), **config.head_options).to(device)
 
-    loss = classification_loss(train_set, config, device)
+    def fit_one(cols: slice, on_epoch, desc: str):
+        fit_set, val = train_set.columns(cols), val_set.columns(cols)
+        torch.manual_seed(config.seed)
+        model = build_head(config.head, fit_set.sequences[0].shape[1], len(classes), **config.head_options).to(device)
 
-    def report(model) -> dict:
-        fit_, val = run_epoch(model, train_set, config, device), run_epoch(model, val_set, config, device)
-        return {**{f"train_{k}": v for k, v in fit_.items() if k != "loss"}, **{f"val_{k}": v for k, v in val.items()}}
+        def report(model) -> dict:
+            fit_, held = run_epoch(model, fit_set, config, device), run_epoch(model, val, config, device)
+            return {**{f"train_{k}": v for k, v in fit_.items() if k != "loss"}, **{f"val_{k}": v for k, v in held.items()}}
 
-    model, history = fit(model, list(range(len(train_set))), loss, config.protocol, report, on_epoch, progress,
-                         desc=f"train {config.head}")
+        return fit(model, list(range(len(fit_set))), classification_loss(fit_set, config, device), config.protocol,
+                   report, on_epoch, progress, desc=desc)
+
+    model, history = streams.fit_streams(config, in_dim, fit_one, on_epoch)
     return Run(model, config, list(classes), in_dim, store_config, history)
 
 
 def _build(config: TrainConfig, in_dim: int, classes: list[str]) -> torch.nn.Module:
     if config.task != "classification":
         raise FeatxError(f"this is a {config.task} run, not a classification run")
-    return build_head(config.head, in_dim, len(classes), **config.head_options)
+    return streams.build(config, in_dim, lambda width: build_head(config.head, width, len(classes), **config.head_options))
 
 
 def save_run(run: Run, folder: str | Path) -> None:

@@ -262,11 +262,15 @@ class ActionFormerHead(nn.Module):
     @torch.no_grad()
     def detect(self, x: torch.Tensor, mask: torch.Tensor) -> list[list[tuple[float, float, int, float]]]:
         """Per video: (start, end, class, score) in steps, after soft-NMS (and voting), best first."""
-        logits, distances = self(x, mask)
+        return self.decode(*self(x, mask), mask)
+
+    @torch.no_grad()
+    def decode(self, logits: torch.Tensor, distances: torch.Tensor, mask: torch.Tensor) -> list[list[tuple[float, float, int, float]]]:
+        """`detect` from the outputs of `forward` (or the averaged ones of several heads: seqmodels.streams)."""
         valid = self.point_mask(mask)
         o = self.decode_options
         found = []
-        for b in range(x.shape[0]):
+        for b in range(mask.shape[0]):
             length = int(mask[b].sum())
             points = level_points(length, self.levels)
             keep = valid[b]

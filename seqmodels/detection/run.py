@@ -15,6 +15,7 @@ import torch
 
 from featx.errors import FeatxError
 from featx.store import ok_video_ids
+from seqmodels import streams
 from seqmodels.detection.actionformer import ActionFormerHead
 from seqmodels.detection.annotations import SUBSETS, Annotations, check_videos, load_annotations, step_targets
 from seqmodels.detection.heads import MontesLSTM, StepLinear
@@ -24,7 +25,7 @@ from seqmodels.detection.steps import StepData, load_steps
 from seqmodels.detection.train import predict_steps, step_loss
 from seqmodels.data import pad
 from seqmodels.protocol import fit
-from seqmodels.runs import Run, TrainConfig, check_store_matches, load_run, save_run, store_config
+from seqmodels.runs import Run, TrainConfig, load_run, run_columns, save_run, store_config
 
 DETECTION_HEADS = {"actionformer": ActionFormerHead, "montes-lstm": MontesLSTM, "linear": StepLinear}
 RESULTS_VERSION = "featx detection results 1"
@@ -33,8 +34,8 @@ CROP_RATIO = (0.9, 1.0)  # segment heads: each epoch sees a random 90-100 % wind
 TRUNC_THRESH = 0.5  # a cropped segment is kept when this share of it stays inside the window
 
 
-def build_head(config: TrainConfig, in_dim: int, classes: list[str]) -> torch.nn.Module:
-    """Step heads output K + 1 classes (0: background); segment heads K."""
+def single_head(config: TrainConfig, in_dim: int, classes: list[str]) -> torch.nn.Module:
+    """One head: step heads output K + 1 classes (0: background); segment heads K."""
     if config.head not in DETECTION_HEADS:
         raise FeatxError(f"--head {config.head!r} is not a detection head; choose from {', '.join(DETECTION_HEADS)}")
     head = DETECTION_HEADS[config.head]
@@ -42,6 +43,11 @@ def build_head(config: TrainConfig, in_dim: int, classes: list[str]) -> torch.nn
         return head(in_dim, len(classes) + (1 if head.kind == "steps" else 0), **config.head_options)
     except TypeError as exc:
         raise FeatxError(f"bad option for head {config.head!r}: {exc}") from None
+
+
+def build_head(config: TrainConfig, in_dim: int, classes: list[str]) -> torch.nn.Module:
+    """The model of a run: one head, or with late fusion of two streams one per stream (seqmodels.streams)."""
+    return streams.build(config, in_dim, lambda width: single_head(config, width, classes))
 
 
 def _split(annotations: Annotations, ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -163,6 +169,7 @@ def train_detection(
     from featx.backbones import resolve_device
 
     extract_config = store_config(store)
+    config, columns = streams.resolve(config, extract_config.stream, store)
     annotations = load_annotations(annotations_path)
     ids = check_videos(annotations, ok_video_ids(store), ignore_missing)
     classes = annotations.classes
@@ -172,16 +179,20 @@ def train_detection(
     if not train_ids or not val_ids:
         raise FeatxError(f"need videos to train and to validate on; got {len(train_ids)} and {len(val_ids)}")
     _require_segments(annotations, val_ids, "validation")
-    data = load_steps(store, ids)
+    data = load_steps(store, ids, columns)
     _check_inside(annotations, data)
     train_set, val_set = data.subset(train_ids), data.subset(val_ids)
-    torch.manual_seed(config.seed)
     in_dim = train_set.features[0].shape[1]
-    model = build_head(config, in_dim, classes).to(resolve_device(config.device))
-    targets = (segment_targets if model.kind == "segments" else cell_targets)(train_set, annotations, classes)
-    loss = detection_loss(model, train_set.features, targets, config)
-    model, history = fit(model, list(range(len(train_ids))), loss, config.protocol, on_epoch=on_epoch,
-                         progress=progress, desc=f"train {config.head}")
+
+    def fit_one(cols: slice, on_epoch, desc: str):
+        features = train_set.columns(cols).features
+        torch.manual_seed(config.seed)
+        model = single_head(config, features[0].shape[1], classes).to(resolve_device(config.device))
+        targets = (segment_targets if model.kind == "segments" else cell_targets)(train_set, annotations, classes)
+        loss = detection_loss(model, features, targets, config)
+        return fit(model, list(range(len(train_ids))), loss, config.protocol, on_epoch=on_epoch, progress=progress, desc=desc)
+
+    model, history = streams.fit_streams(config, in_dim, fit_one, on_epoch)
     run = Run(model, config, classes, in_dim, extract_config.to_dict(), history)
     detections = detect(run, val_set)
     result = detection_map(ground_truth(annotations, val_ids), detections, known=classes)
@@ -234,15 +245,15 @@ def predict_detection(run_dir: str | Path, store: str | Path, subset: str | None
     (from `annotations_path`) and the classes its ground truth has (all classes when it has none, e.g. a
     testing subset), so the official evaluator scores the file exactly as `evaluate` does."""
     run = load_detection_run(run_dir)
-    check_store_matches(run, store)
+    columns = run_columns(run, store)
     store_ids = ok_video_ids(store)
     if subset is None:
-        data = load_steps(store, sorted(store_ids))
+        data = load_steps(store, sorted(store_ids), columns)
         return results_json(detect(run, data), data.ids)
     if annotations_path is None:
         raise FeatxError("--subset needs --annotations (the file that names the subsets)")
     annotations = load_annotations(annotations_path)
-    data = load_steps(store, _subset_ids(annotations, store_ids, subset, ignore_missing=True))
+    data = load_steps(store, _subset_ids(annotations, store_ids, subset, ignore_missing=True), columns)
     # classes the subset's ground truth never shows count in no AP (evaluate); the official code fails on them
     shown = {s.label for v in data.ids for s in annotations.videos[v].segments}
     detections = detect(run, data)
@@ -255,11 +266,12 @@ def evaluate_detection(
 ) -> DetectionMAP:
     """mAP of the run on the annotated videos of `subset` (all annotated videos when None)."""
     run = load_detection_run(run_dir)
-    check_store_matches(run, store)
+    columns = run_columns(run, store)
     annotations = load_annotations(annotations_path)
     chosen = _subset_ids(annotations, ok_video_ids(store), subset, ignore_missing)
     _require_segments(annotations, chosen, subset or "annotated")
-    return detection_map(ground_truth(annotations, chosen), detect(run, load_steps(store, chosen)), thresholds, annotations.classes)
+    detections = detect(run, load_steps(store, chosen, columns))
+    return detection_map(ground_truth(annotations, chosen), detections, thresholds, annotations.classes)
 
 
 def shown_predictions(detections: list[Detection], truth_count: int) -> list[Detection]:

@@ -62,10 +62,15 @@ class StepData:
         idx = [pos[v] for v in keep]
         return StepData([self.ids[i] for i in idx], [self.features[i] for i in idx], [self.clocks[i] for i in idx])
 
+    def columns(self, cols: slice) -> "StepData":
+        """The same videos with only these feature columns (one stream of several; views, no copies)."""
+        return StepData(self.ids, [f[:, cols] for f in self.features], self.clocks)
 
-def load_steps(store, video_ids: list[str] | None = None) -> StepData:
-    """Features and clocks of `video_ids` (all the store's videos when None), in that order."""
-    feats = finite_sequences(store, video_ids)
+
+def load_steps(store, video_ids: list[str] | None = None, columns=("feature",)) -> StepData:
+    """Features (the `columns`, concatenated per step) and clocks of `video_ids` (all the store's videos when
+    None), in that order."""
+    feats = finite_sequences(store, video_ids, columns)
     times = load_features(store, columns=["video_id", "step", "t_start", "t_end"], video_ids=video_ids)
     times = times.sort_values(["video_id", "step"], kind="stable")
     clocks = {vid: StepClock.from_rows(g.t_start.to_numpy(), g.t_end.to_numpy()) for vid, g in times.groupby("video_id", sort=False)}
