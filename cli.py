@@ -266,7 +266,10 @@ def synth(
     """Make synthetic labelled videos for demos, tests and benchmarks."""
     from featx import synth as synth_lib
 
+    from featx.store import refuse_output_in_store
+
     with user_errors(on_interrupt="some videos were written; run the same command again to write them all"):
+        refuse_output_in_store(out, "OUT", folder=True)
         default_seconds = {"trimmed": 3.0, "untrimmed": 40.0, "motion": 2.0}
         if kind not in default_seconds:
             raise FeatxError(f"--kind must be trimmed, untrimmed or motion, not {kind!r}")
@@ -367,7 +370,7 @@ def train_head(
     from seqmodels.runs import TrainConfig
 
     with user_errors():
-        refuse_output_in_store(out)
+        refuse_output_in_store(out, folder=True)
         if task == "auto":
             task = "detection" if annotations is not None else "classification"
         config = TrainConfig.with_defaults(
@@ -471,6 +474,10 @@ def evaluate(
     from seqmodels.runs import run_task
 
     with user_errors():
+        if out is not None:
+            from featx.store import refuse_output_in_store
+
+            refuse_output_in_store(out)
         if run_task(run) == "detection":
             if annotations is None:
                 raise FeatxError("a detection run is evaluated with --annotations")
@@ -606,7 +613,10 @@ def demo(
     """
     from featx.demo import run_demo
 
+    from featx.store import refuse_output_in_store
+
     with user_errors(on_interrupt="the store keeps the finished videos; run featx demo again to go on"):
+        refuse_output_in_store(out, folder=True)
         run_demo(out, videos, untrimmed, say=typer.echo)
 
 

@@ -63,8 +63,8 @@ def _read_list(list_file: Path) -> list[VideoInput]:
     out = []
     for raw, given_id in rows:
         path = Path(raw).expanduser()
-        path = (path if path.is_absolute() else base / path).resolve()
-        out.append(VideoInput(path, given_id or _video_id(path, base)))
+        named = Path(os.path.normpath(path if path.is_absolute() else base / path))  # as listed: links kept
+        out.append(VideoInput(named.resolve(), given_id or _video_id(named, base)))
     return out
 
 

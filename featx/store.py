@@ -362,10 +362,13 @@ def repair_manifest(root) -> list[str]:
 
 
 # -- reading -------------------------------------------------------------------------------------------
-def refuse_output_in_store(path: str | Path, option: str = "--out") -> None:
+def refuse_output_in_store(path: str | Path, option: str = "--out", folder: bool = False) -> None:
     """Before any work: refuse to write a file or folder into a store (or over one), where readers would take
-    it for store data, or under a folder that does not exist or a file."""
+    it for store data, or under a folder that does not exist or a file; with `folder`, refuse an existing
+    file where the folder should be."""
     path = Path(path).absolute()
+    if folder and path.exists() and not path.is_dir():
+        raise FeatxError(f"{option} {path} is a file; give a folder")
     for folder in [path, *path.parents]:
         if folder.is_dir() and (folder / MANIFEST_DIR).is_dir():
             raise FeatxError(f"{option} {path} is inside the store {folder}; write it elsewhere")

@@ -135,10 +135,16 @@ def train_val_split(
 
         if not 0 < val_fraction < 1:
             raise FeatxError(f"--val-fraction must be between 0 and 1, not {val_fraction}")
+        n = len(data)
+        if n < 2:
+            raise FeatxError(f"need at least 2 videos to split into training and validation, not {n}")
+        n_val = min(max(1, round(val_fraction * n)), n - 1)  # at least one video on each side
         counts = np.bincount(data.labels)
-        stratify = data.labels if counts[counts > 0].min() >= 2 else None
+        classes = int((counts > 0).sum())
+        # stratified when every class can appear on both sides; else a plain random split of the same sizes
+        can_stratify = counts[counts > 0].min() >= 2 and min(n_val, n - n_val) >= classes
         train, val = train_test_split(
-            np.arange(len(data)), test_size=val_fraction, random_state=seed, stratify=stratify
+            np.arange(n), test_size=n_val, random_state=seed, stratify=data.labels if can_stratify else None
         )
     if len(train) == 0 or len(val) == 0:
         raise FeatxError(f"need both training and validation videos; got {len(train)} and {len(val)}")

@@ -56,7 +56,7 @@ def test_fps_infinity_is_refused_before_any_work(tmp_path, tiny_videos):
 
 def test_synth_into_an_existing_file_is_one_line(tmp_path):
     (tmp_path / "taken").write_text("mine")
-    one_error_line(runner.invoke(app, ["synth", str(tmp_path / "taken")]), "is not a folder")
+    one_error_line(runner.invoke(app, ["synth", str(tmp_path / "taken")]), "is a file; give a folder")
     assert (tmp_path / "taken").read_text() == "mine"
 
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -141,3 +143,14 @@ def test_the_cell_equations_match_torchs_own_cells(cell):
         h_ref = head.cell(x, state["h"])
         h, _ = head._cell(head.project(x), state)
     torch.testing.assert_close(h, h_ref)
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("lstm", {"bidirectional": "maybe"}, "bidirectional must be true or false, not 'maybe'"),
+    ("skip-gru", {"update_bias": float("nan")}, "update_bias must be a finite number, not nan"),
+    ("skip-lstm", {"update_bias": True}, "update_bias must be a finite number, not True"),
+    ("lstm", {"bogus": 1}, "no option 'bogus' (its options: bidirectional, dropout, hidden, input_norm, layers, readout)"),
+])
+def test_options_of_the_wrong_type_or_unknown_are_named_not_passed_to_torch(name, options, message):
+    with pytest.raises(FeatxError, match=re.escape(message)):
+        build_head(name, 8, 3, **options)

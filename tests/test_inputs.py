@@ -41,3 +41,14 @@ def test_a_folder_or_fifo_named_in_a_list_is_reported_as_what_it_is(tmp_path):
         probe(tmp_path / "pipe.mp4")
     with pytest.raises(FeatxError, match="no such file"):
         probe(tmp_path / "gone.mp4")
+
+
+def test_symlinks_named_in_a_list_keep_their_own_names_as_ids(tmp_path):
+    target = touch(tmp_path / "v" / "clip.mp4")
+    links = tmp_path / "L"
+    links.mkdir()
+    os.symlink(target, links / "a.mp4")
+    os.symlink(target, links / "b.mp4")
+    (links / "list.txt").write_text("a.mp4\nb.mp4\n")
+    found = collect_inputs([links / "list.txt"])
+    assert [v.video_id for v in found] == ["a", "b"] and {v.path for v in found} == {target.resolve()}

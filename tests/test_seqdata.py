@@ -53,6 +53,15 @@ def test_random_split_is_stratified_and_seeded(tmp_path):
     assert sorted(np.bincount(a[1].labels)) == [5, 5]
 
 
+@pytest.mark.parametrize("fraction", [0.2, 0.99, 0.01])
+def test_a_split_too_small_to_stratify_still_gives_both_sides(fraction):
+    """12 videos of 4 classes at 0.2 asks for 2.4 validation videos: fewer than the classes."""
+    data = SequenceSet([f"v{i}" for i in range(12)], [np.zeros((2, 3))] * 12, np.repeat(np.arange(4), 3))
+    train, val = train_val_split(data, None, fraction, seed=0)
+    assert len(train) >= 1 and len(val) >= 1 and len(train) + len(val) == 12
+    assert not set(train.ids) & set(val.ids)
+
+
 def test_max_steps_samples_uniformly(store, tmp_path):
     labels = read_labels(write(tmp_path, "video_id,label\na,x\nb,y\nc,x\nd,y\n"))
     data, _, _ = load_labelled(store, labels, max_steps=4)

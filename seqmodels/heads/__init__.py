@@ -7,6 +7,8 @@ and in evaluation alike; losses are separate functions (seqmodels.train).
 from __future__ import annotations
 
 import difflib
+import inspect
+import math
 from typing import Callable
 
 from torch import nn
@@ -24,7 +26,31 @@ def _skip(cell: str) -> Callable[..., nn.Module]:
     def build(in_dim: int, num_classes: int, **cfg) -> nn.Module:
         return SkipRNNHead(in_dim, num_classes, cell=cell, **cfg)
 
+    build.options_of = SkipRNNHead  # where its options are declared
     return build
+
+
+def _check_options(name: str, cfg: dict) -> None:
+    """Each option is one the head declares, of the type of its default: true/false for flags, a whole number
+    for counts, a finite number for rates (one error line naming the option, never an error from torch)."""
+    declared = inspect.signature(getattr(HEADS[name], "options_of", HEADS[name])).parameters
+    fixed = ("in_dim", "num_classes", "cell", "pool")  # set by featx itself, not options
+    known = {k: p.default for k, p in declared.items() if k not in fixed and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    for key, value in cfg.items():
+        if key not in known:
+            raise FeatxError(f"bad option for head {name!r}: no option {key!r} (its options: {', '.join(sorted(known)) or 'none'})")
+        default = known[key]
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            want = "a finite number"
+        else:
+            continue
+        if not ok:
+            raise FeatxError(f"bad option for head {name!r}: {key} must be {want}, not {value!r}")
 
 
 HEADS: dict[str, Callable[..., nn.Module]] = {
@@ -46,6 +72,7 @@ def build_head(name: str, in_dim: int, num_classes: int, **cfg) -> nn.Module:
         close = difflib.get_close_matches(name, HEADS, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise FeatxError(f"unknown head {name!r}{hint} (known: {', '.join(HEADS)})")
+    _check_options(name, cfg)
     sizes = {k: v for k, v in cfg.items() if k in ("hidden", "width", "channels", "layers", "heads", "levels")}
     bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
     if bad:

@@ -34,3 +34,6 @@ def avgpool(in_dim: int, num_classes: int, **cfg) -> PoolHead:
 
 def maxpool(in_dim: int, num_classes: int, **cfg) -> PoolHead:
     return PoolHead(in_dim, num_classes, pool="max", **cfg)
+
+
+avgpool.options_of = maxpool.options_of = PoolHead  # where their options are declared (featx checks them there)
