@@ -9,7 +9,7 @@ head's defaults (no tuning flags) for avgpool and lstm on `--stream rgb`, `--str
 never used for any training decision) give the accuracy, against chance (1/4).
 
 Prints one table (mean and spread over seeds) and writes bench/results/motion.json.
-    python bench/motion.py                            # the docs' table: 2 seeds (about 15 minutes on 2 cores)
+    python bench/motion.py                            # the docs' table: 2 seeds (about 12 minutes on 2 cores)
     python bench/motion.py --seeds 0 --videos 32      # a quick look
 """
 
