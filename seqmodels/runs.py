@@ -140,7 +140,8 @@ def save_run(run: Run, folder: str | Path) -> None:
         torch.save({**meta, "state_dict": run.model.state_dict(), "history": run.history}, tmp)
         os.replace(tmp, folder / "checkpoint.pt")
         tmp = folder / ".config.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1))
+        # the checkpoint's digest: a damaged or swapped checkpoint.pt is an error, never other predictions
+        tmp.write_text(json.dumps({**meta, "checkpoint_sha256": _sha256(folder / "checkpoint.pt")}, indent=1))
         os.replace(tmp, folder / "config.json")
     except OSError as exc:
         raise FeatxError(f"cannot write the run to {folder}: {exc.strerror or exc}") from None
@@ -157,7 +158,20 @@ def read_meta(folder: str | Path) -> dict:
         raise FeatxError(f"{path} is not valid JSON ({exc}); train the run again") from None
     if not isinstance(meta, dict):
         raise FeatxError(f"{path} is not a featx run config")
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or version > RUN_FORMAT_VERSION:
+        raise FeatxError(f"{path} was written by a newer featx (run format {version!r}); upgrade featx")
     return meta
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def run_task(folder: str | Path) -> str:
@@ -170,6 +184,9 @@ def load_checkpoint(folder: str | Path) -> dict:
     path = Path(folder) / "checkpoint.pt"
     if not path.is_file():
         raise FeatxError(f"{folder} is not a training run (no checkpoint.pt); train one with `featx train-head`")
+    expected = read_meta(folder).get("checkpoint_sha256") if (Path(folder) / "config.json").is_file() else None
+    if expected is not None and _sha256(path) != expected:
+        raise FeatxError(f"{path} does not match the checksum in config.json (damaged or replaced); train the run again")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickled objects refused by weights_only, ...

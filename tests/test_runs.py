@@ -33,6 +33,29 @@ def _run(tmp_path):
     return run, tmp_path / "run"
 
 
+def forget_checksum(folder):
+    meta = json.loads((folder / "config.json").read_text())
+    meta.pop("checkpoint_sha256")
+    (folder / "config.json").write_text(json.dumps(meta))
+
+
+def test_a_flipped_byte_in_the_checkpoint_is_an_error_not_other_predictions(tmp_path):
+    _, folder = _run(tmp_path)
+    data = bytearray((folder / "checkpoint.pt").read_bytes())
+    data[len(data) // 2] ^= 0x40
+    (folder / "checkpoint.pt").write_bytes(bytes(data))
+    with pytest.raises(FeatxError, match="does not match the checksum"):
+        load_run(folder, build_detection_head)
+
+
+def test_a_config_from_a_newer_featx_is_refused(tmp_path):
+    _, folder = _run(tmp_path)
+    meta = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(FeatxError, match="newer featx"):
+        read_meta(folder)
+
+
 def test_a_run_rebuilds_from_its_folder(tmp_path):
     run, folder = _run(tmp_path)
     again = load_run(folder, build_detection_head)
@@ -47,6 +70,9 @@ def test_damaged_runs_give_one_line_errors(tmp_path):
     ckpt = folder / "checkpoint.pt"
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FeatxError, match="does not match the checksum in config.json"):
+        load_checkpoint(folder)
+    forget_checksum(folder)  # as a run written before checksums: reading itself must fail cleanly
     with pytest.raises(FeatxError, match="cannot be read safely"):
         load_checkpoint(folder)
     ckpt.write_bytes(pickle.dumps({"state_dict": object()}))
@@ -65,6 +91,7 @@ def test_runs_of_another_format_version_are_refused(tmp_path, version, word):
     _, folder = _run(tmp_path)
     ckpt = torch.load(folder / "checkpoint.pt", weights_only=True)
     torch.save({**ckpt, "format_version": version}, folder / "checkpoint.pt")
+    forget_checksum(folder)
     with pytest.raises(FeatxError, match=word):
         load_checkpoint(folder)
     assert json.loads((folder / "config.json").read_text())["format_version"] == 2
