@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,7 +200,11 @@ def write_video(
     which would let order-blind models tell "A then B" from "B then A")."""
     import av
 
-    with av.open(str(path), "w") as container:
+    # written under a hidden name and renamed when complete: an interrupted synth never leaves a short video
+    # that plays (and would extract) as if it were whole
+    path = Path(path)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    with av.open(str(partial), "w") as container:
         options = {"qp": "20"} if intra_only else {}
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height = (size, size) if isinstance(size, int) else size
@@ -210,16 +216,17 @@ def write_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    os.replace(partial, path)
 
 
 def _start(out, videos: int, seconds: float, fps: int, size: int, seed: int, progress: bool):
     """Check the arguments, make the folder; returns (folder, rng, frames per video, video numbers)."""
     from tqdm.auto import tqdm
 
-    if videos < 1 or seconds <= 0 or fps < 1:
-        raise FeatxError("synth needs --videos >= 1, --seconds > 0 and --fps >= 1")
-    if size < 16 or size % 2:
-        raise FeatxError(f"--size must be an even number of pixels >= 16, not {size}")
+    if videos < 1 or not 0 < seconds < math.inf or fps < 1:
+        raise FeatxError("synth needs --videos >= 1, a finite --seconds > 0 and --fps >= 1")
+    if not 16 <= size <= 4096 or size % 2:
+        raise FeatxError(f"--size must be an even number of pixels from 16 to 4096, not {size}")
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise FeatxError(f"{folder} exists and is not a folder; synth writes videos into a folder")

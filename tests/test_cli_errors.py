@@ -158,3 +158,19 @@ def test_a_truncated_part_is_one_line_for_training_and_a_problem_line_in_info(tm
     one_error_line(result, "a part cannot be read", part.name, "featx info --repair")
     info = runner.invoke(app, ["info", str(toy_store)])
     assert info.exit_code == 0 and f"problem    damaged part {part.name}" in info.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seconds", "nan"], "a finite --seconds > 0"),
+    (["--seconds", "inf"], "a finite --seconds > 0"),
+    (["--size", "100000"], "from 16 to 4096"),
+])
+def test_synth_refuses_numbers_it_cannot_honour_before_making_anything(tmp_path, args, message):
+    one_error_line(runner.invoke(app, ["synth", str(tmp_path / "out"), "--videos", "1", *args]), message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_synth_leaves_only_whole_videos(tmp_path):
+    result = runner.invoke(app, ["synth", str(tmp_path / "out"), "--videos", "2", "--seconds", "1", "--size", "32"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("."))  == []
