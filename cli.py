@@ -34,8 +34,33 @@ class ReadableHelp(typer.core.TyperCommand):
         return pieces
 
 
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (an unknown option, a value of the wrong type) keep the contract of every other bad input:
+    one `error:` line on stderr and exit code 1, not click's usage block and exit code 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except NoArgsIsHelpError as exc:  # `featx` alone: the help
+            exc.show()
+            sys.exit(0)
+        except UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} -h`)" if exc.ctx is not None else ""
+            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(1)
+        except typer.Abort:
+            typer.echo("interrupted: nothing was written", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 # Plain help (no rich boxes): it wraps cleanly at 80 columns, shows no type tags and never truncates.
 app = typer.Typer(
+    cls=OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

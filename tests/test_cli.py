@@ -51,7 +51,7 @@ def test_synth_extract_info_round_trip(tmp_path):
         (["extract", "{videos}", "--out", "S", "--dtype", "int8", "--random-init"], "--dtype must be one of"),
         (["extract", "{videos}", "--out", "S", "--weights", "/no/w.pth"], "--weights /no/w.pth: no such file"),
         (["info", "{videos}"], "not a featx store"),
-        (["synth", "S", "--kind", "sideways"], "--kind must be trimmed or untrimmed"),
+        (["synth", "S", "--kind", "sideways"], "--kind must be trimmed, untrimmed or motion"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_1(tiny_videos, tmp_path, args, message):

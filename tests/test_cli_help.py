@@ -26,3 +26,11 @@ def test_usage_names_arguments_in_capitals():
     text = CliRunner().invoke(app, ["predict", "--help"], prog_name="featx", terminal_width=80).stdout
     assert text.splitlines()[0] == "Usage: featx predict [OPTIONS] RUN SOURCES..."
     assert "  -o, --out OUT " in text
+
+
+@pytest.mark.parametrize("args", [["extract", "v", "--out", "s", "--fps", "abc"], ["extract", "v", "--out", "s", "--bogus"],
+                                  ["demo", "--videos", "7"], ["nosuch"]])
+def test_usage_errors_are_one_error_line_and_exit_1(args):
+    from tests.helpers import one_error_line
+
+    one_error_line(CliRunner().invoke(app, args, prog_name="featx"), "-h`)")
