@@ -36,6 +36,10 @@ from featx.store import StoreWriter, ok_video_ids
 LAYOUTS = ("TC", "CT")  # rows are time steps (T, C), or the transpose (C, T)
 
 
+# Frame numbers of a row are i * stride + window: keep them exact in float64 seconds and far from int64's end.
+_MAX_FRAMES = 2**40
+
+
 @dataclass(frozen=True)
 class Grid:
     """A foreign folder's time grid: row i spans frames [i*stride, i*stride + window) at fps frames/s."""
@@ -49,6 +53,8 @@ class Grid:
             raise FeatxError(f"--fps must be a positive number of frames per second, not {self.fps}")
         if self.stride < 1 or self.window < 1:
             raise FeatxError("--stride and --window must be positive numbers of frames")
+        if max(self.stride, self.window) > _MAX_FRAMES:  # frame numbers are int64, seconds float64
+            raise FeatxError(f"--stride and --window must be at most {_MAX_FRAMES} frames")
 
 
 def grid_times(rows: int, fps: float, stride: int, window: int):

@@ -58,7 +58,7 @@ class WriterLease:
                 if conflicts(self.shard, holder["shard"]):
                     since = time.strftime("%H:%M:%S", time.localtime(holder["started"]))
                     raise FeatxError(
-                        f"another featx extract (pid {holder['pid']} on {holder['host']}, since {since}) is writing "
+                        f"another featx extract or import (pid {holder['pid']} on {holder['host']}, since {since}) is writing "
                         f"{_shard_text(holder['shard'])} of {self.folder.parent}; writing {_shard_text(self.shard)} "
                         "now could write videos twice: wait for it, or run a different --shard i/N"
                     )

@@ -275,3 +275,11 @@ def test_configs_written_before_imports_existed_still_read_and_match():
     assert ExtractConfig.from_dict(old) == toy_config()
     moved = toy_config(import_source="/elsewhere")  # where the arrays came from is not identity
     assert toy_config().differences(moved) == [] and toy_config().differences(toy_config(imported={"fps": 1})) != []
+
+
+def test_a_stride_too_large_for_frame_numbers_is_one_line_and_writes_nothing(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    np.save(folder / "a.npy", np.ones((10, 8), np.float32))
+    line = one_error_line(imported(folder, tmp_path / "s", "--fps", "4", "--stride", str(2**62)))
+    assert "--stride and --window must be at most" in line and not (tmp_path / "s").exists()
