@@ -493,7 +493,7 @@ def evaluate(
     ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out videos missing on either side.")] = False,
 ) -> None:
     """Print and write a run's metrics: accuracy, macro-F1, hit@k, clip vs video hit@1 for a classifier; mAP per
-    tIoU threshold and class (ActivityNet protocol) for a detector."""
+    tIoU threshold and class (ActivityNet protocol) for a detector. The run reads the streams it was trained on."""
     from seqmodels.classify import evaluate_run
     from seqmodels.detection.run import evaluate_detection
     from seqmodels.runs import run_task
@@ -527,13 +527,14 @@ def predict(
     sources: Annotated[list[str], typer.Argument(help="A store with the same extraction config as the run's; with --adaptive, video files, folders or list files instead.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Classification: a .parquet or .csv file (video_id, label_1..k, score_1..k). Detection: a .json file in the ActivityNet results format.")],
     top_k: Annotated[int, typer.Option(min=1, help="How many labels per video.")] = 5,
-    adaptive: Annotated[bool, typer.Option("--adaptive", help="Skip heads only: decode the videos and run the backbone only on the frames whose step updates the state. Same predictions as extracting every frame first.")] = False,
+    adaptive: Annotated[bool, typer.Option("--adaptive", help="Skip heads on RGB only: decode the videos and run the backbone only on the frames whose step updates the state. Same predictions as extracting every frame first.")] = False,
     device: Annotated[str, typer.Option(help="With --adaptive: the backbone's device (auto, cpu, cuda[:N]).")] = "auto",
     subset: Annotated[Optional[str], typer.Option(help="Detection: only the videos of this subset of --annotations (e.g. validation), so the official evaluator scores the file as `featx evaluate` does. Default: every video of the store.")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="Detection with --subset: the ActivityNet JSON or CSV that names the subsets.")] = None,
 ) -> None:
     """Predict the top-k labels of every video in a store, or, with --adaptive, straight from videos; with a
-    detection run, the scored segments of every video as ActivityNet results JSON."""
+    detection run, the scored segments of every video as ActivityNet results JSON. The run reads the streams it
+    was trained on."""
     from seqmodels.classify import predict_store, write_table
     from featx.store import refuse_output_in_store
     from seqmodels.detection.run import predict_detection

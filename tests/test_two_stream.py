@@ -1,5 +1,7 @@
 """Two-stream extraction: optical-flow stacks into a cross-modality-initialised twin of the RGB network."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,9 +55,18 @@ def test_heads_train_on_a_two_stream_store(tiny_videos, tmp_path):
     labels = tmp_path / "labels.csv"
     ids = sorted(load_sequences(store))
     labels.write_text("video_id,label,split\n" + "".join(f"{v},{'ab'[k % 2]},{'train' if k < 2 else 'val'}\n" for k, v in enumerate(ids)))
-    result = runner.invoke(app, ["train-head", str(store), "--labels", str(labels), "--head", "avgpool", "--out",
-                                 str(tmp_path / "run"), "--epochs", "1", "--no-progress"])
-    assert result.exit_code == 0, result.output
+    for stream in ("both", "flow", "rgb"):  # unset: the store's own streams, fused late
+        run = tmp_path / f"run-{stream}"
+        args = [] if stream == "both" else ["--stream", stream]
+        result = runner.invoke(app, ["train-head", str(store), "--labels", str(labels), "--head", "avgpool", "--out",
+                                     str(run), "--epochs", "1", *args, "--no-progress"])
+        assert result.exit_code == 0, result.output
+        train = json.loads((run / "config.json").read_text())["train"]
+        assert (train["stream"], train["fusion"]) == (stream, "late" if stream == "both" else None)
+        result = runner.invoke(app, ["predict", str(run), str(store), "--out", str(tmp_path / f"{stream}.csv")])
+        assert result.exit_code == 0, result.output
+    scores = {s: pd.read_csv(tmp_path / f"{s}.csv").score_1.to_numpy() for s in ("both", "flow", "rgb")}
+    assert not np.allclose(scores["flow"], scores["rgb"])  # each run read its own column
 
 
 def test_flow_with_clips_is_refused(tiny_videos, tmp_path):
