@@ -50,7 +50,7 @@ def test_writers_conflict_exactly_when_they_could_write_the_same_video(a, b, con
 def test_a_second_writer_of_the_same_videos_is_refused_while_the_first_runs(tmp_path):
     root = tmp_path / "s"
     first = StoreWriter(root, toy_config())
-    with pytest.raises(FeatxError, match=r"another featx extract \(pid \d+ .*writing the whole store"):
+    with pytest.raises(FeatxError, match=r"another featx extract or import \(pid \d+ .*writing the whole store"):
         StoreWriter(root, toy_config())
     with pytest.raises(FeatxError, match="could write videos twice"):
         StoreWriter(root, toy_config(), shard="1/2")
