@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from featx.config import DTYPES
 from featx.errors import FeatxError
 from featx.location import store_path
-from featx.store import latest_manifest, load_features, load_sequences, read_config, refuse_output_in_store
+from featx.store import _pid_alive, latest_manifest, load_features, load_sequences, read_config, refuse_output_in_store
 
 SIDECAR = "featx_export.json"
 SIDECAR_VERSION = 1
@@ -264,6 +264,10 @@ def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: s
     dtype = dtype or config.dtype
     tmp = out.parent / f".{out.name}.featx-export-{os.getpid()}.tmp"
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.featx-export-*.tmp"):  # of exports killed before finishing
+        pid = stale.name.rsplit("-", 1)[-1].removesuffix(".tmp")
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -382,14 +386,21 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 def _move_into_place(tmp: Path, out: Path) -> None:
     """Replace `out` by the finished export: one rename when `out` is new or empty; else the files of an earlier
-    export there are removed and the new ones moved in, the sidecar last."""
+    export there are removed and the new ones moved in, the sidecar last. A file of the user's (not listed by an
+    earlier export's sidecar) that the export would replace is refused before anything is touched."""
+    files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != SIDECAR) + [tmp / SIDECAR]
+    earlier = set(_earlier_export_files(out))
+    clash = [p.relative_to(tmp).as_posix() for p in files
+             if (out / p.relative_to(tmp)).exists() and p.relative_to(tmp).as_posix() not in earlier]
+    if clash:
+        raise FeatxError(f"--out {out}: {clash[0]} is not from an earlier featx export and would be replaced; "
+                         "move it away or choose a new folder")
     _remove_earlier_export(out)
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()
     if not out.exists():
         os.replace(tmp, out)
         return
-    files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != SIDECAR) + [tmp / SIDECAR]
     for path in files:
         target = out / path.relative_to(tmp)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -397,12 +408,17 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(tmp)
 
 
-def _remove_earlier_export(out: Path) -> None:
+def _earlier_export_files(out: Path) -> list[str]:
+    """The files an earlier export in `out` wrote, by its sidecar (none without one)."""
     try:
         earlier = json.loads((out / SIDECAR).read_text())
     except (OSError, ValueError):
-        return
+        return []
     names = [] if earlier.get("format") == "hdf5" else [v.get("file") for v in earlier.get("videos", {}).values()]
-    for name in [*names, HDF5_FILE, TIMES, ANNOTATIONS, SIDECAR]:
-        if isinstance(name, str) and ".." not in PurePosixPath(name).parts:
-            (out / name).unlink(missing_ok=True)
+    return [n for n in [*names, HDF5_FILE, TIMES, ANNOTATIONS, SIDECAR]
+            if isinstance(n, str) and ".." not in PurePosixPath(n).parts]
+
+
+def _remove_earlier_export(out: Path) -> None:
+    for name in _earlier_export_files(out):
+        (out / name).unlink(missing_ok=True)

@@ -231,3 +231,23 @@ def test_hdf5_cannot_hold_an_id_inside_another_and_says_so(tmp_path):
     assert not (tmp_path / "out").exists()
     export_store(root, tmp_path / "npy", progress=False)
     assert (tmp_path / "npy" / "a.npy").is_file() and (tmp_path / "npy" / "a" / "b.npy").is_file()
+
+
+def test_overwrite_never_replaces_a_file_no_earlier_export_wrote(tmp_path):
+    root = make_store(tmp_path / "store")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.npy").write_bytes(b"precious")
+    line = one_error_line(runner.invoke(app, ["export", str(root), "--out", str(out), "--overwrite", "--no-progress"]))
+    assert "a.npy is not from an earlier featx export" in line
+    assert (out / "a.npy").read_bytes() == b"precious" and not list(tmp_path.glob(".out.featx-export-*"))
+
+
+def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next(tmp_path):
+    root = make_store(tmp_path / "store")
+    stale = tmp_path / ".out.featx-export-999999999.tmp"
+    stale.mkdir()
+    (stale / "half.npy").write_bytes(b"x")
+    result = runner.invoke(app, ["export", str(root), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists()
