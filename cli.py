@@ -396,6 +396,9 @@ def train_head(
 
     with user_errors():
         refuse_output_in_store(out, folder=True)
+        from seqmodels.runs import check_run_folder
+
+        check_run_folder(out)
         if task == "auto":
             task = "detection" if annotations is not None else "classification"
         config = TrainConfig.with_defaults(

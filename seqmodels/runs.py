@@ -130,11 +130,28 @@ def _meta(run: Run) -> dict:
             "classes": run.classes, "in_dim": run.in_dim, "store_config": run.store_config}
 
 
+# Every file a run folder may hold: training again into a run folder replaces all of them, so a folder never
+# mixes two runs (an avgpool checkpoint beside a skip head's skips.png).
+RUN_FILES = ("config.json", "checkpoint.pt", "metrics.json", "history.json", "curves.png", "confusion.png",
+             "skips.png", "timeline.png", "evaluation.json")
+
+
+def check_run_folder(folder: str | Path) -> None:
+    """Before training: --out is new, empty, or an earlier run (which the new one replaces); any other folder is
+    refused, so nothing of the user's is mixed into or overwritten by a run."""
+    folder = Path(folder)
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / "config.json").is_file():
+        raise FeatxError(f"--out {folder} is a non-empty folder but not a featx run; choose a new folder")
+
+
 def save_run(run: Run, folder: str | Path) -> None:
-    """config.json and checkpoint.pt, each written to a temporary name and renamed (never half-written)."""
+    """config.json and checkpoint.pt, each written to a temporary name and renamed (never half-written); the
+    files of an earlier run in `folder` are removed first."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            (folder / name).unlink(missing_ok=True)
         meta = _meta(run)
         tmp = folder / ".checkpoint.pt.tmp"
         torch.save({**meta, "state_dict": run.model.state_dict(), "history": run.history}, tmp)

@@ -100,3 +100,18 @@ def test_runs_of_another_format_version_are_refused(tmp_path, version, word):
 def test_a_detection_head_asked_for_classification_says_so():
     with pytest.raises(FeatxError, match="montes-lstm is a detection head: train it with --annotations"):
         TrainConfig.with_defaults("classification", "montes-lstm")
+
+
+def test_training_again_into_a_run_folder_replaces_every_file_of_the_earlier_run(tmp_path):
+    from seqmodels.runs import check_run_folder
+
+    _, folder = _run(tmp_path)
+    (folder / "skips.png").write_bytes(b"from the earlier run")
+    check_run_folder(folder)  # an earlier run: allowed
+    _run(tmp_path)
+    assert not (folder / "skips.png").exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FeatxError, match="non-empty folder but not a featx run"):
+        check_run_folder(other)
