@@ -45,7 +45,7 @@ def _scan_folder(folder: Path) -> list[VideoInput]:
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         files += [Path(here) / n for n in names if not n.startswith(".") and Path(n).suffix.lower() in VIDEO_SUFFIXES]
-    files = sorted(p for p in files if p.is_file())
+    files = sorted(p for p in files if p.is_file() or p.is_symlink())  # a dangling link: a failed row, not silence
     return [VideoInput(p.resolve(), _video_id(p, folder)) for p in files]
 
 
@@ -64,6 +64,8 @@ def _read_list(list_file: Path) -> list[VideoInput]:
     for raw, given_id in rows:
         path = Path(raw).expanduser()
         named = Path(os.path.normpath(path if path.is_absolute() else base / path))  # as listed: links kept
+        if given_id and (given_id.startswith("/") or ".." in PurePath(given_id).parts):
+            raise FeatxError(f"{list_file}: video_id {given_id!r} must be a relative name without '..'")
         out.append(VideoInput(named.resolve(), given_id or _video_id(named, base)))
     return out
 

@@ -52,3 +52,17 @@ def test_symlinks_named_in_a_list_keep_their_own_names_as_ids(tmp_path):
     (links / "list.txt").write_text("a.mp4\nb.mp4\n")
     found = collect_inputs([links / "list.txt"])
     assert [v.video_id for v in found] == ["a", "b"] and {v.path for v in found} == {target.resolve()}
+
+
+def test_a_dangling_link_in_a_folder_is_kept_so_it_becomes_a_failed_row(tmp_path):
+    touch(tmp_path / "ok.mp4")
+    os.symlink(tmp_path / "gone.mp4", tmp_path / "dangling.mp4")
+    assert [v.video_id for v in collect_inputs([tmp_path])] == ["dangling", "ok"]
+
+
+@pytest.mark.parametrize("video_id", ["../../escaped", "/abs/evil"])
+def test_list_ids_that_would_escape_a_folder_are_refused(tmp_path, video_id):
+    touch(tmp_path / "v.mp4")
+    (tmp_path / "l.csv").write_text(f"path,video_id\nv.mp4,{video_id}\n")
+    with pytest.raises(FeatxError, match="must be a relative name without"):
+        collect_inputs([tmp_path / "l.csv"])
