@@ -219,7 +219,25 @@ def write_video(
     os.replace(partial, path)
 
 
-def _start(out, videos: int, seconds: float, fps: int, size: int, seed: int, progress: bool):
+# Written first into a synth folder: the settings that made it, so running the same command again resumes it,
+# and a different command (or a folder of the user's) is refused instead of overwriting its labels and videos.
+MARKER = ".featx-synth.json"
+
+
+def _check_folder(folder: Path, made: dict) -> None:
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    try:
+        earlier = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        raise FeatxError(f"{folder} is a non-empty folder not made by featx synth; choose a new folder") from None
+    if earlier != made:
+        changed = ", ".join(sorted(k for k in set(made) | set(earlier) if made.get(k) != earlier.get(k)))
+        raise FeatxError(f"{folder} was made by featx synth with other settings ({changed}); choose a new folder "
+                         "(the same command again resumes it)")
+
+
+def _start(out, videos: int, seconds: float, fps: int, size: int, seed: int, progress: bool, **settings):
     """Check the arguments, make the folder; returns (folder, rng, frames per video, video numbers)."""
     from tqdm.auto import tqdm
 
@@ -230,10 +248,13 @@ def _start(out, videos: int, seconds: float, fps: int, size: int, seed: int, pro
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise FeatxError(f"{folder} exists and is not a folder; synth writes videos into a folder")
+    made = {**settings, "videos": videos, "seconds": seconds, "fps": fps, "size": size, "seed": seed}
+    _check_folder(folder, made)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FeatxError(f"{folder}: cannot make the folder ({exc.strerror or exc})") from None
+    (folder / MARKER).write_text(json.dumps(made, sort_keys=True))
     numbers = tqdm(range(videos), desc="synth", unit="video", disable=not progress)
     return folder, np.random.default_rng(seed), max(1, round(seconds * fps)), numbers
 
@@ -248,7 +269,8 @@ def make_trimmed(
     flashes > 0: each colour shows only for this share of the video, at a random time (see flash_frame)."""
     if not 0 <= flashes < 0.25:
         raise FeatxError(f"--flashes must be in [0, 0.25), not {flashes}")
-    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress)
+    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress, kind="trimmed",
+                                     val_fraction=val_fraction, lead_in=lead_in, flashes=flashes)
     rows, paths = [], []
     for k in numbers:
         label, rank, split = _class_and_split(k, videos, TRIMMED_CLASSES, val_fraction)
@@ -320,7 +342,7 @@ def make_motion(
     size / 12 at uniformly random positions on a static smooth background, moving 3-5 % of the frame per frame
     (the same for every class) in the class's direction, wrapping around. Intra-coded, as trimmed videos are,
     so coding artefacts depend on a frame's content alone (inter coding follows the motion)."""
-    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress)
+    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress, kind="motion", val_fraction=val_fraction)
     rows, paths = [], []
     for k in numbers:
         label, rank, split = _class_and_split(k, videos, MOTION_CLASSES, val_fraction)
@@ -402,7 +424,7 @@ def make_untrimmed(
     """`videos` long videos with action segments; `annotations.json` in the ActivityNet format.
     hard: HARD_CLASSES, actions of 0.5-20 s with occluded stretches, a background whose brightness varies
     (see hard_segments, hard_frame); off, the same seed gives the same videos as before it existed."""
-    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress)
+    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress, kind="untrimmed", val_fraction=val_fraction, hard=hard)
     duration = n / fps
     n_val = round(videos * val_fraction)
     database, paths = {}, []

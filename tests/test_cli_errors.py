@@ -173,4 +173,16 @@ def test_synth_refuses_numbers_it_cannot_honour_before_making_anything(tmp_path,
 def test_synth_leaves_only_whole_videos(tmp_path):
     result = runner.invoke(app, ["synth", str(tmp_path / "out"), "--videos", "2", "--seconds", "1", "--size", "32"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("."))  == []
+    assert not list((tmp_path / "out").glob(".*partial*"))
+
+
+def test_synth_resumes_its_own_folder_and_refuses_to_overwrite_another(tmp_path):
+    args = ["synth", str(tmp_path / "out"), "--videos", "2", "--seconds", "1", "--size", "32"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, args).exit_code == 0  # the same command again: resumes
+    labels = (tmp_path / "out" / "labels.csv").read_text()
+    one_error_line(runner.invoke(app, [*args, "--seed", "5"]), "made by featx synth with other settings (seed)")
+    assert (tmp_path / "out" / "labels.csv").read_text() == labels
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    one_error_line(runner.invoke(app, ["synth", str(tmp_path / "mine")]), "not made by featx synth")
