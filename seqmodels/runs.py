@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from featx.backbones.weights import file_sha256
 from featx.errors import FeatxError
 from seqmodels import streams
 from seqmodels.protocol import Protocol
@@ -158,7 +159,7 @@ def save_run(run: Run, folder: str | Path) -> None:
         os.replace(tmp, folder / "checkpoint.pt")
         tmp = folder / ".config.json.tmp"
         # the checkpoint's digest: a damaged or swapped checkpoint.pt is an error, never other predictions
-        tmp.write_text(json.dumps({**meta, "checkpoint_sha256": _sha256(folder / "checkpoint.pt")}, indent=1))
+        tmp.write_text(json.dumps({**meta, "checkpoint_sha256": file_sha256(folder / "checkpoint.pt")}, indent=1))
         os.replace(tmp, folder / "config.json")
     except OSError as exc:
         raise FeatxError(f"cannot write the run to {folder}: {exc.strerror or exc}") from None
@@ -181,15 +182,6 @@ def read_meta(folder: str | Path) -> dict:
     return meta
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def run_task(folder: str | Path) -> str:
     """'classification' or 'detection', from a run folder's config.json."""
@@ -202,7 +194,7 @@ def load_checkpoint(folder: str | Path) -> dict:
     if not path.is_file():
         raise FeatxError(f"{folder} is not a training run (no checkpoint.pt); train one with `featx train-head`")
     expected = read_meta(folder).get("checkpoint_sha256") if (Path(folder) / "config.json").is_file() else None
-    if expected is not None and _sha256(path) != expected:
+    if expected is not None and file_sha256(path) != expected:
         raise FeatxError(f"{path} does not match the checksum in config.json (damaged or replaced); train the run again")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
