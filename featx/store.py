@@ -207,8 +207,7 @@ class StoreWriter:
             self._lease = WriterLease(self.root, shard).acquire()
         _remove_dead_tmp_files(self.root)
         repair_manifest(self.root)
-        self.repairs = repair_store(self.root, quick_check(
-            self.root, read_manifest(self.root), latest_manifest(self.root), read_footers=True))
+        self.repairs = repair_store(self.root, quick_check(self.root, read_manifest(self.root), read_footers=True))
         self.ok_ids = ok_video_ids(self.root)
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -369,10 +368,10 @@ def refuse_output_in_store(path: str | Path, option: str = "--out", folder: bool
     path = Path(path).absolute()
     if folder and path.exists() and not path.is_dir():
         raise FeatxError(f"{option} {path} is a file; give a folder")
-    for folder in [path, *path.parents]:
-        if folder.is_dir() and (folder / MANIFEST_DIR).is_dir():
-            raise FeatxError(f"{option} {path} is inside the store {folder}; write it elsewhere")
-    existing = next(folder for folder in path.parents if folder.exists())
+    for place in [path, *path.parents]:
+        if place.is_dir() and (place / MANIFEST_DIR).is_dir():
+            raise FeatxError(f"{option} {path} is inside the store {place}; write it elsewhere")
+    existing = next(place for place in path.parents if place.exists())
     if not existing.is_dir():
         raise FeatxError(f"{option} {path}: {existing} is a file, not a folder")
     if existing != path.parent and path.suffix:  # a file's folder is not made for it
@@ -415,7 +414,11 @@ def read_manifest(root: str | Path) -> pd.DataFrame:
 
 def latest_manifest(root: str | Path) -> pd.DataFrame:
     """One row per video: its most recent attempt, so a video that failed once and then worked is ok."""
-    manifest = read_manifest(root)
+    return latest_rows(read_manifest(root))
+
+
+def latest_rows(manifest: pd.DataFrame) -> pd.DataFrame:
+    """latest_manifest of a manifest already read (read_manifest sorts it oldest first)."""
     return manifest.drop_duplicates("video_id", keep="last").reset_index(drop=True)
 
 
@@ -429,8 +432,9 @@ def videos_to_do(root: str | Path, video_ids) -> set[str]:
     """Of `video_ids`, those with no row in the manifest yet, or whose rows are in a missing or damaged part:
     what the next `featx extract` of them would do."""
     root = store_path(root)
-    latest = latest_manifest(root)
-    problems = quick_check(root, read_manifest(root), latest, read_footers=True)
+    manifest = read_manifest(root)
+    latest = latest_rows(manifest)
+    problems = quick_check(root, manifest, read_footers=True)
     lost = set(latest[latest["part"].isin(list(problems.missing) + list(problems.damaged))]["video_id"])
     return (set(video_ids) - set(latest["video_id"])) | (lost & set(video_ids))
 
@@ -438,7 +442,7 @@ def videos_to_do(root: str | Path, video_ids) -> set[str]:
 def _dataset(root) -> ds.Dataset:
     """The store's parts, once the manifest and the parts present agree (store_check)."""
     _require_store(root)
-    refuse_problems(root, quick_check(root, read_manifest(root), latest_manifest(root)))
+    refuse_problems(root, quick_check(root, read_manifest(root)))
     parts = sorted(root.glob(PART_GLOB))
     if not parts:
         raise FeatxError(f"{root} has no feature rows yet (every video failed, or none was extracted)")
@@ -500,8 +504,8 @@ def store_info(root: str | Path) -> dict:
     _require_store(root)
     parts = sorted(root.glob(PART_GLOB))
     manifest = read_manifest(root)
-    latest = latest_manifest(root)
-    problems = quick_check(root, manifest, latest, read_footers=True)
+    latest = latest_rows(manifest)
+    problems = quick_check(root, manifest, read_footers=True)
     rows = sum(location.parquet_metadata(p).num_rows for p in parts if p.name not in problems.damaged)
     failed = latest[latest["status"] == "error"]
     config = read_config(root)

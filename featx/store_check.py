@@ -65,14 +65,15 @@ def _ok_rows(manifest):
     return manifest[(manifest["status"] == "ok") & manifest["part"].notna()]
 
 
-def quick_check(root, manifest, latest, read_footers: bool = False) -> StoreProblems:
-    """Missing parts (named by a video's latest row), videos ok in two existing parts and, with
-    read_footers, parts whose footer cannot be read or whose row count disagrees with the manifest."""
-    from featx.store import PART_GLOB
+def quick_check(root, manifest, read_footers: bool = False) -> StoreProblems:
+    """Missing parts (named by a video's latest row in `manifest`, as read_manifest gives it), videos ok in
+    two existing parts and, with read_footers, parts whose footer cannot be read or whose row count
+    disagrees with the manifest."""
+    from featx.store import PART_GLOB, latest_rows
 
     present = {p.name: p for p in root.glob(PART_GLOB)}
     problems = StoreProblems()
-    latest_ok = _ok_rows(latest)
+    latest_ok = _ok_rows(latest_rows(manifest))
     for part, group in latest_ok.groupby("part"):
         if part not in present:
             problems.missing[part] = sorted(group["video_id"])
@@ -103,10 +104,9 @@ def verify_store(root, progress: bool = False) -> StoreProblems:
     looking for repeated (video_id, step) rows."""
     from tqdm.auto import tqdm
 
-    from featx.store import PART_GLOB, latest_manifest, read_manifest
+    from featx.store import PART_GLOB, read_manifest
 
-    manifest = read_manifest(root)
-    problems = quick_check(root, manifest, latest_manifest(root), read_footers=True)
+    problems = quick_check(root, read_manifest(root), read_footers=True)
     holders: dict[str, set[str]] = {}  # video_id -> the parts with rows of it
     for path in tqdm(sorted(root.glob(PART_GLOB)), unit="part", desc="verify", disable=not progress):
         if path.name in problems.damaged:
@@ -127,7 +127,7 @@ def verify_store(root, progress: bool = False) -> StoreProblems:
     return problems
 
 
-def repair_store(root, problems: StoreProblems, reason_prefix: str = "") -> list[str]:
+def repair_store(root, problems: StoreProblems) -> list[str]:
     """Set damaged parts aside, record the videos of missing and damaged parts as failed (so the next
     extraction redoes them), and remove every second copy of a video. Returns what was done, one line each.
     Only for a writer that holds the store's lease (featx.lease), or when no writer runs."""
@@ -196,8 +196,8 @@ def _rewrite_part(root, part: str, videos: set[str]) -> None:
     fragment = root / MANIFEST_DIR / part.removeprefix("part-")
     if keep.num_rows == 0:
         path.unlink()
-    else:
-        _write_atomic(keep.replace_schema_metadata(meta), path)
+    else:  # encoded as StoreWriter writes parts: dictionary for video_id only (featx.store, bench/read.py)
+        _write_atomic(keep.replace_schema_metadata(meta), path, use_dictionary=["video_id"])
     if fragment.exists():
         rows = location.read_table(fragment)
         stale = pc.and_(pc.is_in(rows["video_id"], pa.array(sorted(videos))), pc.equal(rows["part"], part))
