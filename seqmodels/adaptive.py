@@ -77,7 +77,7 @@ def _advance(head: SkipRNNHead, stream: _Stream):
     for pixels in stream.frames:
         if torch.round(head.update_probability(stream.state)).item() == 1:
             return pixels
-        zero = torch.zeros(1, head.cell.weight_ih.shape[0])  # never read: u_t = 0 copies the state
+        zero = torch.zeros(1, head.input_gates)  # never read: u_t = 0 copies the state
         stream.state, u = head.step(zero, stream.state)
         stream.updates.append(int(u.item()))
     return None
