@@ -147,8 +147,9 @@ def extract(
     inflate: Annotated[Optional[str], typer.Option(help="Turn a 2D timm ResNet into a 3D clip backbone: mean (each k x k kernel repeated over time / T) or center (middle slice only).")] = None,
     inflate_time: Annotated[int, typer.Option(help="With --inflate: the temporal kernel size of the k x k convolutions.")] = 3,
     stream: Annotated[str, typer.Option(help="rgb (frames), flow (optical-flow stacks into the same network, its first convolution cross-modality initialised), or both: RGB in `feature` and flow in `flow_feature` on one time grid. Needs opencv-python-headless (pip install 'featx[flow]').")] = "rgb",
-    flow_len: Annotated[int, typer.Option(min=1, help="With --stream flow|both: flow fields stacked per row (2L input channels).")] = 5,
-    flow: Annotated[str, typer.Option(help="With --stream flow|both: farneback, or tvl1 (needs opencv-contrib-python-headless).")] = "farneback",
+    flow_len: Annotated[Optional[int], typer.Option(min=1, help="With --stream flow|both: flow fields stacked per row (2L input channels; default 5). Clip backbones take one field per frame: a (2, L, H, W) flow clip for --clip-len L.")] = None,
+    flow: Annotated[str, typer.Option(help="With --stream flow|both: farneback (computed in the decoding workers), tvl1 (needs opencv-contrib-python-headless), or raft-small / raft-large (torchvision's RAFT on --device, weights from --weights-flow).")] = "farneback",
+    weights_flow: Annotated[Optional[Path], typer.Option(help="With --flow raft-small|raft-large: torchvision's RAFT checkpoint of that size (a local state dict or .safetensors; featx downloads nothing).")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (worth it for long runs on a GPU; compiling takes a while). Every batch is padded to --batch-size so it compiles once.")] = False,
     part_mb: Annotated[float, typer.Option(help="Commit a part file once it holds about this many MB of features (a crash loses at most the uncommitted part).")] = 64,
     shard: Annotated[Optional[str], typer.Option(help="i/N: extract only the videos of shard i of N (a stable hash of video_id). Shards may run at the same time, on any machines, into one store.")] = None,
@@ -194,6 +195,7 @@ def extract(
             stream=stream,
             flow_len=flow_len,
             flow_method=flow,
+            flow_weights=str(weights_flow) if weights_flow else None,
         )
         videos = collect_inputs(inputs)
         if config.weights == "auto" and backbone != DEFAULT_BACKBONE:

@@ -19,10 +19,10 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 CLIP_TAILS = ("pad", "drop")  # the last, incomplete clip: repeat the last frame, or leave it out
 INFLATE_MODES = ("mean", "center")
 STREAMS = ("rgb", "flow", "both")  # what is embedded: frames, optical-flow stacks, or both on one time grid
-FLOW_METHODS = ("farneback", "tvl1")
+FLOW_METHODS = ("farneback", "tvl1", "raft-small", "raft-large")  # OpenCV in the workers, RAFT on the device
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
-_NOT_IDENTITY = ("weights", "versions", "import_source")
+_NOT_IDENTITY = ("weights", "flow_weights", "versions", "import_source")
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,12 @@ class ExtractConfig:
     inflate: str | None = None  # inflate a 2D timm ResNet into 3D: "mean" or "center" (INFLATE_MODES)
     inflate_time: int = 3  # temporal kernel of the inflated k x k convolutions
     stream: str = "rgb"  # STREAMS; "both" adds the column flow_feature
-    flow_len: int = 5  # flow fields stacked per row (2 * flow_len input channels)
+    flow_len: int = 5  # flow fields stacked per row (2 * flow_len input channels); 1 for flow clips (2, L, H, W)
     flow_method: str = "farneback"  # FLOW_METHODS
+    flow_weights: str | None = None  # RAFT's checkpoint path (--weights-flow); like `weights`, not identity
     # Filled in by the backbone when it is loaded (see `featx.backbones.load_backbone`).
     weights_sha256: str | None = None  # sha256 of the weights file (or of the tensors, for hub/random weights)
+    flow_weights_sha256: str | None = None  # sha256 of flow_weights' file (RAFT)
     feature_dim: int | None = None  # D, the length of every feature vector
     input_size: tuple[int, int, int] | None = None  # (C, H, W) fed to the backbone
     mean: tuple[float, ...] | None = None  # per-channel normalisation, from the backbone's timm data config
@@ -75,8 +77,14 @@ class ExtractConfig:
             raise FeatxError(f"--flow must be one of {', '.join(FLOW_METHODS)}, not {self.flow_method!r}")
         if self.flow_len < 1:
             raise FeatxError(f"--flow-len must be at least 1, not {self.flow_len}")
-        if self.stream != "rgb" and self.clip_len is not None:
-            raise FeatxError("--stream flow|both takes per-frame 2D backbones; leave out --clip-len")
+        if self.stream != "rgb" and self.clip_len is not None and self.flow_len != 1:
+            raise FeatxError("flow clips take one flow field per frame, (2, L, H, W) for --clip-len L: "
+                             "leave out --flow-len (or give 1)")
+        if self.flow_weights is not None and not self.flow_method.startswith("raft"):
+            raise FeatxError(f"--weights-flow is for --flow raft-small|raft-large, not {self.flow_method}")
+        if self.stream != "rgb" and self.flow_method.startswith("raft") and self.flow_weights is None:
+            raise FeatxError(f"--flow {self.flow_method} needs --weights-flow PATH (torchvision's "
+                             f"{self.flow_method.replace('-', '_')} checkpoint); featx does not download weights")
         if self.precision not in PRECISIONS:
             raise FeatxError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.fps is not None and not 0 < self.fps < math.inf:

@@ -1,15 +1,18 @@
 """Decoding in worker processes, so the backbone never waits for the decoder.
 
 Workers take videos from a task queue (dynamic assignment: a long video does not hold up the rest) and
-send back sampled, resized frame chunks. The consumer sees a stream of events (`Event`), per video in order:
-    Frames(i, FrameChunk)            the next sampled frames of video i
+send back sampled, resized frame chunks, and with `flow` (an OpenCV method) the optical flow arriving at each
+frame, computed in the worker (so flow scales with the workers like decoding: about 127 frame pairs/s per core
+at 224 px would otherwise cap the main process). The consumer sees a stream of events (`Event`), per video in
+order:
+    Frames(i, FrameChunk, flow?)     the next sampled frames of video i (and their flow fields)
     Decoded(i, DecodedVideo)         video i decoded to the end
     Failed(i, message, VideoInfo?)   video i failed; its earlier frames are void
 A worker that dies (a decoder crash) turns its current video into a Failed event and is replaced.
 
-Pixels travel through shared memory, not the results queue: each worker owns a ring of chunk-sized slots,
-writes a chunk into its next free slot and sends only the slot's number; the consumer copies the chunk out
-and frees the slot at once. Pickling frames through a pipe capped the consumer at about 1,200 frames/s
+Pixels (and flow fields) travel through shared memory, not the results queue: each worker owns a ring of
+chunk-sized slots, writes a chunk into its next free slot and sends only the slot's number; the consumer copies
+the chunk out and frees the slot at once. Pickling frames through a pipe capped the consumer at about 1,200 frames/s
 (224 x 224) on a 16-core machine, a tenth of what a GPU embeds.
 """
 
@@ -26,6 +29,7 @@ from typing import Iterator
 import numpy as np
 
 from featx.errors import FeatxError
+from featx.flow import FlowFields
 from featx.video import DecodedVideo, FrameChunk, Preprocess, VideoInfo, probe, stream_frames
 
 _POLL_SECONDS = 1.0
@@ -38,6 +42,7 @@ class Frames:
 
     video: int  # index into the decoded paths
     chunk: FrameChunk
+    flow: np.ndarray | None = None  # (N, H, W, 2) uint8: featx.flow.FlowFields of the chunk, when asked for
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class _Started:
 
 @dataclass(frozen=True)
 class _Shared:
-    """Worker -> consumer: the frames of a Frames event, their pixels left in shared-memory `slot`."""
+    """Worker -> consumer: the frames of a Frames event, their pixels (and flow) left in shared-memory `slot`."""
 
     video: int
     index: np.ndarray  # (N,) int64
@@ -79,12 +84,18 @@ class _Shared:
 
 
 def video_events(
-    i: int, path: str | Path, fps: float | None, pre: Preprocess | None, chunk: int, threads: int = 0
+    i: int, path: str | Path, fps: float | None, pre: Preprocess | None, chunk: int, threads: int = 0,
+    flow: str | None = None,
 ) -> Iterator[Event]:
-    """The events of one video, decoded in this process. Every failure becomes a Failed event."""
+    """The events of one video, decoded (and with `flow`, its optical flow computed) in this process. Every
+    failure becomes a Failed event."""
+    fields = FlowFields(flow) if flow else None
     try:
         for item in stream_frames(path, fps, pre, chunk, threads):
-            yield Decoded(i, item) if isinstance(item, DecodedVideo) else Frames(i, item)
+            if isinstance(item, DecodedVideo):
+                yield Decoded(i, item)
+            else:
+                yield Frames(i, item, fields.push(item.pixels) if fields else None)
     except FeatxError as exc:
         yield Failed(i, str(exc), _probe_quietly(path))
     except Exception as exc:  # a decoder bug must not stop the dataset; it is recorded in the manifest
@@ -110,60 +121,68 @@ def _put(results, event, parent: int) -> None:
 
 
 class _Ring:
-    """A worker's shared-memory slots, each one chunk of (chunk, H, W, 3) uint8 frames, and a semaphore
-    counting the free ones. Created by the consumer, which copies each chunk out and frees its slot at once;
-    slots are used and freed in order, so the worker simply takes the next one."""
+    """A worker's shared-memory slots, each holding one chunk of uint8 planes: (chunk, H, W, 3) frames and, with
+    flow, (chunk, H, W, 2) fields; and a semaphore counting the free slots. Created by the consumer, which copies
+    each chunk out and frees its slot at once; slots are used and freed in order, so the worker simply takes
+    the next one."""
 
-    def __init__(self, ctx, shape: tuple[int, ...]):
+    def __init__(self, ctx, planes: tuple[tuple[int, ...], ...]):
         from multiprocessing import shared_memory
 
-        self.shape = shape
-        self.memory = shared_memory.SharedMemory(create=True, size=_SLOTS * int(np.prod(shape)))
+        self.planes = planes
+        self.memory = shared_memory.SharedMemory(create=True, size=_SLOTS * self._slot_bytes)
         self.free = ctx.Semaphore(_SLOTS)
         self.next = 0
 
+    @property
+    def _slot_bytes(self) -> int:
+        return sum(int(np.prod(shape)) for shape in self.planes)
+
     def __getstate__(self):
-        return {"name": self.memory.name, "shape": self.shape, "free": self.free}
+        return {"name": self.memory.name, "planes": self.planes, "free": self.free}
 
     def __setstate__(self, state):  # in the worker: attach, leaving the segment's lifetime to the consumer
         from multiprocessing import shared_memory
 
         # A spawned worker shares the consumer's resource tracker, so attaching registers nothing new.
-        self.shape, self.free, self.next = state["shape"], state["free"], 0
+        self.planes, self.free, self.next = state["planes"], state["free"], 0
         self.memory = shared_memory.SharedMemory(name=state["name"])
 
-    def view(self, slot: int) -> np.ndarray:
-        return np.ndarray((_SLOTS, *self.shape), np.uint8, self.memory.buf)[slot]
+    def view(self, slot: int, plane: int) -> np.ndarray:
+        offset = slot * self._slot_bytes + sum(int(np.prod(shape)) for shape in self.planes[:plane])
+        return np.ndarray(self.planes[plane], np.uint8, self.memory.buf, offset)
 
-    def write(self, pixels: np.ndarray, parent: int) -> int:
-        """Copy `pixels` into the next slot once it is free; returns the slot."""
+    def write(self, arrays: tuple[np.ndarray, ...], parent: int) -> int:
+        """Copy one chunk's planes into the next slot once it is free; returns the slot."""
         while not self.free.acquire(timeout=_POLL_SECONDS):
             if os.getppid() != parent:
                 raise SystemExit(0)
         slot, self.next = self.next, (self.next + 1) % _SLOTS
-        self.view(slot)[: len(pixels)] = pixels
+        for plane, array in enumerate(arrays):
+            self.view(slot, plane)[: len(array)] = array
         return slot
 
-    def take(self, slot: int, n: int) -> np.ndarray:
-        """In the consumer: copy a chunk out and free its slot."""
-        pixels = self.view(slot)[:n].copy()
+    def take(self, slot: int, n: int) -> list[np.ndarray]:
+        """In the consumer: copy a chunk's planes out and free its slot."""
+        arrays = [self.view(slot, plane)[:n].copy() for plane in range(len(self.planes))]
         self.free.release()
-        return pixels
+        return arrays
 
     def close(self) -> None:
         self.memory.close()
         self.memory.unlink()
 
 
-def _worker(wid: int, tasks, results, fps, pre, chunk, parent: int, ring: _Ring | None, threads: int) -> None:
+def _worker(wid: int, tasks, results, fps, pre, chunk, flow, parent: int, ring: _Ring | None, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the workers
     while (task := tasks.get()) is not None:
         i, path = task
         _put(results, _Started(wid, i), parent)
-        for event in video_events(i, path, fps, pre, chunk, threads):
+        for event in video_events(i, path, fps, pre, chunk, threads, flow):
             if isinstance(event, Frames) and ring is not None:
                 c = event.chunk
-                event = _Shared(i, c.index, c.time, ring.write(c.pixels, parent))
+                planes = (c.pixels,) if event.flow is None else (c.pixels, event.flow)
+                event = _Shared(i, c.index, c.time, ring.write(planes, parent))
             _put(results, event, parent)
 
 
@@ -171,9 +190,10 @@ class _Pool:
     """The consumer's side of the worker processes: starts (and replaces) them with their shared-memory rings,
     and turns what they send into events, knowing which video each worker is decoding."""
 
-    def __init__(self, paths: list[Path], fps, pre: Preprocess | None, workers: int, chunk: int, prefetch: int):
+    def __init__(self, paths: list[Path], fps, pre: Preprocess | None, workers: int, chunk: int, prefetch: int,
+                 flow: str | None = None):
         self.ctx = mp.get_context("spawn")  # safe with CUDA and threads in the parent
-        self.paths, self.pre, self.chunk = paths, pre, chunk
+        self.paths, self.pre, self.chunk, self.flow = paths, pre, chunk, flow
         self.tasks, self.results = self.ctx.Queue(), self.ctx.Queue(maxsize=max(2, workers * prefetch))
         for task in enumerate(map(str, paths)):
             self.tasks.put(task)
@@ -181,7 +201,7 @@ class _Pool:
         for _ in range(workers):
             self.tasks.put(None)
         self.threads = max(1, (os.cpu_count() or 1) // workers)  # decoder threads per worker: the cores, shared out
-        self.worker_args = (self.tasks, self.results, fps, pre, chunk, os.getpid())
+        self.worker_args = (self.tasks, self.results, fps, pre, chunk, flow, os.getpid())
         self.rings: dict[int, _Ring] = {}
         self.current: dict[int, int] = {}  # worker id -> video it is decoding
         self.worker_of: dict[int, int] = {}  # video -> worker id
@@ -194,7 +214,8 @@ class _Pool:
         if self.pre is not None:  # frames of a known shape go through shared memory
             if wid in self.rings:  # a replaced worker may have died holding slots: a fresh ring
                 self.rings.pop(wid).close()
-            self.rings[wid] = _Ring(self.ctx, (self.chunk, *self.pre.crop, 3))
+            planes = ((self.chunk, *self.pre.crop, 3),) + (((self.chunk, *self.pre.crop, 2),) if self.flow else ())
+            self.rings[wid] = _Ring(self.ctx, planes)
         args = (wid, *self.worker_args, self.rings.get(wid), self.threads)
         self.procs[wid] = self.ctx.Process(target=_worker, args=args, daemon=True)
         self.procs[wid].start()
@@ -206,7 +227,8 @@ class _Pool:
                 self.current[wid], self.worker_of[i] = i, wid
                 return None
             case _Shared(video=i, index=index, time=time, slot=slot):
-                return Frames(i, FrameChunk(index, time, self.rings[self.worker_of[i]].take(slot, len(index))))
+                pixels, *flow = self.rings[self.worker_of[i]].take(slot, len(index))
+                return Frames(i, FrameChunk(index, time, pixels), flow[0] if flow else None)
             case Decoded(video=i) | Failed(video=i):
                 self.remaining -= 1
                 self.current.pop(self.worker_of.pop(i, -1), None)
@@ -236,14 +258,16 @@ class _Pool:
 
 
 def decode_events(
-    paths: list[Path], fps: float | None, pre: Preprocess | None, workers: int = 1, chunk: int = 16, prefetch: int = 8
+    paths: list[Path], fps: float | None, pre: Preprocess | None, workers: int = 1, chunk: int = 16, prefetch: int = 8,
+    flow: str | None = None,
 ) -> Iterator[Event]:
-    """Events for every video in `paths` (indices into it). workers=0 decodes in this process."""
+    """Events for every video in `paths` (indices into it). workers=0 decodes in this process. `flow`: an OpenCV
+    method (featx.flow.CPU_METHODS) whose fields the Frames events carry, computed where the frames are decoded."""
     if workers <= 0 or not paths:
         for i, path in enumerate(paths):
-            yield from video_events(i, path, fps, pre, chunk)
+            yield from video_events(i, path, fps, pre, chunk, flow=flow)
         return
-    pool = _Pool(paths, fps, pre, workers, chunk, prefetch)
+    pool = _Pool(paths, fps, pre, workers, chunk, prefetch, flow)
     try:
         while pool.remaining:
             try:

@@ -5,6 +5,7 @@ Rows of a video reach the store only once every one of its frames has been embed
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -18,7 +19,7 @@ from featx.batches import Batcher, BatchRunner
 from featx.clips import ClipWindow, clip_spans
 from featx.config import ExtractConfig
 from featx.decode_pool import Decoded, Event, Failed, Frames, decode_events
-from featx.flow import FlowStacker
+from featx.flow import CPU_METHODS, RAFT_MODELS, FlowFields, FlowStacker, check_method, load_raft
 from featx.inputs import VideoInput
 from featx.shards import select_shard
 from featx.store import StoreWriter
@@ -80,8 +81,16 @@ class _Video:
     features: dict[str, list[np.ndarray]] = field(default_factory=dict)  # store column -> feature chunks
     queued: int = 0  # rows (frames, clips or flow stacks) waiting in the batch queues
     decoded: DecodedVideo | None = None
-    window: ClipWindow | None = None  # clip backbones: the sliding window over the sampled frames
+    # clip backbones: per store column, the sliding window over its per-frame rows (frames, or flow fields);
+    # every column's window sees one row per sampled frame, so all have the same clip starts
+    windows: dict[str, ClipWindow] = field(default_factory=dict)
     stacker: FlowStacker | None = None  # flow streams: the flow stacks of the sampled frames
+    fields: FlowFields | None = None  # RAFT: flow computed here, on the device (else it comes with the frames)
+
+    @property
+    def window(self) -> ClipWindow | None:
+        """Clip backbones: a window over the sampled frames (any column's: their clip starts agree)."""
+        return next(iter(self.windows.values()), None)
 
 
 def auto_workers(device_type: str, cores: int | None = None) -> int:
@@ -137,6 +146,17 @@ def _flow_column(stream: str) -> str | None:
     return {"both": "flow_feature", "flow": "feature"}.get(stream)
 
 
+def _flow_model(config: ExtractConfig, device):
+    """RAFT on the extraction device when the flow stream asks for it; None for the OpenCV methods, which the
+    decoding workers run. Raises a one-line FeatxError when the method cannot run here."""
+    if _flow_column(config.stream) is None:
+        return None
+    check_method(config.flow_method)
+    if config.flow_method not in RAFT_MODELS:
+        return None
+    return load_raft(config.flow_method, config.flow_weights, device)
+
+
 def _networks(backbone, config: ExtractConfig, options: RunOptions) -> dict:
     """Store column -> the backbone that fills it: RGB frames or clips, and/or optical-flow stacks. Compiled or
     warmed up here, before the clock starts: that is part of loading."""
@@ -160,9 +180,10 @@ class _Extraction:
     and what the run has done so far (summary, progress bar)."""
 
     def __init__(self, todo: list[VideoInput], config: ExtractConfig, nets: dict, writer: StoreWriter,
-                 summary: ExtractSummary, bar, options: RunOptions):
+                 summary: ExtractSummary, bar, options: RunOptions, raft=None):
         self.todo, self.config, self.writer, self.summary, self.bar = todo, config, writer, summary, bar
         self.flow_column = _flow_column(config.stream)
+        self.raft = raft  # featx.flow.Raft, or None: the flow fields come with the decoded frames
         self.started = time.monotonic()  # the clock of frames_per_second starts once the backbones are loaded
         self.batchers = {c: Batcher(BatchRunner(n, options.batch_size, pad=options.compile), options.batch_size)
                          for c, n in nets.items()}
@@ -171,8 +192,8 @@ class _Extraction:
 
     def handle(self, event: Event) -> None:
         match event:
-            case Frames(video=i, chunk=chunk):
-                self._frames(i, chunk)
+            case Frames(video=i, chunk=chunk, flow=flow):
+                self._frames(i, chunk, flow)
             case Decoded(video=i, decoded=decoded):
                 self._decoded(i, decoded)
             case Failed(video=i, message=message, info=info):
@@ -191,28 +212,38 @@ class _Extraction:
         """Video i in flight, from its first event on."""
         if i not in self.videos:
             config = self.config
-            window = ClipWindow(config.clip_len, config.stride, config.clip_tail) if config.clips else None
-            stacker = FlowStacker(config.flow_len, config.flow_method) if self.flow_column else None
+            windows = {c: ClipWindow(config.clip_len, config.stride, config.clip_tail) for c in self.batchers
+                       } if config.clips else {}
+            stacker = FlowStacker(config.flow_len) if self.flow_column else None
+            fields = FlowFields(pairs=self.raft) if self.flow_column and self.raft else None
             self.videos[i] = _Video(self.todo[i], time.monotonic(), features={c: [] for c in self.batchers},
-                                    window=window, stacker=stacker)
+                                    windows=windows, stacker=stacker, fields=fields)
         return self.videos[i]
 
-    def _frames(self, i: int, chunk: FrameChunk) -> None:
+    def _frames(self, i: int, chunk: FrameChunk, flow: np.ndarray | None) -> None:
         video = self._video(i)
         video.index.append(chunk.index)
         video.time.append(chunk.time)
         if self.config.stream != "flow":
-            self._queue(i, video.window.push(chunk.pixels) if video.window else chunk.pixels)
+            self._rows(i, chunk.pixels)
         if video.stacker is not None:
-            self._queue(i, video.stacker.push(chunk.pixels), self.flow_column)
+            if video.fields is not None:
+                flow = video.fields.push(chunk.pixels)  # (n, H, W, 2): RAFT, the chunk's pairs in one batch
+            self._rows(i, video.stacker.push(flow), self.flow_column)
+
+    def _rows(self, i: int, rows: np.ndarray | None, column: str = "feature") -> None:
+        """Queue one row per sampled frame (a frame or a flow stack), through the column's clip window if any."""
+        window = self.videos[i].windows.get(column)
+        self._queue(i, window.push(rows) if window is not None and rows is not None else rows, column)
 
     def _decoded(self, i: int, decoded: DecodedVideo) -> None:
         video = self._video(i)
         # the last rows are queued before `decoded` is set: no batch may finish the video before them
         if video.stacker is not None:
-            self._queue(i, video.stacker.finish(), self.flow_column)
+            self._rows(i, video.stacker.finish(), self.flow_column)
+        for column, window in video.windows.items():
+            self._queue(i, window.finish(), column)
         if video.window is not None:
-            self._queue(i, video.window.finish())
             if not video.window.starts:
                 self._fail(i, f"shorter than one clip ({video.window.seen} frames < --clip-len "
                               f"{self.config.clip_len}); --clip-tail pad keeps it", decoded.info)
@@ -276,17 +307,22 @@ def extract(
 
     t0 = time.monotonic()
     backbone = load_backbone(config, options.device)
+    store_config = backbone.config
+    if raft := _flow_model(config, backbone.device):
+        raft, source, sha = raft
+        store_config = dataclasses.replace(store_config, flow_weights=source, flow_weights_sha256=sha)
     summary = ExtractSummary(store=str(out), unit="clips" if config.clips else "frames")
     shard = f"{options.shard[0]}/{options.shard[1]}" if options.shard else None
     if options.shard:
         inputs = select_shard(inputs, *options.shard)
-    with StoreWriter(out, backbone.config, part_mb=options.part_mb, flush_seconds=options.flush_seconds, shard=shard) as writer:
+    with StoreWriter(out, store_config, part_mb=options.part_mb, flush_seconds=options.flush_seconds, shard=shard) as writer:
         todo = [v for v in inputs if v.video_id not in writer.ok_ids]
         summary.skipped = len(inputs) - len(todo)
         bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not options.progress)
-        run = _Extraction(todo, config, _networks(backbone, config, options), writer, summary, bar, options)
+        run = _Extraction(todo, config, _networks(backbone, config, options), writer, summary, bar, options, raft)
         workers = options.workers if options.workers is not None else auto_workers(backbone.device.type)
-        events = decode_events([v.path for v in todo], config.fps, backbone.preprocess, workers)
+        cpu_flow = config.flow_method if run.flow_column and config.flow_method in CPU_METHODS else None
+        events = decode_events([v.path for v in todo], config.fps, backbone.preprocess, workers, flow=cpu_flow)
         with _InterruptLater() as interrupt:
             for event in events:
                 if interrupt.requested:

@@ -3,10 +3,14 @@
 - `optical_flow`: dense flow between two RGB frames, Farneback (OpenCV) or TV-L1 (needs opencv-contrib);
 - `encode_flow` / `decode_flow`: flow fields as uint8 images, clipped to +-`bound` pixels (TSN stores them
   so, with bound 20), which is how they travel through featx's pipeline and an optional cache;
-- `flow_stacks`: for each sampled frame t, the L fields t->t+1 ... t+L-1->t+L stacked as 2L channels
-  (x0, y0, x1, y1, ...), the last field repeated past the end of the video;
-- `cross_modality_init`: a 2D network for 2L-channel flow stacks made from an RGB one: its first convolution's
-  weights are averaged over the RGB channels and replicated over the 2L channels (TSN's initialisation).
+- `FlowFields`: a video's flow fields as its sampled frames arrive in chunks (in a decoding worker for the
+  OpenCV methods, so `--workers N` scales flow like decoding; in the main process, batched on the extraction
+  device, for RAFT: `Raft`, `load_raft`);
+- `FlowStacker` / `flow_stacks`: for each sampled frame t, the L fields t->t+1 ... t+L-1->t+L stacked as 2L
+  channels (x0, y0, x1, y1, ...), the last field repeated past the end of the video;
+- `cross_modality_init`: a network for flow made from an RGB one: its first convolution's weights are averaged
+  over the RGB channels and replicated over the flow channels (TSN's initialisation): 2L channels for a 2D
+  network on stacks of L fields, 2 for a 3D one on flow clips (one field per time step).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import numpy as np
 
 from featx.errors import FeatxError
 
-METHODS = ("farneback", "tvl1")
+CPU_METHODS = ("farneback", "tvl1")  # OpenCV, computed in the decoding workers
+RAFT_MODELS = {"raft-small": "raft_small", "raft-large": "raft_large"}  # --flow -> torchvision builder
+METHODS = (*CPU_METHODS, *RAFT_MODELS)
 BOUND = 20.0  # pixels: flow is clipped to +-BOUND before it is stored as uint8
 
 
@@ -37,7 +43,16 @@ def optical_flow(a: np.ndarray, b: np.ndarray, method: str = "farneback") -> np.
         if not hasattr(cv2, "optflow"):
             raise FeatxError("--flow tvl1 needs opencv-contrib-python-headless (cv2.optflow); use --flow farneback")
         return cv2.optflow.DualTVL1OpticalFlow_create().calc(ga, gb, None)
-    raise FeatxError(f"--flow must be one of {', '.join(METHODS)}, not {method!r}")
+    raise FeatxError(f"--flow must be one of {', '.join(CPU_METHODS)} here, not {method!r}")
+
+
+def check_method(method: str) -> None:
+    """Fail now, in one line, if `method` cannot run here (rather than in every video of a run)."""
+    if method in CPU_METHODS:
+        frame = np.zeros((8, 8, 3), np.uint8)
+        optical_flow(frame, frame, method)
+    elif method not in RAFT_MODELS:
+        raise FeatxError(f"--flow must be one of {', '.join(METHODS)}, not {method!r}")
 
 
 def encode_flow(flow: np.ndarray, bound: float = BOUND) -> np.ndarray:
@@ -51,46 +66,77 @@ def decode_flow(encoded: np.ndarray, bound: float = BOUND) -> np.ndarray:
 
 def flow_stacks(frames: np.ndarray, length: int, method: str = "farneback") -> np.ndarray:
     """(T, H, W, 3) sampled frames -> (T, H, W, 2 * length) uint8 stacks, one per frame (see the module)."""
-    stacker = FlowStacker(length, method)
-    parts = [stacker.push(frames), stacker.finish()]
+    stacker = FlowStacker(length)
+    parts = [stacker.push(FlowFields(method).push(frames)), stacker.finish()]
     return np.concatenate([p for p in parts if p is not None])
 
 
 def cross_modality_init(model, length: int):
-    """Make `model` (a timm 2D CNN built for 3 channels) take 2L flow channels, in place: the first
-    convolution's weights become their mean over RGB, repeated 2L times. Returns the model."""
+    """Make `model` (a CNN built for 3 RGB channels, 2D or 3D) take 2L flow channels (x, y of `length` fields), in
+    place: the first convolution's weights become their mean over RGB, repeated 2L times (TSN, Wang et al. 2016,
+    sec. 3.2: "average the weights across the RGB channels and replicate this average by the channel number of
+    temporal network input"). A 2D network takes stacks of L fields; a 3D one takes (2, T, H, W) flow clips,
+    one field per time step (length 1). The convolution may sit inside a wrapper (an inflated one). Returns
+    the model."""
     import torch
     from torch import nn
 
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3), None)
-    if first is None:
+    convs = (nn.Conv2d, nn.Conv3d)
+    first = next((m for m in model.modules() if isinstance(m, convs) and m.in_channels == 3), None)
+    if first is None or first.groups != 1:
         raise FeatxError("the backbone has no 3-channel first convolution to initialise for flow")
     with torch.no_grad():
-        mean = first.weight.mean(dim=1, keepdim=True)  # (out, 1, k, k)
-        first.weight = nn.Parameter(mean.repeat(1, 2 * length, 1, 1).contiguous())
+        mean = first.weight.mean(dim=1, keepdim=True)  # (out, 1, k, k) or (out, 1, t, k, k)
+        repeat = (1, 2 * length) + (1,) * (mean.ndim - 2)
+        first.weight = nn.Parameter(mean.repeat(*repeat).contiguous())
     first.in_channels = 2 * length
     return model
 
 
-class FlowStacker:
-    """The flow stacks of one video's sampled frames as they arrive in chunks, each emitted once the L frames
-    after it are known (the same stacks as `flow_stacks` on the whole video); memory: about L frames."""
+class FlowFields:
+    """One video's flow fields as its sampled frames arrive in chunks: for each frame, the field that arrives at
+    it (from the frame before), encoded; the video's first frame has none and gets 128s (no motion), which
+    `FlowStacker` skips. `pairs` turns (n, H, W, 3) frames a, b into (n, H, W, 2) float flow a -> b (default:
+    OpenCV's `method`, pair by pair; `Raft` does a chunk in one batch). Memory: one frame."""
 
-    def __init__(self, length: int, method: str = "farneback"):
-        self.length, self.method = length, method
-        self._last = None  # the previous frame
-        self._fields: list[np.ndarray] = []  # encoded fields from number self._first on
+    def __init__(self, method: str = "farneback", pairs=None):
+        self.pairs = pairs or (lambda a, b: np.stack([optical_flow(x, y, method) for x, y in zip(a, b)]))
+        self._last = None  # the previous chunk's last frame
+
+    def push(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, H, W, 3) uint8 consecutive sampled frames -> (n, H, W, 2) uint8 encoded fields arriving at them."""
+        out = np.full((*pixels.shape[:3], 2), 128, np.uint8)
+        if self._last is None:  # the video's first frame: nothing arrives at it
+            before, after, at = pixels[:-1], pixels[1:], 1
+        else:
+            before, after, at = np.concatenate([self._last[None], pixels[:-1]]), pixels, 0
+        if len(after):
+            out[at:] = encode_flow(self.pairs(before, after))
+        self._last = pixels[-1].copy()  # the caller may reuse its buffer
+        return out
+
+
+class FlowStacker:
+    """The flow stacks of one video's sampled frames as their fields arrive in chunks (from `FlowFields`), each
+    emitted once the L fields after it are known (the same stacks as `flow_stacks` on the whole video); memory:
+    about L fields."""
+
+    def __init__(self, length: int):
+        self.length = length
+        self._fields: list[np.ndarray] = []  # encoded fields t -> t+1 from number self._first on
         self._first = 0
         self._emitted = 0
-        self._seen = 0
+        self._seen = 0  # frames (fields arriving) so far
+        self._shape = None  # (H, W)
 
-    def push(self, pixels: np.ndarray) -> np.ndarray | None:
-        """Add consecutive sampled frames (n, H, W, 3); returns the stacks completed, (k, H, W, 2L), or None."""
-        for frame in pixels:
-            if self._last is not None:
-                self._fields.append(encode_flow(optical_flow(self._last, frame, self.method)))
-            self._last = frame
+    def push(self, fields: np.ndarray) -> np.ndarray | None:
+        """Add the fields arriving at consecutive sampled frames, (n, H, W, 2) (FlowFields.push); returns the
+        stacks completed, (k, H, W, 2L), or None."""
+        for field in fields:
+            if self._seen:  # the field arriving at frame t is field t-1 -> t; none arrives at frame 0
+                self._fields.append(field)
             self._seen += 1
+        self._shape = fields.shape[1:3]
         out = []
         while self._emitted + self.length <= self._seen - 1:  # fields emitted .. emitted + L - 1 exist
             out.append(self._stack(self._emitted))
@@ -101,8 +147,7 @@ class FlowStacker:
     def finish(self) -> np.ndarray | None:
         """At the end of the video: the stacks of the frames left, the last field repeated."""
         if not self._fields and self._seen:  # one frame: no motion
-            h, w = self._last.shape[:2]
-            self._fields, self._first = [np.full((h, w, 2), 128, np.uint8)], self._emitted
+            self._fields, self._first = [np.full((*self._shape, 2), 128, np.uint8)], self._emitted
         out = [self._stack(t) for t in range(self._emitted, self._seen)]
         self._emitted = self._seen
         return np.stack(out) if out else None
@@ -116,3 +161,52 @@ class FlowStacker:
         if drop > 0:
             del self._fields[:drop]
             self._first += drop
+
+
+class Raft:
+    """torchvision's RAFT (Teed & Deng 2020) on the extraction device, as `FlowFields` pairs: (n, H, W, 3) uint8
+    frames a, b -> (n, H, W, 2) float32 flow a -> b, all n pairs in one batch, in float32. Frames are scaled to
+    [-1, 1] as torchvision's RAFT weights expect, and padded (edge pixels repeated) to a multiple of 8 and at
+    least 64 px: RAFT works at 1/8 resolution with a 4-level correlation pyramid."""
+
+    def __init__(self, model, device, updates: int = 12):
+        self.model, self.device, self.updates = model, device, updates  # 12: torchvision's default
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        h, w = a.shape[1:3]
+        pad_h, pad_w = max(64, -(-h // 8) * 8) - h, max(64, -(-w // 8) * 8) - w
+
+        def prepare(frames):  # (n, H, W, 3) uint8 -> (n, 3, H', W') in [-1, 1]
+            x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
+            return F.pad(x / 127.5 - 1, (0, pad_w, 0, pad_h), mode="replicate")
+
+        with torch.inference_mode():
+            flow = self.model(prepare(a), prepare(b), num_flow_updates=self.updates)[-1]  # (n, 2, H', W')
+        return flow[:, :, :h, :w].permute(0, 2, 3, 1).float().cpu().numpy()
+
+
+def load_raft(method: str, weights: str | None, device) -> tuple[Raft, str, str]:
+    """RAFT `method` (raft-small | raft-large) with torchvision's parameter names, weights read from the local file
+    `weights` and loaded strictly (featx.backbones.weights). Returns (Raft, weights path, sha256)."""
+    from pathlib import Path
+
+    import torchvision.models.optical_flow as tvf
+
+    from featx.backbones.weights import file_sha256, load_into, read_state_dict
+
+    if method not in RAFT_MODELS:
+        raise FeatxError(f"--flow {method} is not RAFT; choose from {', '.join(RAFT_MODELS)}")
+    if weights is None:
+        raise FeatxError(f"--flow {method} needs --weights-flow PATH (torchvision's {RAFT_MODELS[method]} "
+                         "checkpoint); featx does not download weights")
+    path = Path(weights).expanduser()
+    label = f"--weights-flow {path}"
+    state = read_state_dict(path, label)
+    model = getattr(tvf, RAFT_MODELS[method])(weights=None)
+    load_into(model, state, label, f"torchvision's {RAFT_MODELS[method]}", head=())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Raft(model.eval().to(device), device), str(path.resolve()), file_sha256(path)

@@ -53,3 +53,21 @@ def test_a_worker_that_dies_fails_its_video_and_is_replaced(tiny_videos):
     assert failed[0].info.frames == 250  # probed in the consumer
     assert [e.video for e in rest if isinstance(e, Decoded)] == [1]
     assert sum(len(e.chunk.index) for e in rest if isinstance(e, Frames) and e.video == 1) == 12
+
+
+def test_workers_send_the_flow_of_their_frames(tiny_videos):
+    from featx.flow import encode_flow, optical_flow
+
+    paths = sorted(tiny_videos.glob("*.mp4"))[:2]
+    plain = [e for e in decode_events(paths, None, PRE, workers=0, chunk=5) if isinstance(e, Frames)]
+    for workers in (0, 2):  # in this process, and in two workers through shared memory
+        events = [e for e in decode_events(paths, None, PRE, workers, chunk=5, flow="farneback") if isinstance(e, Frames)]
+        for video in (0, 1):
+            frames = np.concatenate([e.chunk.pixels for e in plain if e.video == video])  # (12, 32, 32, 3)
+            flow = np.concatenate([e.flow for e in events if e.video == video])
+            # the reference: flow between consecutive frames, pair by pair; nothing arrives at the first frame
+            pairs = [encode_flow(optical_flow(frames[k - 1], frames[k])) for k in range(1, 12)]
+            expected = np.stack([np.full((32, 32, 2), 128, np.uint8), *pairs])
+            assert flow.shape == (12, 32, 32, 2) and flow.dtype == np.uint8
+            np.testing.assert_array_equal(flow, expected)
+            assert (flow[0] == 128).all() and not (flow[1:] == 128).all()

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from featx.flow import FlowStacker, flow_stacks
+from featx.flow import FlowFields, FlowStacker, flow_stacks
 from featx.store import load_sequences, read_config
 from tests.conftest import TINY_ARGS
 
@@ -20,9 +20,9 @@ def test_stacks_built_chunk_by_chunk_equal_those_of_the_whole_video(chunks):
     rng = np.random.default_rng(0)
     big = np.kron(rng.uniform(0, 255, (12, 12, 3)), np.ones((8, 8, 1))).astype(np.uint8)
     frames = np.stack([big[k : k + 48, 2 * k : 2 * k + 48] for k in range(9)])
-    stacker, out, at = FlowStacker(3), [], 0
+    fields, stacker, out, at = FlowFields(), FlowStacker(3), [], 0
     for size in chunks:
-        got = stacker.push(frames[at : at + size])
+        got = stacker.push(fields.push(frames[at : at + size]))
         at += size
         out += [] if got is None else [got]
     out.append(stacker.finish())
@@ -69,7 +69,16 @@ def test_heads_train_on_a_two_stream_store(tiny_videos, tmp_path):
     assert not np.allclose(scores["flow"], scores["rgb"])  # each run read its own column
 
 
-def test_flow_with_clips_is_refused(tiny_videos, tmp_path):
-    result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(tmp_path / "s"), "--backbone", "r3d_18",
-                                 "--random-init", "--clip-len", "4", "--stream", "both"])
-    assert result.exit_code == 1 and "per-frame 2D backbones" in result.output
+@pytest.mark.slow
+def test_flow_in_the_workers_writes_the_store_of_the_main_process(tiny_videos, tmp_path):
+    videos = sorted(tiny_videos.glob("*.mp4"))[:2]
+    args = [a for a in TINY_ARGS if a not in ("--workers", "0")]
+    for workers in ("0", "2"):
+        result = runner.invoke(app, ["extract", *map(str, videos), "--out", str(tmp_path / workers), *args,
+                                     "--workers", workers, "--stream", "both", "--flow-len", "2", "--no-progress"])
+        assert result.exit_code == 0, result.output
+    main, pool = (pd.read_parquet(tmp_path / w).sort_values(["video_id", "step"]) for w in ("0", "2"))
+    assert len(main) == 24 and (main[["video_id", "step", "frame_start", "frame_end"]].to_numpy()
+                                == pool[["video_id", "step", "frame_start", "frame_end"]].to_numpy()).all()
+    for column in ("feature", "flow_feature"):
+        np.testing.assert_allclose(np.stack(main[column]), np.stack(pool[column]), rtol=1e-3, atol=1e-3)

@@ -79,15 +79,16 @@ class Backbone:
 
 
 def flow_backbone(rgb: Backbone, config: ExtractConfig) -> Backbone:
-    """The flow stream's backbone: the same network and weights as `rgb`, its first convolution turned into a
-    2L-channel one by cross-modality initialisation (featx.flow); flow images are normalised with mean 0.5
-    and the mean of the RGB stds. Its config is private: the store records the RGB one (with `stream`)."""
+    """The flow stream's backbone: the same network and weights as `rgb`, its first convolution cross-modality
+    initialised (featx.flow) for 2L-channel flow stacks (a 2D network) or 2-channel flow clips (a clip network,
+    fed (2, L, H, W)); flow images are normalised with mean 0.5 and the mean of the RGB stds. Its config is
+    private: the store records the RGB one (with `stream`)."""
     import copy
 
     from featx.flow import cross_modality_init
 
     twin = cross_modality_init(copy.deepcopy(rgb.model), config.flow_len)  # same weights, no second load
-    channels = 2 * config.flow_len
+    channels = 2 * config.flow_len  # flow clips: flow_len is 1, one field per time step
     std = sum(rgb.config.std) / len(rgb.config.std)
     flow_config = dataclasses.replace(rgb.config, mean=(0.5,) * channels, std=(std,) * channels)
     return Backbone(flow_config, twin, rgb.device)
@@ -137,12 +138,15 @@ def _output_dim(model, input_size, device, clip_len: int | None = None) -> int:
 
 def extraction_config(**options) -> ExtractConfig:
     """An ExtractConfig from a user's options, with what the library decides filled in: a clip backbone given
-    no clip length takes its usual one (16 frames for the torchvision models and C3D)."""
+    no clip length takes its usual one (16 frames for the torchvision models and C3D); flow_len None (not given)
+    is 1 for clips (a flow clip holds one field per frame) and 5 for frames."""
     from featx.backbones import video3d
 
     spec = video3d.CLIP_MODELS.get(options.get("backbone", ExtractConfig.backbone))
     if spec is not None and options.get("clip_len") is None:
         options = {**options, "clip_len": spec.clip_len}
+    if options.get("flow_len", 0) is None:
+        options = {**options, "flow_len": 1 if options.get("clip_len") is not None else ExtractConfig.flow_len}
     return ExtractConfig(**options)
 
 
