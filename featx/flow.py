@@ -167,7 +167,8 @@ class Raft:
     """torchvision's RAFT (Teed & Deng 2020) on the extraction device, as `FlowFields` pairs: (n, H, W, 3) uint8
     frames a, b -> (n, H, W, 2) float32 flow a -> b, all n pairs in one batch, in float32. Frames are scaled to
     [-1, 1] as torchvision's RAFT weights expect, and padded (edge pixels repeated) to a multiple of 8 and at
-    least 64 px: RAFT works at 1/8 resolution with a 4-level correlation pyramid."""
+    least 128 px: RAFT works at 1/8 resolution and its 4-level correlation pyramid needs 16 x 16 feature maps
+    (a 112 px clip backbone's frames get 16 px of padding)."""
 
     def __init__(self, model, device, updates: int = 12):
         self.model, self.device, self.updates = model, device, updates  # 12: torchvision's default
@@ -177,7 +178,7 @@ class Raft:
         import torch.nn.functional as F
 
         h, w = a.shape[1:3]
-        pad_h, pad_w = max(64, -(-h // 8) * 8) - h, max(64, -(-w // 8) * 8) - w
+        pad_h, pad_w = max(128, -(-h // 8) * 8) - h, max(128, -(-w // 8) * 8) - w
 
         def prepare(frames):  # (n, H, W, 3) uint8 -> (n, 3, H', W') in [-1, 1]
             x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
