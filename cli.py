@@ -364,10 +364,10 @@ def _print_metrics(metrics: dict) -> None:
 def train_head(
     store: Annotated[str, typer.Argument(help="A store written by `featx extract` (a directory or a pyarrow filesystem URI).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write (config.json, checkpoint.pt, metrics.json, plots).")],
-    labels: Annotated[Optional[Path], typer.Option(help="Classification: CSV with video_id,label[,split] (split: train / val).")] = None,
-    annotations: Annotated[Optional[Path], typer.Option(help="Detection: ActivityNet JSON or CSV video_id,start,end,label (subsets 'training' / 'validation' split the videos).")] = None,
-    task: Annotated[str, typer.Option(help="classification or detection (default: detection with --annotations).")] = "auto",
-    head: Annotated[Optional[str], typer.Option(help="Classification: avgpool, maxpool, late-fusion, slow-fusion, lstm (default), skip-lstm, skip-gru or transformer. Detection: actionformer (default), montes-lstm or linear.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Classification: CSV with video_id,label[,split] (split: train / val). Several labels for a video (a `labels` cell separated by |, or one row per label) make it a multi-label run.")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="Detection (or --task multilabel): ActivityNet JSON or CSV video_id,start,end,label (subsets 'training' / 'validation' split the videos).")] = None,
+    task: Annotated[str, typer.Option(help="classification, detection or multilabel (per-step sigmoid heads, Charades mAP). Default: detection with --annotations; multilabel with --labels naming several classes for a video; else classification.")] = "auto",
+    head: Annotated[Optional[str], typer.Option(help="Classification: avgpool, maxpool, late-fusion, slow-fusion, lstm (default), skip-lstm, skip-gru or transformer. Detection: actionformer (default), montes-lstm or linear. Multilabel (per step): lstm (default, 2 x 256), gru, skip-lstm or skip-gru.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default per head: 30 classification, 60 actionformer, 40 montes-lstm / linear).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Videos per batch (default per head: 32, actionformer 4, step detectors 8).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate (default per head: 1e-3, actionformer 2e-4).")] = None,
@@ -402,7 +402,10 @@ def train_head(
 
         check_run_folder(out)
         if task == "auto":
-            task = "detection" if annotations is not None else "classification"
+            from seqmodels.multilabel import has_several_labels
+
+            several = labels is not None and has_several_labels(labels)
+            task = "detection" if annotations is not None else "multilabel" if several else "classification"
         config = TrainConfig.with_defaults(
             task, head, head_options=_parse_options(option or []), epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay, holdout=holdout,
@@ -412,6 +415,9 @@ def train_head(
         )
         if task == "detection":
             _train_detection(store, out, annotations, config, ignore_missing, progress)
+            return
+        if task == "multilabel":
+            _train_multilabel(store, out, labels, annotations, config, ignore_missing, progress)
             return
         if labels is None:
             raise FeatxError("classification needs --labels CSV (or --annotations for detection)")
@@ -433,6 +439,36 @@ def _train_classifier(store, out, labels, config, ignore_missing, progress) -> N
     _print_metrics(metrics)
     typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, curves.png, confusion.png"
                + (", skips.png)" if "update_fraction" in metrics else ")"))
+
+
+def _train_multilabel(store, out, labels, annotations, config, ignore_missing, progress) -> None:
+    from tqdm.auto import tqdm
+
+    from seqmodels.multilabel import train_multilabel
+
+    skip = "skip" in config.head
+    header = "epoch | train loss | val loss | val mAP" + (" | updates" if skip else "") + " |     s"
+
+    def show(r: dict) -> None:
+        if _shown(r, config.epochs):
+            updates = f" | {r['val_update_fraction']:>7.1%}" if "val_update_fraction" in r else ""
+            tqdm.write(_heading(r) + (header + "\n" if r["epoch"] == 1 else "")
+                       + f"{r['epoch']:>5} | {r['train_loss']:>10.4f} | {r['val_loss']:>8.4f} | {r['val_mAP']:>7.3f}"
+                       + updates + f" | {r['seconds']:>5.1f}")
+
+    run, metrics = train_multilabel(store, config, out, labels, annotations, ignore_missing, on_epoch=show,
+                                    progress=progress)
+    typer.echo(f"{config.head}: {_trained(run)} (saved: the weights' moving average); "
+               f"validation ({metrics['videos']} videos, never used for training decisions):")
+    _print_multilabel(metrics)
+    typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, curves.png)")
+
+
+def _print_multilabel(metrics: dict) -> None:
+    from seqmodels.multilabel import metric_lines
+
+    for line in metric_lines(metrics):
+        typer.echo(line)
 
 
 def _train_detection(store, out, annotations, config, ignore_missing, progress) -> None:
@@ -487,8 +523,8 @@ def _tiou(value: str) -> tuple[float, ...]:
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
     store: Annotated[str, typer.Argument(help="A store with the same extraction config as the run's (a directory or a URI).")],
-    labels: Annotated[Optional[Path], typer.Option(help="Classification runs: CSV with video_id,label[,split].")] = None,
-    annotations: Annotated[Optional[Path], typer.Option(help="Detection runs: ActivityNet JSON or CSV video_id,start,end,label.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Classification (and multilabel) runs: CSV with video_id,label[,split].")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="Detection (and multilabel) runs: ActivityNet JSON or CSV video_id,start,end,label.")] = None,
     subset: Annotated[str, typer.Option(help="Detection: the annotations' subset to score (validation, training, ...), or all.")] = "validation",
     tiou: Annotated[str, typer.Option(help="Detection: activitynet (0.5:0.05:0.95), thumos (0.3:0.1:0.7) or a list like 0.3,0.5.")] = "activitynet",
     split: Annotated[str, typer.Option(help="val (the run's validation split), train, or all labelled videos.")] = "val",
@@ -508,6 +544,15 @@ def evaluate(
             from featx.store import refuse_output_in_store
 
             refuse_output_in_store(out)
+        if run_task(run) == "multilabel":
+            from seqmodels.multilabel import evaluate_multilabel
+
+            metrics = evaluate_multilabel(run, store, labels, annotations, split, ignore_missing)
+            target = out or run / "evaluation.json"
+            target.write_text(json.dumps(metrics, indent=1))
+            _print_multilabel(metrics)
+            typer.echo(f"wrote {target}")
+            return
         if run_task(run) == "detection":
             if annotations is None:
                 raise FeatxError("a detection run is evaluated with --annotations")
@@ -530,7 +575,7 @@ def evaluate(
 def predict(
     run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
     sources: Annotated[list[str], typer.Argument(help="A store with the same extraction config as the run's; with --adaptive, video files, folders or list files instead.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Classification: a .parquet or .csv file (video_id, label_1..k, score_1..k). Detection: a .json file in the ActivityNet results format.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Classification: a .parquet or .csv file (video_id, label_1..k, score_1..k). Detection: a .json file in the ActivityNet results format. Multilabel: a .parquet or .csv file, one row per video, step and class (video_id, step, t_start, t_end, label, probability).")],
     top_k: Annotated[int, typer.Option(min=1, help="How many labels per video.")] = 5,
     adaptive: Annotated[bool, typer.Option("--adaptive", help="Skip heads on RGB only: decode the videos and run the backbone only on the frames whose step updates the state. Same predictions as extracting every frame first.")] = False,
     device: Annotated[str, typer.Option(help="With --adaptive: the backbone's device (auto, cpu, cuda[:N]).")] = "auto",
@@ -547,6 +592,15 @@ def predict(
 
     with user_errors():
         refuse_output_in_store(out)
+        if run_task(run) == "multilabel":
+            from seqmodels.multilabel import predict_multilabel
+
+            if adaptive or len(sources) != 1:
+                raise FeatxError("a multilabel run predicts on one store (no --adaptive)")
+            table = predict_multilabel(run, sources[0])
+            write_table(table, out)
+            typer.echo(f"wrote {len(table)} step probabilities ({table.video_id.nunique()} videos) to {out}")
+            return
         if run_task(run) == "detection":
             if adaptive or len(sources) != 1:
                 raise FeatxError("a detection run predicts on one store (no --adaptive)")

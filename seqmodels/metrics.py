@@ -47,3 +47,34 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, classes: list
         "classes": list(classes),
         "videos": int(len(labels)),
     }
+
+
+def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Non-interpolated AP of one class (Charades' `charades_ap`, PASCAL VOC 2010+): the mean, over the positive
+    rows, of the precision among the rows scored at least as high. Rows tied in score count together (as
+    scikit-learn's average_precision_score does). NaN when there is no positive row."""
+    positives = np.asarray(positives, bool)
+    if not positives.any():
+        return float("nan")
+    order = np.argsort(-np.asarray(scores, float), kind="stable")
+    s, pos = np.asarray(scores, float)[order], positives[order]
+    last_of_tie = np.r_[s[1:] != s[:-1], True]  # a threshold ends after each run of tied scores
+    tp = np.cumsum(pos)[last_of_tie]
+    seen = (np.flatnonzero(last_of_tie) + 1)
+    precision = tp / seen
+    new_tp = np.diff(np.r_[0, tp])  # positives first reached at each threshold
+    return float((precision * new_tp).sum() / pos.sum())
+
+
+def multilabel_map(scores: np.ndarray, targets: np.ndarray, classes: list[str]) -> dict:
+    """mAP over classes as Charades defines it: AP of each class over all scored rows (frames of every video,
+    or whole videos), averaged over the classes with at least one positive row. scores, targets (N, C)."""
+    scores, targets = np.asarray(scores, float), np.asarray(targets) > 0
+    ap = [average_precision(scores[:, k], targets[:, k]) for k in range(targets.shape[1])]
+    scored = [a for a in ap if not np.isnan(a)]
+    return {
+        "mAP": float(np.mean(scored)) if scored else float("nan"),
+        "AP": {c: (None if np.isnan(a) else a) for c, a in zip(classes, ap)},
+        "classes_scored": len(scored),
+        "rows": int(len(scores)),
+    }

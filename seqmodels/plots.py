@@ -16,8 +16,9 @@ def _pyplot():
     return plt
 
 
-def curves(history: list[dict], path: Path) -> None:
-    """Loss and accuracy per epoch; with one head per stream (late fusion), a pair of lines per head."""
+def curves(history: list[dict], path: Path, score: str = "accuracy") -> None:
+    """Loss and `score` (accuracy, mAP) per epoch, for the splits the history has; with one head per stream
+    (late fusion), a pair of lines per head."""
     plt = _pyplot()
     fig, (loss, acc) = plt.subplots(1, 2, figsize=(9, 3.5))
     heads = list(dict.fromkeys(row.get("stream") for row in history))  # [None] for a single head
@@ -26,10 +27,11 @@ def curves(history: list[dict], path: Path) -> None:
         epochs = [row["epoch"] for row in rows]
         for split in ("train", "val"):
             label = f"{head} {split}" if head else split
-            loss.plot(epochs, [row[f"{split}_loss"] for row in rows], label=label)
-            acc.plot(epochs, [row[f"{split}_accuracy"] for row in rows], label=label)
+            for axis, key in ((loss, f"{split}_loss"), (acc, f"{split}_{score}")):
+                if key in rows[0]:
+                    axis.plot(epochs, [row[key] for row in rows], label=label)
     loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    acc.set(xlabel="epoch", ylabel=score, title=score, ylim=(0, 1.02))
     loss.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

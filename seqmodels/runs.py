@@ -22,7 +22,7 @@ from seqmodels import streams
 from seqmodels.protocol import Protocol
 
 RUN_FORMAT_VERSION = 2  # 2: one config for every task, EMA weights, the shared protocol
-TASKS = ("classification", "detection")
+TASKS = ("classification", "detection", "multilabel")
 
 # Training defaults per head; the CLI's unset options take these. Classification heads train on whole
 # videos; ActionFormer takes its THUMOS14 recipe (lr 1e-4, wd 0.05, 5 warm-up epochs, EMA) with more epochs
@@ -36,8 +36,9 @@ HEAD_DEFAULTS = {
         "montes-lstm": _STEPS,
         "linear": _STEPS,
     },
+    "multilabel": {None: {**_STEPS, "lr": 3e-3}},  # per-step heads (seqmodels.heads.steps): bench/multilabel.py
 }
-DEFAULT_HEAD = {"classification": "lstm", "detection": "actionformer"}
+DEFAULT_HEAD = {"classification": "lstm", "detection": "actionformer", "multilabel": "lstm"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise FeatxError(f"--task must be classification or detection, not {self.task!r}")
+            raise FeatxError(f"--task must be one of {', '.join(TASKS)}, not {self.task!r}")
         if not 0 < self.val_fraction < 1:
             raise FeatxError(f"--val-fraction must be between 0 and 1, not {self.val_fraction}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -86,10 +87,10 @@ class TrainConfig:
         """The config for `head` (the task's default head when None): options left None take the head's
         defaults (HEAD_DEFAULTS); an unset warm-up is at most a fifth of the epochs."""
         if task not in TASKS:
-            raise FeatxError(f"--task must be classification or detection, not {task!r}")
+            raise FeatxError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
         head = head or DEFAULT_HEAD[task]
-        if task == "classification" and head in HEAD_DEFAULTS["detection"]:
-            raise FeatxError(f"{head} is a detection head: train it with --annotations (not --labels)")
+        if task != "detection" and head in HEAD_DEFAULTS["detection"]:
+            raise FeatxError(f"{head} is a detection head: train it with --annotations (and --task detection)")
         table = HEAD_DEFAULTS[task]
         defaults = table.get(head, table.get(None, {}))
         values = {**defaults, **{k: v for k, v in given.items() if v is not None}}
@@ -184,7 +185,7 @@ def read_meta(folder: str | Path) -> dict:
 
 
 def run_task(folder: str | Path) -> str:
-    """'classification' or 'detection', from a run folder's config.json."""
+    """'classification', 'detection' or 'multilabel', from a run folder's config.json."""
     return read_meta(folder).get("task", "classification")
 
 

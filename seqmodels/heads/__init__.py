@@ -19,21 +19,27 @@ from seqmodels.heads.fusion import LateFusion, SlowFusion
 from seqmodels.heads.lstm import LSTMHead
 from seqmodels.heads.pooling import avgpool, maxpool
 from seqmodels.heads.skip_rnn import SkipRNNHead
+from seqmodels.heads.steps import StepRNN, StepSkipRNN
 from seqmodels.heads.transformer import TransformerHead
 
 
-def _skip(cell: str) -> Callable[..., nn.Module]:
+def _with_cell(head: type, cell: str, options_of: type | None = None) -> Callable[..., nn.Module]:
     def build(in_dim: int, num_classes: int, **cfg) -> nn.Module:
-        return SkipRNNHead(in_dim, num_classes, cell=cell, **cfg)
+        return head(in_dim, num_classes, cell=cell, **cfg)
 
-    build.options_of = SkipRNNHead  # where its options are declared
+    build.options_of = options_of or head  # where its options are declared
     return build
 
 
-def _check_options(name: str, cfg: dict) -> None:
+def _skip(cell: str) -> Callable[..., nn.Module]:
+    return _with_cell(SkipRNNHead, cell)
+
+
+def _check_options(name: str, cfg: dict, registry: dict | None = None) -> None:
     """Each option is one the head declares, of the type of its default: true/false for flags, a whole number
     for counts, a finite number for rates (one error line naming the option, never an error from torch)."""
-    declared = inspect.signature(getattr(HEADS[name], "options_of", HEADS[name])).parameters
+    builder = (registry or HEADS)[name]
+    declared = inspect.signature(getattr(builder, "options_of", builder)).parameters
     fixed = ("in_dim", "num_classes", "cell", "pool")  # set by featx itself, not options
     known = {k: p.default for k, p in declared.items() if k not in fixed and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     for key, value in cfg.items():
@@ -64,23 +70,33 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
     "transformer": TransformerHead,
 }
 SKIP_HEADS = frozenset({"skip-lstm", "skip-gru"})
+# Per-step multi-label heads (seqmodels.heads.steps): logits (B, T, C), one sigmoid per class and step.
+STEP_HEADS: dict[str, Callable[..., nn.Module]] = {
+    "lstm": _with_cell(StepRNN, "lstm"),
+    "gru": _with_cell(StepRNN, "gru"),
+    "skip-lstm": _with_cell(StepSkipRNN, "lstm", SkipRNNHead),
+    "skip-gru": _with_cell(StepSkipRNN, "gru", SkipRNNHead),
+}
 
 
-def build_head(name: str, in_dim: int, num_classes: int, **cfg) -> nn.Module:
-    """The head `name` for `in_dim`-dimensional features and `num_classes` classes; cfg: its options."""
-    if name not in HEADS:
-        close = difflib.get_close_matches(name, HEADS, n=3)
+def build_head(name: str, in_dim: int, num_classes: int, per_step: bool = False, **cfg) -> nn.Module:
+    """The head `name` for `in_dim`-dimensional features and `num_classes` classes; cfg: its options. With
+    `per_step`, one of the per-step multi-label heads (STEP_HEADS)."""
+    registry = STEP_HEADS if per_step else HEADS
+    if name not in registry:
+        close = difflib.get_close_matches(name, registry, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise FeatxError(f"unknown head {name!r}{hint} (known: {', '.join(HEADS)})")
-    _check_options(name, cfg)
+        kind = "per-step head" if per_step else "head"
+        raise FeatxError(f"unknown {kind} {name!r}{hint} (known: {', '.join(registry)})")
+    _check_options(name, cfg, registry)
     sizes = {k: v for k, v in cfg.items() if k in ("hidden", "width", "channels", "layers", "heads", "levels")}
     bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
     if bad:
         raise FeatxError(f"bad option for head {name!r}: {', '.join(f'{k}={v!r}' for k, v in bad.items())} must be a positive integer")
     try:
-        return HEADS[name](in_dim, num_classes, **cfg)
+        return registry[name](in_dim, num_classes, **cfg)
     except (TypeError, ValueError, AssertionError) as exc:  # torch's own checks: dropout range, divisibility
         raise FeatxError(f"bad option for head {name!r}: {str(exc).splitlines()[0]}") from None
 
 
-__all__ = ["HEADS", "SKIP_HEADS", "HeadOutput", "build_head"]
+__all__ = ["HEADS", "SKIP_HEADS", "STEP_HEADS", "HeadOutput", "build_head"]

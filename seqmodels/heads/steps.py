@@ -1,0 +1,68 @@
+"""Per-step multi-label heads (Campos et al. 2018, Table 3 on Charades): a recurrent network reads the steps
+left to right and a linear layer scores every class at every step, each class on its own (sigmoid, binary
+cross-entropy). The paper's networks are 2 layers of 256 units; the skip variants copy the state, and so the
+output, on the steps they skip.
+
+forward(x (B, T, D), mask (B, T)) -> HeadOutput(logits (B, T, C), updates (B, T) or None).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seqmodels.heads.common import HeadOutput
+from seqmodels.heads.skip_rnn import SkipRNNHead
+
+
+class StepRNN(nn.Module):
+    """An LSTM or GRU over the steps (causal: step t sees steps 1..t), packed so that padding never enters the
+    state, and a per-step linear read-out."""
+
+    def __init__(
+        self,
+        in_dim: int,  # D of the store's features
+        num_classes: int,
+        cell: str = "lstm",  # "lstm" or "gru"
+        hidden: int = 256,  # units per layer (Table 3: 256)
+        layers: int = 2,  # stacked layers (Table 3: 2)
+        dropout: float = 0.2,  # dropout on the outputs (and between layers)
+        input_norm: bool = True,  # LayerNorm over each step's features
+    ):
+        super().__init__()
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', not {cell!r}")
+        self.norm = nn.LayerNorm(in_dim) if input_norm else nn.Identity()
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn(in_dim, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
+        lengths = mask.sum(1).clamp_min(1).cpu()
+        packed = pack_padded_sequence(self.norm(x), lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, H)
+        return HeadOutput(self.classifier(out))  # (B, T, C)
+
+
+class StepSkipRNN(nn.Module):
+    """A Skip RNN (seqmodels.heads.skip_rnn) read out at every step: the output of step t is the classifier on
+    the state after step t, which a skipped step copies from the step before."""
+
+    def __init__(self, in_dim: int, num_classes: int, cell: str = "lstm", hidden: int = 256, **options):
+        super().__init__()
+        self.skip = SkipRNNHead(in_dim, num_classes, cell=cell, hidden=hidden, **options)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
+        skip = self.skip
+        gates_x = skip.project(skip.norm(x))  # (B, T, G)
+        real = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+        state = skip.initial_state(x.shape[0], x)
+        states, updates = [], []
+        for t in range(x.shape[1]):
+            state, u = skip.step(gates_x[:, t], state, real[:, t])
+            states.append(state["h"])
+            updates.append(u)
+        h = torch.stack(states, dim=1)  # (B, T, H)
+        return HeadOutput(skip.classifier(h), torch.cat(updates, dim=1))  # (B, T, C), (B, T)
