@@ -64,3 +64,20 @@ def test_cross_modality_init_averages_rgb_and_replicates_it():
     torch.testing.assert_close(flow.conv1.weight, w.mean(1, keepdim=True).repeat(1, 10, 1, 1))
     with torch.no_grad():
         assert flow(torch.randn(1, 10, 64, 64)).shape == (1, 512)
+
+
+def test_cross_modality_init_of_a_3d_network_takes_two_channel_flow_clips():
+    from featx.backbones.inflate import InflatedConv
+
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Conv3d(3, 4, (3, 5, 5)), torch.nn.ReLU(), torch.nn.Conv3d(4, 3, 1))
+    wrapped = torch.nn.Sequential(InflatedConv(torch.nn.Conv2d(3, 4, 5), 3, 1, "mean"), torch.nn.ReLU())
+    for model, first in ((plain, plain[0]), (wrapped, wrapped[0].conv)):
+        w = first.weight.detach().clone()  # (4, 3, 3, 5, 5)
+        cross_modality_init(model, 1)  # one field per time step: (2, T, H, W) clips
+        assert first.weight.shape == (4, 2, 3, 5, 5) and first.in_channels == 2
+        for channel in (0, 1):  # each flow channel gets the mean of the RGB filters (TSN)
+            torch.testing.assert_close(first.weight[:, channel], (w[:, 0] + w[:, 1] + w[:, 2]) / 3)
+        with torch.no_grad():
+            assert model(torch.randn(1, 2, 4, 12, 12)).shape[:2] == (1, 4 if model is wrapped else 3)
+    assert plain[2].in_channels == 4  # only the first convolution changes
