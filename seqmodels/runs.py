@@ -35,9 +35,12 @@ HEAD_DEFAULTS = {
         "actionformer": dict(epochs=60, batch_size=4, lr=2e-4, weight_decay=0.05, warmup_epochs=5),
         "montes-lstm": _STEPS,
         "linear": _STEPS,
+        "skip-lstm": _STEPS,  # the Skip RNN step detectors (adaptive detection)
+        "skip-gru": _STEPS,
     },
     "multilabel": {None: {**_STEPS, "lr": 3e-3}},  # per-step heads (seqmodels.heads.steps): bench/multilabel.py
 }
+DETECTION_ONLY = ("actionformer", "montes-lstm", "linear")  # heads no other task has
 DEFAULT_HEAD = {"classification": "lstm", "detection": "actionformer", "multilabel": "lstm"}
 
 
@@ -89,7 +92,7 @@ class TrainConfig:
         if task not in TASKS:
             raise FeatxError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
         head = head or DEFAULT_HEAD[task]
-        if task != "detection" and head in HEAD_DEFAULTS["detection"]:
+        if task != "detection" and head in DETECTION_ONLY:
             raise FeatxError(f"{head} is a detection head: train it with --annotations (and --task detection)")
         table = HEAD_DEFAULTS[task]
         defaults = table.get(head, table.get(None, {}))

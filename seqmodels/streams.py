@@ -89,15 +89,16 @@ def _mean_probabilities(logits: list[torch.Tensor], sigmoid: bool = False) -> to
 def fuse(outputs: list):
     """The average of several heads' probabilities, as the logits a single head would return: softmax (or, for
     segment and per-step multi-label heads, sigmoid) of the result gives the averaged probabilities back, so
-    every consumer of a head's output works unchanged. Segment heads' regression distances are averaged too (both heads place
-    segments on the same points); skip heads' 0/1 updates become their mean over the heads."""
+    every consumer of a head's output works unchanged. Segment heads' regression distances are averaged too
+    (both heads place segments on the same points); skip heads' 0/1 updates become their mean over the heads."""
     first = outputs[0]
-    if isinstance(first, HeadOutput):  # classification: (B, C) softmax logits; multi-label: (B, T, C) sigmoid
-        per_step = first.logits.dim() == 3
-        probs = _mean_probabilities([o.logits for o in outputs], sigmoid=per_step)
+    if isinstance(first, HeadOutput):  # classification (B, C) or skip step detection (B, T, K + 1): softmax;
+        # per-step multi-label (B, T, C): sigmoid
+        sigmoid = first.multilabel
+        probs = _mean_probabilities([o.logits for o in outputs], sigmoid=sigmoid)
         updates = None if first.updates is None else torch.stack([o.updates for o in outputs]).mean(0)
-        logits = torch.logit(probs, eps=PROBABILITY_EPS) if per_step else torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
-        return HeadOutput(logits, updates)
+        logits = torch.logit(probs, eps=PROBABILITY_EPS) if sigmoid else torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
+        return HeadOutput(logits, updates, sigmoid)
     if isinstance(first, tuple):  # segment detection: (B, P, K) logits, (B, P, 2) distances
         probs = _mean_probabilities([o[0] for o in outputs], sigmoid=True)
         return torch.logit(probs, eps=PROBABILITY_EPS), torch.stack([o[1] for o in outputs]).mean(0)

@@ -45,3 +45,42 @@ def test_montes_lstm_learns_per_step_labels_and_detects_segments():
         for s, e, label, score in segments_from_probs(probs, t, t + 1, smooth=3)
     ]
     assert detection_map(gt, preds, thresholds=[0.5]).map[0] >= 0.8
+
+
+@pytest.mark.slow
+def test_skip_step_detector_learns_segments_and_its_budget_cuts_updates():
+    from seqmodels.detection.heads import SkipSteps
+    from seqmodels.detection.train import step_loss
+    from seqmodels.data import pad
+
+    rng = np.random.default_rng(0)
+    train_x, train_segs = synthetic_steps(24, rng)
+    val_x, val_segs = synthetic_steps(12, rng)
+    t = np.arange(60, dtype=float)
+    targets = [step_targets(t, t + 1, s, ["0", "1", "2"]) for s in train_segs]
+    torch.manual_seed(0)
+    model, _ = train_steps(SkipSteps(8, 4, cell="gru", hidden=32, dropout=0.1), train_x, targets, epochs=15, lr=1e-2)
+    gt = [Detection(str(v), s.start, s.end, s.label) for v, segs in enumerate(val_segs) for s in segs]
+    updates = []
+    preds = [
+        Detection(str(v), s, e, str(label - 1), score)
+        for v, probs in enumerate(predict_steps(model, val_x, updates=updates))
+        for s, e, label, score in segments_from_probs(probs, t, t + 1, smooth=3)
+    ]
+    assert detection_map(gt, preds, thresholds=[0.5]).map[0] >= 0.7
+    assert len(updates) == 12 and all(u.shape == (60,) for u in updates)
+    # the budget term: its gradient lowers the gate's bias, so fewer steps update
+    x, mask = pad(train_x[:8])
+    y, _ = pad([targets[i][:, None] for i in range(8)])
+    before = float(model(x, mask).updates.mean())
+    for p in model.parameters():
+        p.requires_grad_(True)  # the trained model is the (frozen) weight average
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(20):
+        loss = step_loss(model(x, mask), y[..., 0].long(), mask, 0.3, budget=0.05)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    assert float(model(x, mask).updates.mean()) < before

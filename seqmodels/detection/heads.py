@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seqmodels.heads.common import HeadOutput
+from seqmodels.heads.steps import StepSkipRNN
+
 
 class MontesLSTM(nn.Module):
     """Montes et al. 2016: BatchNorm -> dropout -> LSTM (512 units) -> per-step linear over K + 1 classes.
@@ -42,3 +45,35 @@ class StepLinear(nn.Module):
         normed = torch.zeros_like(x)
         normed[mask] = self.norm(x[mask])
         return self.out(normed)
+
+
+class SkipSteps(nn.Module):
+    """A Skip RNN (Campos et al. 2018) as a per-step detector: Montes et al.'s causal per-step classifier over
+    K + 1 classes, whose recurrent state updates only on the steps its gate chooses; a skipped step copies the
+    state, and so the previous step's scores. Trained with the budget loss λ Σ u_t (--budget); at prediction from
+    videos (`featx predict --adaptive`) the backbone runs only on the steps it updates on.
+    Returns HeadOutput(logits (B, T, K + 1), updates (B, T))."""
+
+    kind = "steps"
+
+    def __init__(self, in_dim: int, num_classes: int, cell: str = "lstm", **options):
+        super().__init__()
+        self.net = StepSkipRNN(in_dim, num_classes, cell=cell, multilabel=False, **options)
+
+    @property
+    def skip(self):
+        """The Skip RNN cell and read-out (seqmodels.heads.skip_rnn.SkipRNNHead), for adaptive prediction."""
+        return self.net.skip
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
+        return self.net(x, mask)
+
+
+def skip_steps(cell: str):
+    """The detection head `skip-<cell>`: SkipSteps with that cell."""
+
+    def build(in_dim: int, num_classes: int, **options) -> SkipSteps:
+        return SkipSteps(in_dim, num_classes, cell=cell, **options)
+
+    build.kind = SkipSteps.kind
+    return build

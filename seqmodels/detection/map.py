@@ -132,4 +132,6 @@ def map_table(metrics: dict) -> list[str]:
     lines = ["tIoU  | " + " | ".join(f"{t:>5}" for t in metrics["map"]) + " | average",
              "mAP   | " + " | ".join(f"{m:>5.3f}" for m in metrics["map"].values()) + f" | {metrics['average_map']:.3f}"]
     lines += [f"AP {cls}: " + " ".join(f"{a:.2f}" for a in row.values()) for cls, row in metrics["ap_per_class"].items()]
+    if "update_fraction" in metrics:  # skip step detectors
+        lines.append(f"state updates: {metrics['update_fraction']:.1%} of the steps")
     return lines

@@ -18,7 +18,7 @@ from featx.store import ok_video_ids
 from seqmodels import streams
 from seqmodels.detection.actionformer import ActionFormerHead
 from seqmodels.detection.annotations import SUBSETS, Annotations, check_videos, load_annotations, step_targets
-from seqmodels.detection.heads import MontesLSTM, StepLinear
+from seqmodels.detection.heads import MontesLSTM, StepLinear, skip_steps
 from seqmodels.detection.map import ACTIVITYNET_TIOU, Detection, DetectionMAP, detection_map
 from seqmodels.detection.postprocess import segments_from_probs
 from seqmodels.detection.steps import StepData, load_steps
@@ -27,7 +27,8 @@ from seqmodels.data import pad
 from seqmodels.protocol import fit
 from seqmodels.runs import Run, TrainConfig, load_run, run_columns, save_run, store_config
 
-DETECTION_HEADS = {"actionformer": ActionFormerHead, "montes-lstm": MontesLSTM, "linear": StepLinear}
+DETECTION_HEADS = {"actionformer": ActionFormerHead, "montes-lstm": MontesLSTM, "linear": StepLinear,
+                   "skip-lstm": skip_steps("lstm"), "skip-gru": skip_steps("gru")}
 RESULTS_VERSION = "featx detection results 1"
 MAX_LEN = 2304  # training crop length when --max-steps is not given (ActionFormer's THUMOS14 max_seq_len)
 CROP_RATIO = (0.9, 1.0)  # segment heads: each epoch sees a random 90-100 % window of every video
@@ -129,17 +130,18 @@ def detection_loss(model: torch.nn.Module, features: list[np.ndarray], targets: 
         if segment_head:
             return model.loss(x, mask, ys)
         y, _ = pad([t[:, None] for t in ys])
-        return step_loss(model(x, mask), y[..., 0].long().to(device), mask, config.background_weight)
+        return step_loss(model(x, mask), y[..., 0].long().to(device), mask, config.background_weight, config.budget)
 
     return loss
 
 
-def detect(run: Run, data: StepData) -> list[Detection]:
+def detect(run: Run, data: StepData, updates: list | None = None) -> list[Detection]:
     """Scored segments in seconds for every video of `data`: post-processing of per-step probabilities
-    (step heads) or decoding and soft-NMS (segment heads)."""
+    (step heads) or decoding and soft-NMS (segment heads). Skip heads' per-step 0/1 updates are appended to
+    `updates` when given."""
     out = []
     if run.model.kind == "steps":
-        for vid, probs, clock in zip(data.ids, predict_steps(run.model, data.features), data.clocks):
+        for vid, probs, clock in zip(data.ids, predict_steps(run.model, data.features, updates=updates), data.clocks):
             for start, end, label, score in segments_from_probs(probs, *clock.cells(), run.config.smooth, run.config.threshold):
                 out.append(Detection(vid, start, end, run.classes[label - 1], score))
         return out
@@ -194,9 +196,12 @@ def train_detection(
 
     model, history = streams.fit_streams(config, in_dim, fit_one, on_epoch)
     run = Run(model, config, classes, in_dim, extract_config.to_dict(), history)
-    detections = detect(run, val_set)
+    updates = []
+    detections = detect(run, val_set, updates)
     result = detection_map(ground_truth(annotations, val_ids), detections, known=classes)
     metrics = {"videos": len(val_ids), **result.to_dict()}
+    if updates:
+        metrics["update_fraction"] = float(np.concatenate(updates).mean())
     save_run(run, out)
     out = Path(out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -7,13 +7,25 @@ import torch
 import torch.nn.functional as F
 
 from seqmodels.data import pad
+from seqmodels.heads.common import HeadOutput
+from seqmodels.heads.skip_rnn import budget_loss
 
 
-def step_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, background_weight: float) -> torch.Tensor:
-    """Mean cross-entropy over real steps; background (class 0) steps weigh `background_weight` (Montes: 0.3)."""
+def step_logits(out) -> torch.Tensor:
+    """A step head's (B, T, K + 1) logits: its output, or a skip head's HeadOutput.logits."""
+    return out.logits if isinstance(out, HeadOutput) else out
+
+
+def step_loss(out, targets: torch.Tensor, mask: torch.Tensor, background_weight: float, budget: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy over real steps; background (class 0) steps weigh `background_weight` (Montes: 0.3).
+    A skip head's output adds the budget loss λ Σ u_t (λ = `budget`)."""
+    logits = step_logits(out)
     weight = torch.ones(logits.shape[-1], device=logits.device)
     weight[0] = background_weight
-    return F.cross_entropy(logits[mask], targets[mask], weight=weight)
+    loss = F.cross_entropy(logits[mask], targets[mask], weight=weight)
+    if isinstance(out, HeadOutput) and out.updates is not None:
+        loss = loss + budget_loss(out.updates, budget)
+    return loss
 
 
 def train_steps(
@@ -33,8 +45,10 @@ def train_steps(
     return model, [row["train_loss"] for row in history]
 
 
-def predict_steps(model: torch.nn.Module, sequences: list[np.ndarray], batch_size: int = 32) -> list[np.ndarray]:
-    """Per-step class probabilities, one (T_i, K + 1) array per sequence."""
+def predict_steps(model: torch.nn.Module, sequences: list[np.ndarray], batch_size: int = 32,
+                  updates: list | None = None) -> list[np.ndarray]:
+    """Per-step class probabilities, one (T_i, K + 1) array per sequence; a skip head's (T_i,) 0/1 updates are
+    appended to `updates` when given."""
     model.eval()
     out = []
     device = next(model.parameters()).device
@@ -42,6 +56,9 @@ def predict_steps(model: torch.nn.Module, sequences: list[np.ndarray], batch_siz
         for start in range(0, len(sequences), batch_size):
             chunk = sequences[start : start + batch_size]
             x, mask = pad(chunk)
-            probs = F.softmax(model(x.to(device), mask.to(device)), -1).cpu().numpy()
+            result = model(x.to(device), mask.to(device))
+            probs = F.softmax(step_logits(result), -1).cpu().numpy()
             out += [probs[i, : len(s)] for i, s in enumerate(chunk)]
+            if updates is not None and isinstance(result, HeadOutput) and result.updates is not None:
+                updates += [result.updates[i, : len(s)].cpu().numpy() for i, s in enumerate(chunk)]
     return out

@@ -12,8 +12,9 @@ from torch import nn
 class HeadOutput:
     """What every head returns, in training and in evaluation alike."""
 
-    logits: torch.Tensor  # (B, C)
+    logits: torch.Tensor  # (B, C); per-step heads (B, T, C)
     updates: torch.Tensor | None = None  # (B, T) 0/1 state updates of skip heads (0 on padding); else None
+    multilabel: bool = False  # one sigmoid per class (per-step multi-label heads), else a softmax over classes
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

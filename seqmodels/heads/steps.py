@@ -43,16 +43,18 @@ class StepRNN(nn.Module):
         packed = pack_padded_sequence(self.norm(x), lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, H)
-        return HeadOutput(self.classifier(out))  # (B, T, C)
+        return HeadOutput(self.classifier(out), multilabel=True)  # (B, T, C)
 
 
 class StepSkipRNN(nn.Module):
     """A Skip RNN (seqmodels.heads.skip_rnn) read out at every step: the output of step t is the classifier on
     the state after step t, which a skipped step copies from the step before."""
 
-    def __init__(self, in_dim: int, num_classes: int, cell: str = "lstm", hidden: int = 256, **options):
+    def __init__(self, in_dim: int, num_classes: int, cell: str = "lstm", hidden: int = 256, multilabel: bool = True,
+                 **options):
         super().__init__()
         self.skip = SkipRNNHead(in_dim, num_classes, cell=cell, hidden=hidden, **options)
+        self.multilabel = multilabel  # False: a softmax over the classes (per-step detection, K + 1 classes)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
         skip = self.skip
@@ -65,4 +67,4 @@ class StepSkipRNN(nn.Module):
             states.append(state["h"])
             updates.append(u)
         h = torch.stack(states, dim=1)  # (B, T, H)
-        return HeadOutput(skip.classifier(h), torch.cat(updates, dim=1))  # (B, T, C), (B, T)
+        return HeadOutput(skip.classifier(h), torch.cat(updates, dim=1), self.multilabel)  # (B, T, C), (B, T)
