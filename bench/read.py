@@ -1,13 +1,15 @@
 """Reading a store: `featx.load_sequences` vs `np.load` of the same array, and pandas for reference.
 
 Default: 1,000,000 rows x 512 float16 (10,000 videos x 100 steps), written once with StoreWriter, then
-read back. Prints a table and writes bench/results/read.json.
+read back: from the Parquet parts (cache=False), a first read that also writes the store's read cache
+(featx.feature_cache; timed once), then reads from that cache. Prints a table and writes bench/results/read.json.
     python bench/read.py
     python bench/read.py --videos 1000     # quicker
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -49,17 +51,23 @@ def main() -> None:
         del array
         store_mb = sum(p.stat().st_size for p in (tmp / "store").glob("part-*.parquet")) / 2**20
         npy_mb = (tmp / "features.npy").stat().st_size / 2**20
+        store = tmp / "store"
         seconds = {
             "np.load": timed(lambda: np.load(tmp / "features.npy"), args.repeats).best,
-            "featx.load_sequences": timed(lambda: load_sequences(tmp / "store"), args.repeats).best,
-            "pandas.read_parquet": timed(lambda: pd.read_parquet(tmp / "store"), args.repeats).best,
+            "load_sequences, parts": timed(lambda: load_sequences(store, cache=False), args.repeats).best,
+            "load_sequences, 1st": timed(lambda: load_sequences(store), 1).best,  # parts + writing the cache
+            "load_sequences, cached": timed(lambda: load_sequences(store), args.repeats).best,
+            "pandas.read_parquet": timed(lambda: pd.read_parquet(store), args.repeats).best,
         }
+        cache_mb = sum(p.stat().st_size for p in (store / "_cache").iterdir()) / 2**20
+        shutil.rmtree(store / "_cache")
     print(f"\n{rows:,} rows x {args.dim} float16 ({args.videos:,} videos x {args.steps} steps); store {store_mb:.0f} MB in "
-          f"parquet, {npy_mb:.0f} MB as .npy; written in {write.seconds:.1f} s; best of {args.repeats}")
-    columns = [Column("reader", "<", 22), Column("seconds", ">", 7), Column("rows/s", ">", 12), Column("vs np.load", ">", 10)]
+          f"parquet (+{cache_mb:.0f} MB read cache), {npy_mb:.0f} MB as .npy; written in {write.seconds:.1f} s; best of {args.repeats}")
+    columns = [Column("reader", "<", 24), Column("seconds", ">", 7), Column("rows/s", ">", 12), Column("vs np.load", ">", 10)]
     print(markdown_table(columns, [[name, f"{s:.2f}", f"{rows / s:,.0f}", f"{seconds['np.load'] / s:.2f}"]
                                    for name, s in seconds.items()]))
-    out = write_results(args.out, {"args": vars(args), "rows": rows, "seconds": seconds, "store_mb": store_mb, "npy_mb": npy_mb})
+    out = write_results(args.out, {"args": vars(args), "rows": rows, "seconds": seconds, "store_mb": store_mb, "cache_mb": cache_mb,
+                                    "npy_mb": npy_mb})
     print(f"wrote {out}")
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from featx import location
+from featx import feature_cache, location
 from featx.config import ExtractConfig
 from featx.errors import FeatxError
 from featx.lease import LEASE_DIR, WriterLease
@@ -187,7 +188,7 @@ class StoreWriter:
             if outer is not None:
                 raise FeatxError(f"--out {self.root} is inside the store {outer}; readers of that store would see it")
         existing = read_config(self.root) if self.root.exists() else None
-        ours = {MANIFEST_DIR, LEASE_DIR, DAMAGED_DIR}
+        ours = {MANIFEST_DIR, LEASE_DIR, DAMAGED_DIR, feature_cache.CACHE_DIR}
         foreign = [p for p in self.root.iterdir() if p.name not in ours and not _is_tmp(p)] if self.root.exists() else []
         if existing is None and foreign:
             raise FeatxError(f"--out {self.root} is a non-empty folder but not a featx store; choose a new folder")
@@ -275,6 +276,7 @@ class StoreWriter:
             self._writer.close()  # on an object store this completes the upload: the part appears now
             if not location.is_remote(self.root):
                 os.replace(_tmp_path(self.root / self._part_name), self.root / self._part_name)
+                feature_cache.clear(self.root)  # stale now (readers would see that too): free its disk early
         fragment = self.root / MANIFEST_DIR / f"{self._name}.parquet"
         _write_atomic(_manifest_table(self._records, self._config_json), fragment)
         self._seq += 1
@@ -469,12 +471,38 @@ def load_features(root: str | Path, columns: list[str] | None = None, video_ids=
     return _read(store_path(root), columns, video_ids).to_pandas()
 
 
-def load_sequences(root: str | Path, video_ids=None, column: str = "feature") -> dict[str, np.ndarray]:
+def load_sequences(
+    root: str | Path, video_ids=None, column: str = "feature", cache: bool = True
+) -> dict[str, np.ndarray]:
     """{video_id: (T, D) array of features in step order} for every (or the given) video, sorted by id.
-    column: "feature", or "flow_feature" in a two-stream store."""
-    table = _read(store_path(root), ["video_id", "step", column], video_ids)
+    column: "feature", or "flow_feature" in a two-stream store. With `cache` (local stores), reads come from
+    the store's read cache while its parts are unchanged, and a full read from the parts writes that cache
+    (featx.feature_cache: memory speed instead of Parquet decoding, at the cost of a second copy on disk)."""
+    root = store_path(root)
+    if not cache or location.is_remote(root):
+        return _sequences_from_parts(root, video_ids, column)[0]
+    before = feature_cache.fingerprint(root, PART_GLOB, MANIFEST_DIR)
+    try:
+        cached = feature_cache.read(root, column, before, video_ids)
+    except feature_cache.CacheDamaged as exc:
+        warnings.warn(f"{exc}; reading the parts and rebuilding the cache", stacklevel=2)
+        cached = None
+    if cached is not None:
+        return cached
+    sequences, values, spans = _sequences_from_parts(root, video_ids, column)
+    if video_ids is None and values is not None:
+        try:
+            feature_cache.write(root, column, before, values, spans)
+        except OSError as exc:  # a read-only or full disk: reads stay correct, only slower
+            warnings.warn(f"{root}: no read cache ({exc.strerror or exc}); reads decode the parts", stacklevel=2)
+    return sequences
+
+
+def _sequences_from_parts(root, video_ids, column):
+    """(load_sequences' dict, the (N, D) values its arrays are views of, {video_id: (start, end) rows})."""
+    table = _read(root, ["video_id", "step", column], video_ids)
     if table.num_rows == 0:
-        return {}
+        return {}, None, {}
     ids = table.column("video_id").to_numpy(zero_copy_only=False)
     steps = table.column("step").to_numpy()
     if not _grouped_in_step_order(ids, steps):  # never for stores featx wrote; sorting copies every feature
@@ -484,8 +512,8 @@ def load_sequences(root: str | Path, video_ids=None, column: str = "feature") ->
     feature = table.column(column).combine_chunks()
     values = feature.values.to_numpy(zero_copy_only=False).reshape(-1, feature.type.list_size)  # (N, D)
     cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-    starts, ends = np.r_[0, cuts], np.r_[cuts, len(ids)]
-    return {ids[s]: values[s:e] for s, e in sorted(zip(starts, ends), key=lambda se: ids[se[0]])}
+    spans = {ids[s]: (int(s), int(e)) for s, e in zip(np.r_[0, cuts], np.r_[cuts, len(ids)])}
+    return {vid: values[s:e] for vid, (s, e) in sorted(spans.items())}, values, spans
 
 
 def _grouped_in_step_order(ids: np.ndarray, steps: np.ndarray) -> bool:

@@ -13,6 +13,8 @@ def store(tmp_path_factory):
     with StoreWriter(root, toy_config(), part_mb=0.0005) as writer:  # several parts
         for k in range(5):
             add_toy_video(writer, f"v{k}", 3 + k, k)
+    load_sequences(root)  # the store as users have it after a first read: with its read cache (_cache/)
+    assert (root / "_cache").is_dir()
     return root
 
 
