@@ -147,14 +147,16 @@ def _flow_column(stream: str) -> str | None:
 
 
 def _flow_model(config: ExtractConfig, device):
-    """RAFT on the extraction device when the flow stream asks for it; None for the OpenCV methods, which the
-    decoding workers run. Raises a one-line FeatxError when the method cannot run here."""
+    """(RAFT on the extraction device, `config` with the RAFT weights' path and sha256) when the flow stream asks
+    for RAFT; (None, `config`) otherwise: the decoding workers run the OpenCV methods. Raises a one-line
+    FeatxError when the method cannot run here, before any video is decoded."""
     if _flow_column(config.stream) is None:
-        return None
+        return None, config
     check_method(config.flow_method)
     if config.flow_method not in RAFT_MODELS:
-        return None
-    return load_raft(config.flow_method, config.flow_weights, device)
+        return None, config
+    raft, source, sha = load_raft(config.flow_method, config.flow_weights, device)
+    return raft, dataclasses.replace(config, flow_weights=source, flow_weights_sha256=sha)
 
 
 def _networks(backbone, config: ExtractConfig, options: RunOptions) -> dict:
@@ -307,10 +309,7 @@ def extract(
 
     t0 = time.monotonic()
     backbone = load_backbone(config, options.device)
-    store_config = backbone.config
-    if raft := _flow_model(config, backbone.device):
-        raft, source, sha = raft
-        store_config = dataclasses.replace(store_config, flow_weights=source, flow_weights_sha256=sha)
+    raft, store_config = _flow_model(backbone.config, backbone.device)
     summary = ExtractSummary(store=str(out), unit="clips" if config.clips else "frames")
     shard = f"{options.shard[0]}/{options.shard[1]}" if options.shard else None
     if options.shard:
