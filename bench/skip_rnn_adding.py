@@ -89,10 +89,10 @@ def build(name: str, args) -> nn.Module:
 def evaluate(model: nn.Module, generator: torch.Generator, args) -> tuple[float, float]:
     """MSE and share of updated steps over `validation_batches` fresh batches (the authors' validation)."""
     squared, updated = 0.0, 0.0
-    mask = torch.ones(args.batch_size, args.length, dtype=torch.bool)
+    mask = torch.ones(args.batch_size, args.length, dtype=torch.bool, device=args.device)
     with torch.no_grad():
         for _ in range(args.validation_batches):
-            x, y = adding_batch(generator, args.batch_size, args.length)
+            x, y = (t.to(args.device) for t in adding_batch(generator, args.batch_size, args.length))
             out = model(x, mask)
             squared += float(((out.logits[:, 0] - y) ** 2).mean())
             updated += float(out.updates.mean()) if out.updates is not None else 1.0
@@ -101,14 +101,14 @@ def evaluate(model: nn.Module, generator: torch.Generator, args) -> tuple[float,
 
 def run(name: str, budget: float, seed: int, args) -> dict:
     torch.manual_seed(seed)
-    model = build(name, args)
+    model = build(name, args).to(args.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)  # β and ε: Adam's defaults, as theirs
     train_gen = torch.Generator().manual_seed(seed)
     valid_gen = torch.Generator().manual_seed(1_000_000 + seed)
-    mask = torch.ones(args.batch_size, args.length, dtype=torch.bool)
+    mask = torch.ones(args.batch_size, args.length, dtype=torch.bool, device=args.device)
     history, solved_at, watch = [], None, Stopwatch()
     for it in range(1, args.iterations + 1):
-        x, y = adding_batch(train_gen, args.batch_size, args.length)
+        x, y = (t.to(args.device) for t in adding_batch(train_gen, args.batch_size, args.length))  # same data on any device
         out = model(x, mask)
         loss = 0.5 * ((out.logits[:, 0] - y) ** 2).mean()  # tf.nn.l2_loss / batch
         if out.updates is not None and budget > 0:
@@ -163,7 +163,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["skip-lstm", "skip-gru"],
                         choices=["lstm", "skip-lstm", "gru", "skip-gru"])
     parser.add_argument("--budgets", nargs="+", type=float, default=[1e-5, 0.0], help="λ per updated step (skip models)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (split runs over processes)")
     parser.add_argument("--iterations", type=int, default=20_000, help="per run (the paper trains until stopped by hand)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--grad-clip", type=float, default=1.0)
@@ -174,15 +175,16 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=50)
     parser.add_argument("--eval-every", type=int, default=300)
     parser.add_argument("--validation-batches", type=int, default=15)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (batches are drawn on the CPU either way)")
     add_out(parser, "skip_rnn_adding.json")
     args = parser.parse_args()
     # λ matters to skip models only; the baselines run once per seed, with λ 0
-    plan = [(m, b if m.startswith("skip-") else 0.0, s) for b in args.budgets for s in range(args.seeds) for m in args.models]
+    plan = [(m, b if m.startswith("skip-") else 0.0, s) for b in args.budgets for s in range(args.first_seed, args.first_seed + args.seeds) for m in args.models]
     plan = list(dict.fromkeys(plan))  # the order of the first appearance: λ first, so early results cover it
     rows = []
     for name, budget, seed in plan:
         rows.append(run(name, budget, seed, args))
-        write_results(args.out, {"args": vars(args), "summary": summarise(rows), "rows": rows})
+        write_results(args.out, {"args": vars(args), "summary": summarise(rows), "rows": rows}, device=args.device)
     summary = summarise(rows)
     print(f"\nadding task, length {args.length}, {args.hidden} units, lr {args.lr}, batch {args.batch_size}, "
           f"{args.iterations} iterations, {args.seeds} seed(s), GRU {args.gru}; updates in %, mean ± std over seeds")
