@@ -101,8 +101,11 @@ def test_late_fusion_of_per_step_heads_averages_sigmoid_probabilities():
     a, b = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
     from seqmodels.heads.common import HeadOutput
 
-    fused = fuse([HeadOutput(a), HeadOutput(b)])
+    fused = fuse([HeadOutput(a, multilabel=True), HeadOutput(b, multilabel=True)])
     assert torch.allclose(torch.sigmoid(fused.logits), (torch.sigmoid(a) + torch.sigmoid(b)) / 2, atol=1e-5)
+    # a per-step softmax head (skip step detectors) averages softmax probabilities instead
+    fused = fuse([HeadOutput(a), HeadOutput(b)])
+    assert torch.allclose(torch.softmax(fused.logits, -1), (torch.softmax(a, -1) + torch.softmax(b, -1)) / 2, atol=1e-5)
 
 
 def _multilabel_store(root, videos=24, steps=30, seed=0):

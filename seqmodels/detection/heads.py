@@ -56,9 +56,9 @@ class SkipSteps(nn.Module):
 
     kind = "steps"
 
-    def __init__(self, in_dim: int, num_classes: int, cell: str = "lstm", **options):
-        super().__init__()
-        self.net = StepSkipRNN(in_dim, num_classes, cell=cell, multilabel=False, **options)
+    def __init__(self, in_dim: int, num_classes: int, cell: str = "lstm", layers: int = 1, **options):
+        super().__init__()  # one layer, as Montes' LSTM
+        self.net = StepSkipRNN(in_dim, num_classes, cell=cell, layers=layers, multilabel=False, **options)
 
     @property
     def skip(self):

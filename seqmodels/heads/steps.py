@@ -50,10 +50,10 @@ class StepSkipRNN(nn.Module):
     """A Skip RNN (seqmodels.heads.skip_rnn) read out at every step: the output of step t is the classifier on
     the state after step t, which a skipped step copies from the step before."""
 
-    def __init__(self, in_dim: int, num_classes: int, cell: str = "lstm", hidden: int = 256, multilabel: bool = True,
-                 **options):
+    def __init__(self, in_dim: int, num_classes: int, cell: str = "lstm", hidden: int = 256, layers: int = 2,
+                 multilabel: bool = True, **options):
         super().__init__()
-        self.skip = SkipRNNHead(in_dim, num_classes, cell=cell, hidden=hidden, **options)
+        self.skip = SkipRNNHead(in_dim, num_classes, cell=cell, hidden=hidden, layers=layers, **options)
         self.multilabel = multilabel  # False: a softmax over the classes (per-step detection, K + 1 classes)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
