@@ -22,7 +22,7 @@ STREAMS = ("rgb", "flow", "both")  # what is embedded: frames, optical-flow stac
 FLOW_METHODS = ("farneback", "tvl1", "raft-small", "raft-large")  # OpenCV in the workers, RAFT on the device
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
-_NOT_IDENTITY = ("weights", "flow_weights", "versions", "import_source")
+_NOT_IDENTITY = ("weights", "flow_weights", "versions", "import_source", "mean_cube")
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,10 @@ class ExtractConfig:
     clip_len: int | None = None  # frames (sampled at fps) per clip for clip (3D) backbones; None: per frame
     clip_stride: int | None = None  # frames between clip starts (default: clip_len, non-overlapping)
     clip_tail: str = "pad"  # CLIP_TAILS
-    inflate: str | None = None  # inflate a 2D timm ResNet into 3D: "mean" or "center" (INFLATE_MODES)
+    inflate: str | None = None  # inflate a 2D timm CNN into 3D: "mean" or "center" (INFLATE_MODES)
     inflate_time: int = 3  # temporal kernel of the inflated k x k convolutions
+    mean_cube: str | None = None  # C3D: a .npy mean cube subtracted from every clip (its path; like weights, not identity)
+    mean_cube_sha256: str | None = None  # sha256 of that file, filled in when the backbone is loaded (identity)
     stream: str = "rgb"  # STREAMS; "both" adds the column flow_feature
     flow_len: int = 5  # flow fields stacked per row (2 * flow_len input channels); 1 for flow clips (2, L, H, W)
     flow_method: str = "farneback"  # FLOW_METHODS

@@ -1,5 +1,8 @@
 """Clip (3D) backbones: inflation's defining property, and torchvision checkpoints loading into featx's models."""
 
+import hashlib
+
+import numpy as np
 import pytest
 import timm
 import torch
@@ -8,6 +11,7 @@ from torch import nn
 
 from featx.backbones.inflate import inflate
 from featx.backbones.video3d import create, create_clip_model
+from featx.config import ExtractConfig
 from featx.errors import FeatxError
 
 
@@ -108,3 +112,78 @@ def test_other_torchvision_models_give_their_pooled_width(name, width):
     with torch.no_grad():
         out = ours(torch.randn(1, 3, 16, 224, 224))
     assert out.shape == (1, width(getattr(tvv, name)(weights=None)))
+
+
+def _known_cube(path, shape=(3, 16, 128, 171), dtype=np.float32):
+    """A cube whose every value says where it is: 100 c + 2 t + y / 4 + x / 2 (a leading 1 kept, as a
+    binaryproto's blob has it)."""
+    c, t, y, x = np.meshgrid(*(np.arange(n) for n in shape[-4:]), indexing="ij")
+    np.save(path, (100 * c + 2 * t + y / 4 + x / 2).astype(dtype).reshape(shape))
+    return path
+
+
+class _Recorder(nn.Module):
+    """Stands in for C3D: keeps what it is fed."""
+
+    def forward(self, x):
+        self.seen = x.clone()
+        return x.flatten(1)[:, :4]
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 128, 171), (1, 3, 16, 128, 171), (3, 16, 112, 112)])
+def test_a_constant_clip_minus_the_mean_cube_is_computed_by_hand(tmp_path, shape):
+    from featx.backbones import Backbone
+    from featx.backbones.video3d import RAW_0_255, MeanCubeSubtracted, read_mean_cube
+
+    cube, path, sha = read_mean_cube("c3d", str(_known_cube(tmp_path / "m.npy", shape)), 16, "rgb")
+    config = ExtractConfig(backbone="c3d", clip_len=16, mean=RAW_0_255[0], std=RAW_0_255[1], feature_dim=4,
+                           precision="float32")
+    recorder = _Recorder()
+    backbone = Backbone(config, MeanCubeSubtracted(recorder, cube), torch.device("cpu"))
+    colour = (10, 200, 255)
+    backbone.forward(torch.tensor(colour, dtype=torch.uint8).expand(1, 16, 112, 112, 3))  # (B, L, H, W, 3)
+    c, t, y, x = np.meshgrid(np.arange(3), np.arange(16), np.arange(112), np.arange(112), indexing="ij")
+    if shape[-1] == 171:  # Caffe's test crop of 128 x 171: rows 8 ... 119, columns 29 ... 140
+        y, x = y + 8, x + 29
+    want = np.array(colour)[c] - (100 * c + 2 * t + y / 4 + x / 2)
+    np.testing.assert_allclose(recorder.seen[0].numpy(), want, rtol=0, atol=1e-4)
+    assert path == str((tmp_path / "m.npy").resolve())
+    assert sha == hashlib.sha256((tmp_path / "m.npy").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("r3d_18", 16, "rgb"), "only c3d, c3d_fc7 take one, not r3d_18"),
+    (("resnet18", 16, "rgb"), "only c3d, c3d_fc7 take one, not resnet18"),
+    (("c3d", 8, "rgb"), "use --clip-len 16, not 8"),
+    (("c3d", 16, "both"), "for RGB clips; leave it out with --stream both"),
+])
+def test_a_mean_cube_is_refused_where_it_does_not_belong(tmp_path, args, message):
+    from featx.backbones.video3d import read_mean_cube
+
+    backbone, clip_len, stream = args
+    with pytest.raises(FeatxError, match=message):
+        read_mean_cube(backbone, str(_known_cube(tmp_path / "m.npy")), clip_len, stream)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: _known_cube(p, (3, 16, 128, 170)), r"shape \(3, 16, 128, 170\); expected one of 3x16x128x171 or 3x16x112x112"),
+    (lambda p: _known_cube(p, (3, 8, 112, 112)), r"shape \(3, 8, 112, 112\)"),
+    (lambda p: _known_cube(p, dtype=np.uint8), "holds uint8; expected floats"),
+    (lambda p: p.write_text("not numpy") and p, "not a readable .npy file"),
+    (lambda p: p, "not a readable .npy file \\(FileNotFoundError"),
+])
+def test_a_bad_mean_cube_file_is_one_line(tmp_path, make, message):
+    from featx.backbones.video3d import read_mean_cube
+
+    path = make(tmp_path / "m.npy")
+    with pytest.raises(FeatxError, match=message) as caught:
+        read_mean_cube("c3d", str(path), 16, "rgb")
+    assert "\n" not in str(caught.value)
+
+
+def test_load_backbone_refuses_a_mean_cube_before_building_the_model(tmp_path):
+    from featx.backbones import extraction_config, load_backbone
+
+    config = extraction_config(backbone="r3d_18", weights="auto", mean_cube=str(tmp_path / "missing.npy"))
+    with pytest.raises(FeatxError, match="--mean-cube .*only c3d, c3d_fc7 take one"):  # not "pass --weights"
+        load_backbone(config, "cpu")

@@ -120,3 +120,24 @@ def test_clip_options_are_checked(tiny_videos, tmp_path):
     result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(tmp_path / "s"), "--backbone", "resnet18",
                                  "--random-init", "--clip-len", "4", "--device", "cpu"])
     assert result.exit_code == 1 and "--inflate" in result.output
+
+
+@pytest.mark.slow
+def test_i3d_googlenet_extracts_clips_from_a_googlenet_file(tiny_videos, tmp_path):
+    import torchvision
+
+    from featx.store import read_config
+
+    torch.manual_seed(0)
+    weights = tmp_path / "googlenet.pth"
+    torch.save(torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).state_dict(), weights)
+    out = tmp_path / "s"
+    result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(out), "--backbone", "i3d-googlenet",
+                                 "--weights", str(weights), "--fps", "2", "--clip-len", "2", "--clip-tail", "drop",
+                                 "--workers", "0", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_parquet(out)
+    assert len(df) == 4 and (df.frame_start == 0).all()  # 1.5 s at 2 fps: frames 0, 4, 8; one 2-frame clip each
+    assert len(df.feature.iloc[0]) == 1024
+    config = read_config(out)
+    assert (config.input_size, config.mean, config.clip_len) == ((3, 224, 224), (0.5, 0.5, 0.5), 2)

@@ -175,6 +175,10 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         torch.backends.cudnn.allow_tf32 = False  # float32 means float32: cuDNN would round inputs to TF32
     from featx.backbones import video3d
 
+    cube = cube_path = cube_sha = None
+    if config.mean_cube is not None:  # checked before the model is built: a bad file fails fast
+        cube, cube_path, cube_sha = video3d.read_mean_cube(config.backbone, config.mean_cube, config.clip_len,
+                                                           config.stream)
     if config.backbone in video3d.CLIP_MODELS:
         model, source, sha, data = _clip_model(config)
     else:
@@ -192,8 +196,10 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
                 raise FeatxError("--inflate makes a clip backbone: give --clip-len too")
             try:
                 model = inflate(model, config.inflate_time, config.inflate)
-            except ValueError as exc:
+            except (ValueError, FeatxError) as exc:  # a layer that does not inflate: say which, for this backbone
                 raise FeatxError(f"--inflate {config.backbone}: {exc}") from None
+    if cube is not None:
+        model = video3d.MeanCubeSubtracted(model, cube)
     for p in model.parameters():
         p.requires_grad_(False)
     model = model.to(dev)
@@ -203,6 +209,8 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         config,
         weights=source,
         weights_sha256=sha,
+        mean_cube=cube_path,
+        mean_cube_sha256=cube_sha,
         feature_dim=_output_dim(model, data["input_size"], dev, config.clip_len),
         input_size=tuple(int(v) for v in data["input_size"]),
         mean=tuple(float(v) for v in data["mean"]),

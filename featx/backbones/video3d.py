@@ -1,16 +1,18 @@
 """Clip (3D) backbones from torchvision.models.video, with parameter names exactly torchvision's, so its
 published checkpoints load from a local file (`--weights`, read and loaded strictly by
-featx.backbones.weights, as for every backbone); and C3D, with the names of the common PyTorch port of its
-Sports-1M weights.
+featx.backbones.weights, as for every backbone); C3D, with the names of the common PyTorch port of its
+Sports-1M weights; and I3D, torchvision's GoogLeNet inflated as Carreira & Zisserman (2017) inflate Inception-V1.
 
 Each model gives pooled clip features: its classifier is an identity (a checkpoint's classifier is dropped).
 Input: (B, 3, T, H, W) float, normalised with the Kinetics-400 mean and std that torchvision's weights use;
-C3D gets raw 0-255 RGB values (no mean subtracted; see the README).
+C3D gets raw 0-255 RGB values (no mean subtracted; see the README); I3D gets [-1, 1] values, which is what
+torchvision's GoogLeNet weights see after their `transform_input` step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -21,6 +23,10 @@ from featx.errors import FeatxError
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 RAW_0_255 = ((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255))  # normalising with these leaves 0-255 values
+# torchvision's pretrained GoogLeNet has transform_input=True: it is fed ImageNet-normalised images and turns
+# them into (x - 0.5) / 0.5 of [0, 1] RGB before conv1. Normalising with these and leaving the step out is the
+# same input, one affine map sooner.
+MINUS1_1 = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 class C3D(nn.Module):
@@ -74,7 +80,107 @@ CLIP_MODELS = {
     "swin3d_b": ClipModel("swin3d_b", ("head",), 224, 256, 16),
     "c3d": ClipModel("c3d", ("fc8",), 112, 128, 16, RAW_0_255),  # fc6 features
     "c3d_fc7": ClipModel("c3d_fc7", ("fc8",), 112, 128, 16, RAW_0_255),
+    "i3d-googlenet": ClipModel("googlenet", ("fc", "aux1", "aux2"), 224, 256, 16, MINUS1_1),  # 1024-d, see i3d_googlenet
 }
+
+# I3D's temporal extents (Carreira & Zisserman 2017, Figure 3: "Inflated Inception-V1"), by torchvision's layer
+# names: conv1 7x7x7 with stride 2 in time; maxpool1 and maxpool2 1x3x3 with no temporal stride (the default);
+# maxpool3 3x3x3 and maxpool4 2x2x2 with stride 2 in time; the max pool of every Inception block's pool branch
+# 3x3x3 with stride 1; every other 3x3 convolution 3x3x3 and every 1x1 one 1x1x1 (inflate's defaults).
+I3D_PLAN = {
+    "conv1.conv": (7, 2), "maxpool3": (3, 2), "maxpool4": (2, 2),
+    **{f"inception{b}.branch4.0": (3, 1) for b in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")},
+}
+
+
+def googlenet_2d() -> nn.Module:
+    """torchvision's GoogLeNet as a feature network: no auxiliary classifiers (they only train), no
+    transform_input (MINUS1_1 normalisation does it), fc replaced by an identity: (B, 3, H, W) -> (B, 1024), the
+    pooled output before dropout and fc (dropout is the identity in eval mode)."""
+    from torchvision.models import googlenet
+
+    model = googlenet(weights=None, aux_logits=False, transform_input=False, init_weights=False)
+    model.fc = nn.Identity()
+    return model.eval()
+
+
+def i3d_googlenet(model2d: nn.Module, mode: str = "mean") -> nn.Module:
+    """I3D from a 2D GoogLeNet (`googlenet_2d`, weights loaded): every convolution, pool and batch norm
+    inflated with I3D_PLAN's temporal extents. Input (B, 3, T, H, W) in [-1, 1], any H, W >= 32; output
+    (B, 1024), the mean over time and space of the last Inception block. (The paper's 2x7x7 average pool with
+    stride 1, its logits then averaged over time, is this mean for 16-frame clips at 224 px: 2x7x7 is then the
+    whole map. featx takes the global mean at every size.) The first layer is `model.conv1.conv`, an
+    InflatedConv whose `.conv` is the nn.Conv3d (3 -> 64, 7x7x7, stride 2)."""
+    from featx.backbones.inflate import inflate
+
+    return inflate(model2d, time_kernel=3, mode=mode, plan=I3D_PLAN)
+
+
+
+# C3D's mean cube (Tran et al. 2015; the Sports-1M `sport1m_train16_128_mean.binaryproto` is 1 x 3 x 16 x 128 x 171):
+# channels x frames x height x width, 0-255 pixel values, at the size frames have before the 112 x 112 crop, or
+# already cropped.
+MEAN_CUBE_SHAPES = ((3, 16, 128, 171), (3, 16, 112, 112))
+
+
+class MeanCubeSubtracted(nn.Module):
+    """`net` fed its clips minus a mean cube: (B, 3, 16, 112, 112) 0-255 values -> net(x - cube).
+
+    The original C3D subtracts the cube from the 128 x 171 frames, then centre-crops 112 x 112 (offsets
+    (128 - 112) // 2 = 8 and (171 - 112) // 2 = 29, Caffe's test-phase crop). Subtraction is per pixel, so
+    that equals subtracting the cube's same 112 x 112 window from the crop, which is what this does: the
+    decoder has cropped already, with the same integer centre offsets."""
+
+    def __init__(self, net: nn.Module, cube: torch.Tensor):
+        super().__init__()
+        self.net = net
+        self.register_buffer("cube", cube.unsqueeze(0))  # (1, 3, 16, 112, 112)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 16, 112, 112)
+        return self.net(x - self.cube)
+
+
+def centre_crop_cube(cube, crop: int):
+    """The (C, T, crop, crop) centre of a (C, T, H, W) cube, at the decoder's (and Caffe's) offsets."""
+    h, w = cube.shape[-2:]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return cube[..., top : top + crop, left : left + crop]
+
+
+def read_mean_cube(backbone: str, path: str, clip_len: int | None, stream: str) -> tuple[torch.Tensor, str, str]:
+    """C3D's mean cube for `--mean-cube path`, checked: (cube (3, 16, 112, 112) float32 on the crop, the
+    file's absolute path, its sha256). Only backbones fed raw 0-255 values (C3D, whose cube is in that scale)
+    take one, with 16-frame RGB clips; anything else is one FeatxError line."""
+    import numpy as np
+
+    from featx.backbones.weights import file_sha256
+
+    label = f"--mean-cube {path}"
+    spec = CLIP_MODELS.get(backbone)
+    if spec is None or spec.normalise != RAW_0_255:
+        takers = ", ".join(n for n, m in CLIP_MODELS.items() if m.normalise == RAW_0_255)
+        raise FeatxError(f"{label}: a mean cube is C3D's 0-255 input step; only {takers} take one, not {backbone}")
+    if stream != "rgb":
+        raise FeatxError(f"{label}: the mean cube is for RGB clips; leave it out with --stream {stream}")
+    if clip_len != MEAN_CUBE_SHAPES[0][1]:
+        raise FeatxError(f"{label}: the cube holds 16 frames, one per clip frame: use --clip-len 16, not {clip_len}")
+    file = Path(path).expanduser()
+    try:
+        cube = np.load(file, allow_pickle=False)
+    except Exception as exc:  # a missing file, a pickle, a truncated or foreign one: say which, on one line
+        first = (str(exc).strip().splitlines() or ["no message"])[0][:200]
+        raise FeatxError(f"{label}: not a readable .npy file ({type(exc).__name__}: {first})") from None
+    if cube.ndim == 5 and cube.shape[0] == 1:  # the binaryproto's blob keeps its leading 1
+        cube = cube[0]
+    if cube.shape not in MEAN_CUBE_SHAPES:
+        raise FeatxError(f"{label}: shape {cube.shape}; expected one of "
+                         f"{' or '.join('x'.join(map(str, s)) for s in MEAN_CUBE_SHAPES)} (channels, frames, height, width)")
+    if not np.issubdtype(cube.dtype, np.floating):
+        raise FeatxError(f"{label}: holds {cube.dtype}; expected floats in the 0-255 pixel scale")
+    if not np.isfinite(cube).all():
+        raise FeatxError(f"{label}: holds NaN or infinite values")
+    cube = torch.from_numpy(np.ascontiguousarray(centre_crop_cube(cube, spec.crop), dtype=np.float32))
+    return cube, str(file.resolve()), file_sha256(file)
 
 
 def _set_attr(model: nn.Module, path: tuple[str, ...], value: nn.Module) -> None:
@@ -98,6 +204,8 @@ def create_clip_model(name: str) -> nn.Module:
     import torchvision.models.video as tvv
 
     spec = _spec(name)
+    if name == "i3d-googlenet":
+        return i3d_googlenet(googlenet_2d())
     model = C3D("fc7" if name == "c3d_fc7" else "fc6") if name.startswith("c3d") else getattr(tvv, spec.builder)(weights=None)
     _set_attr(model, spec.classifier, nn.Identity())
     return model.eval()
@@ -105,12 +213,18 @@ def create_clip_model(name: str) -> nn.Module:
 
 def create(name: str, weights: str) -> tuple[nn.Module, str, str]:
     """Clip backbone `name` in eval mode with `weights`: a checkpoint with torchvision's keys (or the C3D
-    port's), its classifier included or not, or RANDOM_INIT. Returns (model, weights source, sha256)."""
-    head = (".".join(_spec(name).classifier),)  # an unknown name fails before the file is read
+    port's; torchvision's 2D GoogLeNet's for i3d-googlenet, inflated once loaded), its classifier included or
+    not, or RANDOM_INIT. Returns (model, weights source, sha256)."""
+    spec = _spec(name)  # an unknown name fails before the file is read
     if weights == AUTO:
+        example = "googlenet-*.pth, an ImageNet GoogLeNet" if name == "i3d-googlenet" else f"{name}-*.pth"
         raise FeatxError(
-            f"{name}: pass --weights PATH (torchvision's checkpoint, e.g. {name}-*.pth) or --random-init; "
+            f"{name}: pass --weights PATH (torchvision's checkpoint, e.g. {example}) or --random-init; "
             "featx does not download weights"
         )
+    if name == "i3d-googlenet":  # 2D weights load into the 2D network, whose aux classifiers and fc are dropped
+        model, source, sha = with_weights(googlenet_2d, weights, "torchvision's googlenet", spec.classifier)
+        return i3d_googlenet(model), source, sha
+    head = (".".join(spec.classifier),)
     owner = "featx" if name.startswith("c3d") else "torchvision"
     return with_weights(lambda: create_clip_model(name), weights, f"{owner}'s {name}", head)
