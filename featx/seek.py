@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from featx.errors import FeatxError
+
 # A seek (flush the decoder, jump, restart at a keyframe) costs about as much as decoding this many frames.
 SEEK_COST_FRAMES = 16
 # Seek only when the plan decodes at most this share of what a full pass would.
@@ -55,6 +57,14 @@ def packet_index(path: str | Path) -> PacketIndex | None:
     return PacketIndex(np.asarray(pts, np.int64)[order], np.asarray(key, bool)[order])
 
 
+def reach(position: int, target: int, keyframes: np.ndarray, seek_cost: int = SEEK_COST_FRAMES) -> tuple[int, int, int]:
+    """How to get from `position` (the last frame decoded, -1 before the first) to frame `target`:
+    (its keyframe, frame decodes going on, frame decodes of a seek to that keyframe counting `seek_cost`)."""
+    key = int(keyframes[np.searchsorted(keyframes, target, side="right") - 1])
+    onward = target - position if position >= 0 else target + 1  # from the start no seek is needed
+    return key, onward, seek_cost + target - key + 1
+
+
 def plan(targets: np.ndarray, keyframes: np.ndarray, seek_cost: int = SEEK_COST_FRAMES) -> tuple[list[Run], int]:
     """Runs that decode every target frame, and their cost in frame decodes (a seek counts `seek_cost`).
 
@@ -65,9 +75,7 @@ def plan(targets: np.ndarray, keyframes: np.ndarray, seek_cost: int = SEEK_COST_
     runs: list[Run] = []
     cost, position = 0, -1  # position: the last frame decoded
     for target in map(int, targets):
-        key = int(keyframes[np.searchsorted(keyframes, target, side="right") - 1])
-        onward = target - position if position >= 0 else target + 1  # from the start no seek is needed
-        jump = seek_cost + target - key + 1
+        key, onward, jump = reach(position, target, keyframes, seek_cost)
         if onward <= jump:
             if not runs:
                 runs.append(Run(0, []))
@@ -86,8 +94,6 @@ def worth_seeking(total_frames: int, cost: int) -> bool:
 
 def decode_runs(container, stream, index: PacketIndex, runs: list[Run]):
     """Yield (frame number, frame) for every target of `runs`, seeking to each run's keyframe."""
-    from featx.errors import FeatxError
-
     for run in runs:
         container.seek(int(index.pts[run.start]), stream=stream, backward=True, any_frame=False)
         wanted = iter(run.targets)
@@ -103,3 +109,118 @@ def decode_runs(container, stream, index: PacketIndex, runs: list[Run]):
                 break
         else:
             raise FeatxError(f"the stream ended before frame {target}")
+
+
+class FramesOnDemand:
+    """The sampled frames of a video (those `featx.video.stream_frames` yields, same pixels), for a reader that
+    knows before each frame whether it needs it (a Skip RNN: featx predict --adaptive). `skip(n)` passes over
+    n sampled frames and `take()` returns the next one, resized and cropped (None after the last); a frame
+    passed over is never converted to RGB or resized, and when a needed frame lies further on than a seek to
+    its keyframe costs (`reach`, the cost model of `plan`), the frames in between are not even decoded.
+
+    Frame numbers come from the packets (as `plan`'s); a stream whose packets lack timestamps is decoded
+    through, converting only the frames taken. At the end, the checks of a full decode apply
+    (`featx.video.check_whole`). Counters: `decoded` frames, `converted` frames, `seeks`.
+    """
+
+    def __init__(self, path, fps: float | None, pre, threads: int = 0):
+        from fractions import Fraction
+
+        from featx import video
+
+        self._video, self.path, self.pre = video, path, pre
+        self._container = video._open(path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type, self._stream.thread_count = "AUTO", threads
+        self.info = video._info(self._container)
+        video._check_shape(self.info, pre)
+        self._start = Fraction(self._stream.start_time or 0) * (self._stream.time_base or 1)
+        self._step = 1.0 / self.info.fps if self.info.fps > 0 else 0.0
+        self.decoded = self.converted = self.seeks = 0
+        self._index = packet_index(path)
+        if self._index is None or len(self._index.pts) == 0:  # no timestamps to seek by: decode through
+            self._full = video._FullDecode(self._container, self._stream, self._start, self._step, fps)
+            self._frames, self._targets = iter(self._full), None
+        else:
+            base = self._stream.time_base or 1
+            times = [float(int(p) * base - self._start) for p in self._index.pts]  # as FrameClock computes them
+            self._targets = np.asarray(video.sample_indices(times, fps), np.int64)
+            self._keyframes = np.flatnonzero(self._index.keyframe)
+            self._last_time = times[-1] if times else 0.0
+            self._decoder, self._position = None, -1
+        self._next = 0  # sampled frames passed or taken so far
+
+    def skip(self, n: int) -> int:
+        """Pass over the next `n` sampled frames; returns how many there were (fewer at the end)."""
+        if self._targets is not None:
+            passed = min(n, len(self._targets) - self._next)
+            self._next += passed
+            return passed
+        passed = 0
+        while passed < n and self._next_full() is not None:
+            passed += 1
+        return passed
+
+    def take(self):
+        """The next sampled frame as the backbone's input, (H, W, 3) uint8 RGB, or None after the last."""
+        if self._targets is None:
+            frame = self._next_full()
+        elif self._next < len(self._targets):
+            frame = self._decode_to(int(self._targets[self._next]))
+            self._next += 1
+        else:
+            self._finish(len(self._index.pts), self._last_time, "found")
+            return None
+        if frame is None:
+            return None
+        self.converted += 1
+        return self._video._to_rgb(frame, self.pre)
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _next_full(self):
+        """The next sampled frame of a decode through (None at the end, after the end checks)."""
+        import av
+
+        try:
+            n, _, frame = next(self._frames)
+        except StopIteration:
+            self.decoded = self._full.end[0]
+            self._finish(*self._full.end, "decoded")
+            return None
+        except av.FFmpegError as exc:
+            raise self._failed(exc) from None
+        self.decoded = n + 1
+        return frame
+
+    def _decode_to(self, target: int):
+        """Frame number `target`: decoding on from the current position, or seeking to its keyframe first."""
+        import av
+
+        key, onward, jump = reach(self._position, target, self._keyframes)
+        if jump < onward:
+            self._container.seek(int(self._index.pts[key]), stream=self._stream, backward=True, any_frame=False)
+            self.seeks += 1
+            self._decoder = self._container.decode(self._stream)
+        elif self._decoder is None:  # decoding from the start
+            self._decoder = self._container.decode(self._stream)
+        want = self._index.pts[target]
+        try:
+            for frame in self._decoder:
+                self.decoded += 1
+                if frame.pts is None or frame.pts < want:
+                    continue
+                if frame.pts > want:
+                    raise FeatxError(f"seeking missed frame {target} (pts {want}, got {frame.pts})")
+                self._position = target
+                return frame
+        except av.FFmpegError as exc:
+            raise self._failed(exc) from None
+        raise FeatxError(f"the stream ended before frame {target}")
+
+    def _failed(self, exc) -> Exception:
+        return FeatxError(f"decoding failed ({self._video._ffmpeg_reason(exc)})")
+
+    def _finish(self, n: int, last: float, verb: str) -> None:
+        self._video.check_whole(self.info, n, last, self._step, verb)

@@ -268,18 +268,23 @@ def stream_frames(
         except av.FFmpegError as exc:
             raise FeatxError(f"decoding failed ({_ffmpeg_reason(exc)})") from None
         n, last = plan[1:] if plan else frames.end
-        if n == 0:
-            raise FeatxError("no frames could be decoded")
-        # An edit list (any `-c copy` cut) hides pre-roll frames that the frame count still declares: the video
-        # is whole when its decoded frames span the declared (edited) duration.
-        spans_duration = info.duration > 0 and last + step >= _MIN_DECODED_SHARE * info.duration
-        if info.frames and n < _MIN_DECODED_SHARE * info.frames and not spans_duration:
-            raise FeatxError(f"truncated: {'found' if plan else 'decoded'} {n} of {info.frames} declared frames")
+        check_whole(info, n, last, step, "found" if plan else "decoded")
         if idx:
             yield FrameChunk(np.array(idx, np.int64), np.array(times), np.stack(pixels))
         yield DecodedVideo(info=upright(info, turns or 0), frames_decoded=n, end_time=last + step)
     finally:
         container.close()
+
+
+def check_whole(info: VideoInfo, n: int, last: float, step: float, verb: str = "decoded") -> None:
+    """Raise FeatxError when `n` frames (the last at `last` seconds) are not the whole video `info` declares."""
+    if n == 0:
+        raise FeatxError("no frames could be decoded")
+    # An edit list (any `-c copy` cut) hides pre-roll frames that the frame count still declares: the video
+    # is whole when its decoded frames span the declared (edited) duration.
+    spans_duration = info.duration > 0 and last + step >= _MIN_DECODED_SHARE * info.duration
+    if info.frames and n < _MIN_DECODED_SHARE * info.frames and not spans_duration:
+        raise FeatxError(f"truncated: {verb} {n} of {info.frames} declared frames")
 
 
 class _FullDecode:

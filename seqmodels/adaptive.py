@@ -6,6 +6,11 @@ skipped step copies the state and never reads x_t, so its features are never com
 computed are rounded to the store's dtype, so the head sees the very values it would read from a store.
 Videos are decoded side by side and their needed frames embedded in one batch (within one video the frame
 after an update can only be chosen once that update is done).
+
+Skipped frames are not decoded either, where that can be avoided: right after an update the head knows how
+many steps it will skip (ũ grows by Δũ per skipped step until it rounds to 1), so the steps are run on ahead
+(`_skips`) and the video source passes over that many frames without converting or resizing them, seeking
+past them when featx.seek's keyframe cost model says a jump is cheaper than decoding on (FramesOnDemand).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from featx.backbones import Backbone, load_backbone
 from featx.config import ExtractConfig
 from featx.errors import FeatxError
 from featx.inputs import VideoInput
-from featx.video import FrameChunk, stream_frames
+from featx.seek import FramesOnDemand
 from seqmodels.classify import top_k_columns
 from seqmodels.heads.skip_rnn import SkipRNNHead
 from seqmodels.train import load_run
@@ -34,7 +39,7 @@ class _Stream:
     """One video being read adaptively."""
 
     source: VideoInput
-    frames: object  # iterator of single frames (pixels (H, W, 3) uint8)
+    frames: FramesOnDemand  # the video's sampled frames, decoded and resized only when taken
     state: dict
     updates: list[int] = field(default_factory=list)
     calls: int = 0  # backbone calls made for this video
@@ -66,21 +71,36 @@ def backbone_for_run(store_config: dict, device: str = "auto") -> Backbone:
     return backbone
 
 
-def _single_frames(path, fps, pre):
-    for item in stream_frames(path, fps, pre):
-        if isinstance(item, FrameChunk):
-            yield from item.pixels
+# Skipped steps run on ahead at most this many at a time (a step is a few small matrix products; a gate whose
+# Δũ is tiny would otherwise run on far past the end of the video before the frames run out).
+_LOOKAHEAD = 1024
+
+
+def _skips(head: SkipRNNHead, state: dict) -> tuple[list[dict], bool]:
+    """The states after 0, 1, ..., k skipped steps from `state` (the same step calls, on inputs they never
+    read, that skipping frame by frame makes), and whether the step after the k-th updates (False: the
+    look-ahead ran out first)."""
+    states = [state]
+    zero = torch.zeros(1, head.input_gates)  # never read: u_t = 0 copies the state
+    while len(states) <= _LOOKAHEAD:
+        if torch.round(head.update_probability(states[-1])).item() == 1:
+            return states, True
+        states.append(head.step(zero, states[-1])[0])
+    return states, False
 
 
 def _advance(head: SkipRNNHead, stream: _Stream):
     """Move past the frames this video does not need. Returns the next frame to embed, or None at the end."""
-    for pixels in stream.frames:
-        if torch.round(head.update_probability(stream.state)).item() == 1:
-            return pixels
-        zero = torch.zeros(1, head.input_gates)  # never read: u_t = 0 copies the state
-        stream.state, u = head.step(zero, stream.state)
-        stream.updates.append(int(u.item()))
-    return None
+    while True:
+        states, updates_next = _skips(head, stream.state)
+        passed = stream.frames.skip(len(states) - 1)
+        stream.state = states[passed]
+        stream.updates.extend([0] * passed)
+        if passed < len(states) - 1:  # the video ended first
+            stream.frames.take()  # None; runs the end-of-video checks
+            return None
+        if updates_next:
+            return stream.frames.take()
 
 
 def adaptive_predict(
@@ -107,16 +127,22 @@ def adaptive_predict(
         while pending or active:
             while pending and len(active) < streams:
                 v = pending.pop(0)
-                frames = _single_frames(v.path, backbone.config.fps, backbone.preprocess)
+                try:
+                    frames = FramesOnDemand(v.path, backbone.config.fps, backbone.preprocess)
+                except FeatxError as exc:
+                    failures.append((v.video_id, str(exc)))
+                    continue
                 active.append(_Stream(v, frames, head.initial_state(1, torch.zeros(1))))
             needed, still = [], []
             for stream in active:
                 try:
                     pixels = _advance(head, stream)
                 except FeatxError as exc:
+                    stream.frames.close()
                     failures.append((stream.source.video_id, str(exc)))
                     continue
                 if pixels is None:
+                    stream.frames.close()
                     done.append(stream)
                 else:
                     needed.append((stream, pixels))

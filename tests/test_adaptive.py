@@ -62,3 +62,64 @@ def test_cli_adaptive_reports_backbone_calls(labelled_store, skip_run, tmp_path)
     assert result.exit_code == 0, result.output
     assert "backbone calls" in result.output and "of 96 frames sampled" in result.output
     assert out.is_file()
+
+
+def _head_with_increment(delta: float):
+    """A skip-gru head whose Δũ is `delta` whatever the state (gate weights 0, bias logit(delta))."""
+    from seqmodels.heads.skip_rnn import SkipRNNHead
+
+    torch.manual_seed(0)
+    head = SkipRNNHead(4, 3, cell="gru", hidden=8).eval()
+    with torch.no_grad():
+        head.gate.weight.zero_()
+        head.gate.bias.fill_(float(np.log(delta / (1 - delta))))
+    return head
+
+
+@pytest.mark.parametrize(("delta", "skips"), [(0.3, 1), (0.15, 3), (0.05, 9), (0.7, 0)])
+def test_skips_after_an_update_are_known_from_the_increment(delta, skips):
+    from seqmodels.adaptive import _skips
+
+    head = _head_with_increment(delta)
+    with torch.no_grad():
+        state, u = head.step(head.project(head.norm(torch.ones(1, 4))), head.initial_state(1, torch.zeros(1)))
+        assert u.item() == 1  # ũ_1 = 1
+        states, updates_next = _skips(head, state)
+    # ũ after k skips is (k + 1) Δũ; it rounds to 1 first at k = ceil(0.5 / Δũ) - 1 (none of these hit 0.5)
+    assert updates_next and len(states) - 1 == skips
+    assert all(torch.equal(s["h"], state["h"]) for s in states)  # skipped steps copy the state
+
+
+class _FakeFrames:
+    """FramesOnDemand over frames held in memory, counting what was converted."""
+
+    def __init__(self, frames):
+        self.frames, self.next, self.taken = frames, 0, []
+
+    def skip(self, n):
+        passed = min(n, len(self.frames) - self.next)
+        self.next += passed
+        return passed
+
+    def take(self):
+        if self.next == len(self.frames):
+            return None
+        self.taken.append(self.next)
+        self.next += 1
+        return self.frames[self.next - 1]
+
+
+def test_advancing_by_skip_counts_makes_the_updates_of_the_whole_sequence():
+    from seqmodels.adaptive import _advance, _Stream
+
+    head = _head_with_increment(0.2)
+    x = torch.randn(1, 23, 4)  # (B, T, D): the features of every frame
+    with torch.no_grad():
+        _, want, final = head.unroll(x, torch.ones(1, 23, dtype=torch.bool))
+        stream = _Stream(None, _FakeFrames(list(x[0])), head.initial_state(1, torch.zeros(1)))
+        while (feature := _advance(head, stream)) is not None:
+            stream.state, u = head.step(head.project(head.norm(feature[None])), stream.state)
+            stream.updates.append(int(u.item()))
+    assert stream.updates == want[0].int().tolist() and 0 < sum(stream.updates) < 23
+    assert stream.frames.taken == [t for t, u in enumerate(stream.updates) if u]  # only updated steps were read
+    torch.testing.assert_close(stream.state["h"], final["h"])  # unroll projects all steps in one product

@@ -53,3 +53,36 @@ def test_no_seeking_when_keyframes_are_far_apart(tmp_path, monkeypatch):
     monkeypatch.setattr(seek, "decode_runs", lambda *a: pytest.fail("seeked"))
     chunks = [c for c in stream_frames(path, 1, Preprocess(56, (48, 48), "bicubic")) if isinstance(c, FrameChunk)]
     assert len(np.concatenate([c.index for c in chunks])) == 10
+
+
+def _sampled(path, fps, pre):
+    """Frame numbers (N,) and pixels (N, H, W, 3) of every sampled frame, as a full decode yields them."""
+    chunks = [c for c in stream_frames(path, fps, pre, seek=False) if isinstance(c, FrameChunk)]
+    return np.concatenate([c.index for c in chunks]), np.concatenate([c.pixels for c in chunks])
+
+
+@pytest.mark.parametrize("fps", [None, 5.0])
+def test_frames_on_demand_are_the_sampled_frames_and_skip_work(tmp_path, fps):
+    path = tmp_path / "gop10.mp4"
+    write_video(path, _moving(200), 25, 64, gop=10)
+    pre = Preprocess(56, (48, 48), "bicubic")
+    numbers, every = _sampled(path, fps, pre)
+    source = seek.FramesOnDemand(path, fps, pre)
+    gaps = [0, 1, 0, 30, 2, 0]  # the 30 passes over several keyframes: a seek costs less than decoding on
+    position = -1
+    for gap in gaps:
+        assert source.skip(gap) == gap
+        position += gap + 1
+        np.testing.assert_array_equal(source.take(), every[position])
+    assert source.converted == len(gaps) and source.seeks >= 1
+    assert source.decoded < numbers[position] + 1  # fewer than decoding through to the last frame taken
+    rest = len(every) - position - 1
+    assert source.skip(rest + 5) == rest and source.take() is None
+    source.close()
+
+
+def test_frames_on_demand_checks_the_end_like_a_full_decode(tmp_path):
+    path = tmp_path / "v.mp4"
+    write_video(path, _moving(20), 25, 64, gop=5)
+    source = seek.FramesOnDemand(path, None, Preprocess(56, (48, 48), "bicubic"))
+    assert source.skip(100) == 20 and source.take() is None and source.converted == 0
