@@ -579,7 +579,7 @@ def predict(
     sources: Annotated[list[str], typer.Argument(help="A store with the same extraction config as the run's; with --adaptive, video files, folders or list files instead.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Classification: a .parquet or .csv file (video_id, label_1..k, score_1..k). Detection: a .json file in the ActivityNet results format. Multilabel: a .parquet or .csv file, one row per video, step and class (video_id, step, t_start, t_end, label, probability).")],
     top_k: Annotated[int, typer.Option(min=1, help="How many labels per video.")] = 5,
-    adaptive: Annotated[bool, typer.Option("--adaptive", help="Skip heads on RGB only: decode the videos and run the backbone only on the frames whose step updates the state. Same predictions as extracting every frame first.")] = False,
+    adaptive: Annotated[bool, typer.Option("--adaptive", help="Skip heads on RGB only (classification skip-lstm / skip-gru, and the skip step detectors): decode the videos and run the backbone only on the frames whose step updates the state. Same predictions (or segments) as extracting every frame first.")] = False,
     device: Annotated[str, typer.Option(help="With --adaptive: the backbone's device (auto, cpu, cuda[:N]).")] = "auto",
     subset: Annotated[Optional[str], typer.Option(help="Detection: only the videos of this subset of --annotations (e.g. validation), so the official evaluator scores the file as `featx evaluate` does. Default: every video of the store.")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="Detection with --subset: the ActivityNet JSON or CSV that names the subsets.")] = None,
@@ -604,10 +604,20 @@ def predict(
             typer.echo(f"wrote {len(table)} step probabilities ({table.video_id.nunique()} videos) to {out}")
             return
         if run_task(run) == "detection":
-            if adaptive or len(sources) != 1:
-                raise FeatxError("a detection run predicts on one store (no --adaptive)")
             if out.suffix.lower() != ".json":
                 raise FeatxError(f"--out {out}: detection results are written as .json (ActivityNet format)")
+            if adaptive:
+                from featx.inputs import collect_inputs
+                from seqmodels.adaptive import adaptive_detect
+
+                results, result = adaptive_detect(run, collect_inputs(sources), device)
+                out.write_text(json.dumps(results, indent=1))
+                count = sum(len(v) for v in results["results"].values())
+                typer.echo(f"wrote {count} segments for {len(results['results'])} videos to {out}")
+                _print_adaptive(result)
+                return
+            if len(sources) != 1:
+                raise FeatxError("a detection run predicts on one store (or video inputs with --adaptive)")
             results = predict_detection(run, sources[0], subset, annotations)
             out.write_text(json.dumps(results, indent=1))
             count = sum(len(v) for v in results["results"].values())
@@ -626,11 +636,15 @@ def predict(
         write_table(table, out)
     typer.echo(f"wrote {len(table)} predictions to {out}")
     if adaptive:
-        share = result.backbone_calls / max(1, result.frames)
-        typer.echo(f"backbone calls {result.backbone_calls} of {result.frames} frames sampled ({share:.1%}); "
-                   f"{result.seconds:.1f} s")
-        for video_id, reason in result.failures:
-            typer.echo(f"  failed {video_id}: {reason}")
+        _print_adaptive(result)
+
+
+def _print_adaptive(result) -> None:
+    share = result.backbone_calls / max(1, result.frames)
+    typer.echo(f"backbone calls {result.backbone_calls} of {result.frames} frames sampled ({share:.1%}); "
+               f"{result.seconds:.1f} s")
+    for video_id, reason in result.failures:
+        typer.echo(f"  failed {video_id}: {reason}")
 
 
 @app.command(cls=ReadableHelp)

@@ -120,7 +120,9 @@ class FramesOnDemand:
 
     Frame numbers come from the packets (as `plan`'s); a stream whose packets lack timestamps is decoded
     through, converting only the frames taken. At the end, the checks of a full decode apply
-    (`featx.video.check_whole`). Counters: `decoded` frames, `converted` frames, `seeks`.
+    (`featx.video.check_whole`). Counters: `decoded` frames, `converted` frames, `seeks`. `times` holds the
+    seconds of every sampled frame passed or taken and, at the end, `end_time` the end of the last frame: the
+    times a store's rows get (featx.video.row_spans).
     """
 
     def __init__(self, path, fps: float | None, pre, threads: int = 0):
@@ -137,6 +139,8 @@ class FramesOnDemand:
         self._start = Fraction(self._stream.start_time or 0) * (self._stream.time_base or 1)
         self._step = 1.0 / self.info.fps if self.info.fps > 0 else 0.0
         self.decoded = self.converted = self.seeks = 0
+        self.times: list[float] = []
+        self.end_time: float | None = None
         self._index = packet_index(path)
         if self._index is None or len(self._index.pts) == 0:  # no timestamps to seek by: decode through
             self._full = video._FullDecode(self._container, self._stream, self._start, self._step, fps)
@@ -145,6 +149,7 @@ class FramesOnDemand:
             base = self._stream.time_base or 1
             times = [float(int(p) * base - self._start) for p in self._index.pts]  # as FrameClock computes them
             self._targets = np.asarray(video.sample_indices(times, fps), np.int64)
+            self._target_times = np.asarray(times, float)[self._targets] if len(self._targets) else np.zeros(0)
             self._keyframes = np.flatnonzero(self._index.keyframe)
             self._last_time = times[-1] if times else 0.0
             self._decoder, self._position = None, -1
@@ -154,6 +159,7 @@ class FramesOnDemand:
         """Pass over the next `n` sampled frames; returns how many there were (fewer at the end)."""
         if self._targets is not None:
             passed = min(n, len(self._targets) - self._next)
+            self.times.extend(self._target_times[self._next : self._next + passed].tolist())
             self._next += passed
             return passed
         passed = 0
@@ -167,6 +173,7 @@ class FramesOnDemand:
             frame = self._next_full()
         elif self._next < len(self._targets):
             frame = self._decode_to(int(self._targets[self._next]))
+            self.times.append(float(self._target_times[self._next]))
             self._next += 1
         else:
             self._finish(len(self._index.pts), self._last_time, "found")
@@ -184,7 +191,7 @@ class FramesOnDemand:
         import av
 
         try:
-            n, _, frame = next(self._frames)
+            n, t, frame = next(self._frames)
         except StopIteration:
             self.decoded = self._full.end[0]
             self._finish(*self._full.end, "decoded")
@@ -192,6 +199,7 @@ class FramesOnDemand:
         except av.FFmpegError as exc:
             raise self._failed(exc) from None
         self.decoded = n + 1
+        self.times.append(float(t))
         return frame
 
     def _decode_to(self, target: int):
@@ -224,3 +232,4 @@ class FramesOnDemand:
 
     def _finish(self, n: int, last: float, verb: str) -> None:
         self._video.check_whole(self.info, n, last, self._step, verb)
+        self.end_time = last + self._step  # as featx.video.stream_frames's DecodedVideo.end_time

@@ -42,6 +42,7 @@ class _Stream:
     frames: FramesOnDemand  # the video's sampled frames, decoded and resized only when taken
     state: dict
     updates: list[int] = field(default_factory=list)
+    outputs: list = field(default_factory=list)  # (step, h (1, H)) after each update
     calls: int = 0  # backbone calls made for this video
 
 
@@ -103,24 +104,29 @@ def _advance(head: SkipRNNHead, stream: _Stream):
             return stream.frames.take()
 
 
-def adaptive_predict(
-    run_dir: str | Path, videos: list[VideoInput], top_k: int = 5, device: str = "auto", streams: int = 16,
-) -> AdaptiveResult:
-    """Predict with a skip head, computing backbone features only for the steps the head updates on.
-    `streams` videos are decoded side by side; their needed frames form one backbone batch."""
-    t0 = time.monotonic()
-    run = load_run(run_dir)
+def _skip_head(run, run_dir) -> SkipRNNHead:
+    """The Skip RNN of a classification or detection run, once the run is checked to be one --adaptive follows."""
+    from seqmodels.detection.heads import SkipSteps
+
     stream = run.config.stream or (run.store_config or {}).get("stream", "rgb")
     if stream != "rgb":
         raise FeatxError(f"--adaptive embeds RGB frames only; {run_dir} reads the {stream} stream (predict on its store instead)")
-    if not isinstance(run.model, SkipRNNHead):
+    if isinstance(run.model, SkipSteps):
+        head = run.model.skip
+    elif isinstance(run.model, SkipRNNHead):
+        head = run.model
+    else:
         raise FeatxError(f"--adaptive needs a skip-lstm or skip-gru run; {run_dir} is a {run.config.head} run")
     if run.store_config is None:
         raise FeatxError(f"{run_dir} does not record its store's extraction config; retrain it with this featx")
-    if run.config.max_steps is not None:
+    if run.config.max_steps is not None and run.task == "classification":
         raise FeatxError("--adaptive cannot follow a run trained with --max-steps (it resamples whole videos)")
-    backbone = backbone_for_run(run.store_config, device)
-    head: SkipRNNHead = run.model.cpu().eval()
+    return head.cpu().eval()
+
+
+def _read_adaptively(head: SkipRNNHead, backbone: Backbone, videos: list[VideoInput], streams: int):
+    """Run `head` over `videos`, embedding only the frames of the steps it updates on. Returns (the finished
+    streams, sorted by video id, and (video id, reason) failures)."""
     store_dtype = torch.float16 if backbone.config.dtype == "float16" else torch.float32
     pending, active, done, failures = list(videos), [], [], []
     with torch.no_grad():
@@ -156,12 +162,68 @@ def adaptive_predict(
             for row, (stream, _) in enumerate(needed):
                 stream.state, u = head.step(gates[row : row + 1], stream.state)
                 stream.updates.append(int(u.item()))
+                stream.outputs.append((len(stream.updates) - 1, stream.state["h"]))
                 stream.calls += 1
+    return sorted(done, key=lambda s: s.source.video_id), failures
+
+
+def adaptive_predict(
+    run_dir: str | Path, videos: list[VideoInput], top_k: int = 5, device: str = "auto", streams: int = 16,
+) -> AdaptiveResult:
+    """Predict with a skip head, computing backbone features only for the steps the head updates on.
+    `streams` videos are decoded side by side; their needed frames form one backbone batch."""
+    t0 = time.monotonic()
+    run = load_run(run_dir)
+    head = _skip_head(run, run_dir)
+    done, failures = _read_adaptively(head, backbone_for_run(run.store_config, device), videos, streams)
     return _result(run, head, done, failures, top_k, time.monotonic() - t0)
 
 
+def step_probabilities(head: SkipRNNHead, stream: "_Stream") -> np.ndarray:
+    """(T, C) softmax scores of every step of a video read adaptively: a skipped step copies the state, so its
+    scores are those of the last step that updated (the first step always updates)."""
+    steps = len(stream.updates)
+    if not stream.outputs:
+        return np.zeros((steps, 0))
+    with torch.no_grad():
+        at = [t for t, _ in stream.outputs]
+        probs = torch.softmax(head.classifier(torch.cat([h for _, h in stream.outputs])), -1).numpy()  # (U, C)
+    last = np.searchsorted(np.asarray(at), np.arange(steps), side="right") - 1  # the update each step follows
+    return probs[np.maximum(last, 0)]
+
+
+def adaptive_detect(run_dir: str | Path, videos: list[VideoInput], device: str = "auto", streams: int = 16):
+    """Detect with a skip step detector (`featx train-head --annotations --head skip-gru|skip-lstm`) from the
+    videos themselves, running the backbone only on the steps it updates on; segments come from the same
+    post-processing as `featx predict RUN STORE` (same step grid: the rows' times a store would hold).
+    Returns (ActivityNet results dict, AdaptiveResult with per-video counts)."""
+    from seqmodels.detection.map import Detection
+    from seqmodels.detection.postprocess import segments_from_probs
+    from seqmodels.detection.run import load_detection_run, results_json
+    from seqmodels.detection.steps import StepClock
+
+    t0 = time.monotonic()
+    run = load_detection_run(run_dir)
+    head = _skip_head(run, run_dir)
+    done, failures = _read_adaptively(head, backbone_for_run(run.store_config, device), videos, streams)
+    detections = []
+    for stream in done:
+        times = np.asarray(stream.frames.times, float)
+        if len(times) == 0:
+            continue
+        ends = np.append(times[1:], max(stream.frames.end_time, times[-1]))  # featx.video.row_spans
+        clock = StepClock.from_rows(times, ends)
+        probs = step_probabilities(head, stream)
+        for start, end, label, score in segments_from_probs(probs, *clock.cells(), run.config.smooth, run.config.threshold):
+            detections.append(Detection(stream.source.video_id, start, end, run.classes[label - 1], score))
+    counts = pd.DataFrame({"video_id": [s.source.video_id for s in done], "frames": [len(s.updates) for s in done],
+                           "backbone_calls": [s.calls for s in done]})
+    frames, calls = int(counts.frames.sum()), int(counts.backbone_calls.sum())
+    summary = AdaptiveResult(counts, frames, calls, time.monotonic() - t0, failures)
+    return results_json(detections, [s.source.video_id for s in done]), summary
+
+
 def _result(run, head: SkipRNNHead, done: list[_Stream], failures, top_k: int, seconds: float) -> AdaptiveResult:
-    done = sorted(done, key=lambda s: s.source.video_id)
     if not done:
         return AdaptiveResult(pd.DataFrame(), 0, 0, seconds, failures)
     with torch.no_grad():
