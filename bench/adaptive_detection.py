@@ -7,7 +7,7 @@ full-feature references) and `skip-gru` / `skip-lstm` at each λ. `calls` is the
 the detector reads on the validation videos: exactly the backbone calls `featx predict RUN VIDEO... --adaptive`
 makes (tests/test_adaptive.py checks that the adaptive path reads the same steps and finds the same segments).
 
-    python bench/adaptive_detection.py                         # easy and hard, 4 fps, seeds 0-1
+    python bench/adaptive_detection.py                         # easy and hard, 4 fps, seed 0
     python bench/adaptive_detection.py --sets easy --seeds 1 --budgets 0 1e-3
 Prints the table and writes bench/results/adaptive_detection.json.
 """
@@ -70,12 +70,12 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = make_parser(__doc__)
     parser.add_argument("--sets", nargs="+", default=["easy", "hard"], choices=list(SET_SEED))
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--fps", type=float, default=4.0)
-    parser.add_argument("--heads", nargs="+", default=["linear", "montes-lstm", "skip-gru", "skip-lstm"])
-    parser.add_argument("--budgets", nargs="+", type=float, default=[0.0, 1e-4, 1e-3, 1e-2])
-    parser.add_argument("--videos", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=50.0)
+    parser.add_argument("--heads", nargs="+", default=["linear", "montes-lstm", "skip-gru"])
+    parser.add_argument("--budgets", nargs="+", type=float, default=[0.0, 1e-3, 1e-2])
+    parser.add_argument("--videos", type=int, default=24)
+    parser.add_argument("--seconds", type=float, default=40.0)
     add_out(parser, "adaptive_detection.json")
     args = parser.parse_args()
     rows = []
