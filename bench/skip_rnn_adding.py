@@ -11,7 +11,8 @@ batches of 256 and train until stopped by hand: the paper gives no iteration cou
 each run and the numbers reported are those of the last evaluation. The baselines `lstm` and `gru` are the
 same cells (learned initial state, same initialisation) updating at every step.
 
-Writes bench/results/skip_rnn_adding.json after every finished run (an interrupted run keeps its results).
+Writes bench/results/skip_rnn_adding.json after every evaluation: finished runs, and the one under way with
+"finished": false (an interrupted run keeps its results; the summary covers finished runs only).
     python bench/skip_rnn_adding.py --seeds 3 --iterations 20000             # both skip cells, λ 1e-5 and 0
     python bench/skip_rnn_adding.py --models skip-gru --budgets 1e-5 --seeds 1 --iterations 600 --gru torch
 """
@@ -99,7 +100,8 @@ def evaluate(model: nn.Module, generator: torch.Generator, args) -> tuple[float,
     return squared / args.validation_batches, updated / args.validation_batches
 
 
-def run(name: str, budget: float, seed: int, args) -> dict:
+def run(name: str, budget: float, seed: int, args, progress=None) -> dict:
+    """One training run; `progress(row)` gets the run so far after every evaluation."""
     torch.manual_seed(seed)
     model = build(name, args).to(args.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)  # β and ε: Adam's defaults, as theirs
@@ -124,10 +126,13 @@ def run(name: str, budget: float, seed: int, args) -> dict:
                 solved_at = it
             print(f"  {name:<9} λ {budget:g} seed {seed} it {it:>6} MSE {mse:.6f} updates {fraction:6.1%} "
                   f"({watch.seconds / it:.3f} s/it)", flush=True)
-    mse, fraction = history[-1]["mse"], history[-1]["update_fraction"]
-    return {"model": name, "budget": budget, "seed": seed, "mse": mse, "solved": mse < SOLVED_MSE,
-            "solved_at": solved_at, "iterations": it, "update_fraction": fraction, "seconds": watch.seconds,
-            "seconds_per_iteration": watch.seconds / it, "history": history}
+            row = {"model": name, "budget": budget, "seed": seed, "mse": mse, "solved": mse < SOLVED_MSE,
+                   "solved_at": solved_at, "iterations": it, "finished": it == args.iterations,
+                   "update_fraction": fraction, "seconds": watch.seconds,
+                   "seconds_per_iteration": watch.seconds / it, "history": history}
+            if progress is not None:
+                progress(row)
+    return row
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -182,9 +187,15 @@ def main() -> None:
     plan = [(m, b if m.startswith("skip-") else 0.0, s) for b in args.budgets for s in range(args.first_seed, args.first_seed + args.seeds) for m in args.models]
     plan = list(dict.fromkeys(plan))  # the order of the first appearance: λ first, so early results cover it
     rows = []
+
+    def save(partial: dict | None = None) -> None:
+        """The finished runs (the summary covers only these) and the one under way, if any."""
+        shown = rows + ([partial] if partial else [])
+        write_results(args.out, {"args": vars(args), "summary": summarise(rows), "rows": shown}, device=args.device)
+
     for name, budget, seed in plan:
-        rows.append(run(name, budget, seed, args))
-        write_results(args.out, {"args": vars(args), "summary": summarise(rows), "rows": rows}, device=args.device)
+        rows.append(run(name, budget, seed, args, progress=save))
+        save()
     summary = summarise(rows)
     print(f"\nadding task, length {args.length}, {args.hidden} units, lr {args.lr}, batch {args.batch_size}, "
           f"{args.iterations} iterations, {args.seeds} seed(s), GRU {args.gru}; updates in %, mean ± std over seeds")
