@@ -70,3 +70,18 @@ def test_flow_clips_take_one_field_per_frame(tiny_videos, tmp_path):
                                  "--random-init", "--clip-len", "4", "--stream", "both", "--flow-len", "3"])
     assert result.exit_code == 1 and "one flow field per frame" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_flow_clips_through_the_inflated_googlenet_write_a_store(tiny_videos, tmp_path):
+    video = sorted(tiny_videos.glob("*.mp4"))[0]  # 12 frames at 8 fps: 3 sampled at 2 fps, one padded clip
+    store = tmp_path / "s"
+    result = runner.invoke(app, ["extract", str(video), "--out", str(store), "--backbone", "i3d-googlenet",
+                                 "--random-init", "--fps", "2", "--clip-len", "4", "--stream", "flow", "--workers", "0",
+                                 "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(store)
+    assert rows.frame_start.tolist() == [0] and rows.frame_end.tolist() == [12]
+    assert np.stack(rows.feature).shape == (1, 1024) and np.isfinite(np.stack(rows.feature)).all()
+    config = read_config(store)
+    assert (config.backbone, config.stream, config.flow_len) == ("i3d-googlenet", "flow", 1)
