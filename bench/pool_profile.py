@@ -61,8 +61,8 @@ def stage_seconds(paths: list[Path], pre: Preprocess) -> dict[str, float]:
         size = dict(width=max(w, round(decoded[0].width * scale)), height=max(h, round(decoded[0].height * scale)))
         for name, convert in [
             ("featx _to_rgb (colour + resize + crop)", lambda f: video._to_rgb(f, pre)),
-            ("colour conversion alone", lambda f: f.to_ndarray(format="rgb24")),
-            ("resize alone (YUV)", lambda f: f.reformat(**size, interpolation=pre.interpolation.upper())),
+            ("colour conversion alone", lambda f: f.to_ndarray(**video._sws(format="rgb24"))),
+            ("resize alone (YUV)", lambda f: f.reformat(**video._sws(**size, interpolation=pre.interpolation.upper()))),
         ]:
             start = time.process_time()
             for frame in decoded:
@@ -207,7 +207,7 @@ def main() -> None:
     pre = Preprocess.from_config((3, args.input, args.input), 0.875, "bicubic")
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_videos(Path(tmp) / "videos", args.distinct, args.seconds, 25, tuple(args.size), 50, args.copies)
-        stages = stage_seconds(paths[: args.distinct], pre)  # with featx's swscale threads
+        stages = stage_seconds(paths[: args.distinct], pre)  # with featx's swscale threads (video.SWS_THREADS)
         runs = []
         for workers in args.workers:
             for threads in [None, *args.threads]:
