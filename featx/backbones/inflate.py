@@ -184,6 +184,10 @@ def _convert(model: nn.Module, time_kernel: int, mode: str, time_stride: int, pl
     visit(model, "")
 
 
+def _first_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or ['no message'])[0][:200]}"
+
+
 @torch.no_grad()
 def _verify_static_clip(model2d: nn.Module, model3d: nn.Module, size: int, frames: int) -> None:
     """Refuse a result that breaks the defining property on a random static clip (a forward that pools, reshapes
@@ -192,22 +196,29 @@ def _verify_static_clip(model2d: nn.Module, model3d: nn.Module, size: int, frame
     if param is None or param.dtype not in (torch.float32, torch.float64):
         return  # half precision rounds too much for the check to tell a wrong forward from rounding
     conv = next(m for m in model2d.modules() if isinstance(m, nn.Conv2d))
-    frame = torch.randn((1, conv.in_channels, size, size), generator=torch.Generator().manual_seed(0))
-    frame = frame.to(param.device, param.dtype)
     training = model2d.training
     model2d.eval()
     try:
-        want = model2d(frame)
-        got = model3d(frame.unsqueeze(2).expand(-1, -1, frames, -1, -1).contiguous())
-    except Exception as exc:  # a forward that cannot take 5D tensors: say which and why, on one line
-        first = (str(exc).strip().splitlines() or ["no message"])[0][:200]
-        raise FeatxError(f"cannot inflate {type(model2d).__name__}: its forward fails on a clip ({type(exc).__name__}: "
-                         f"{first}); only layer-by-layer networks inflate") from None
+        for side in (size, 224):  # a network too deep for `size` pixels gets an ImageNet-sized frame
+            frame = torch.randn((1, conv.in_channels, side, side), generator=torch.Generator().manual_seed(0))
+            frame = frame.to(param.device, param.dtype)
+            try:
+                want = model2d(frame)
+                break
+            except RuntimeError as exc:
+                if side == 224:
+                    raise FeatxError(f"cannot check the inflated {type(model2d).__name__}: the 2D network fails on "
+                                     f"a frame of {size} or 224 px ({_first_line(exc)})") from None
     finally:
         model2d.train(training)
-    # Rounding alone stays far below this: 7e-5 of the largest feature for a float32 GoogLeNet whose batch norms
-    # were fitted to its activations (tests/test_inflate.py); a forward that pools or reshapes by hand is off by
-    # a sizeable fraction of it.
+    try:
+        got = model3d(frame.unsqueeze(2).expand(-1, -1, frames, -1, -1).contiguous())
+    except Exception as exc:  # a forward that cannot take 5D tensors: say which and why, on one line
+        raise FeatxError(f"cannot inflate {type(model2d).__name__}: its forward fails on a clip ({_first_line(exc)}); "
+                         "only layer-by-layer networks inflate") from None
+    # Rounding alone stays far below this: 7e-5 of the largest feature, measured for a float32 random GoogLeNet
+    # whose batch norms were fitted to its activations (64 px, 8 frames); a forward that pools or reshapes by
+    # hand is off by a sizeable fraction of it.
     if not isinstance(got, torch.Tensor) or got.shape != want.shape or \
             (got - want).abs().max() > 1e-3 * want.abs().max() + 1e-6:
         raise FeatxError(f"cannot inflate {type(model2d).__name__}: a static clip does not give the 2D feature, so "
