@@ -207,7 +207,8 @@ class FramesOnDemand:
         import av
 
         key, onward, jump = reach(self._position, target, self._keyframes)
-        if jump < onward:
+        seeked = jump < onward
+        if seeked:
             self._container.seek(int(self._index.pts[key]), stream=self._stream, backward=True, any_frame=False)
             self.seeks += 1
             self._decoder = self._container.decode(self._stream)
@@ -217,6 +218,9 @@ class FramesOnDemand:
         try:
             for frame in self._decoder:
                 self.decoded += 1
+                if seeked and not frame.key_frame:  # the file marks frames as keyframes that are not
+                    return self._restart_without_seeking(target)
+                seeked = False
                 if frame.pts is None or frame.pts < want:
                     continue
                 if frame.pts > want:
@@ -226,6 +230,14 @@ class FramesOnDemand:
         except av.FFmpegError as exc:
             raise self._failed(exc) from None
         raise FeatxError(f"the stream ended before frame {target}")
+
+    def _restart_without_seeking(self, target: int):
+        """Decode from the start to `target`, never seeking again: a seek landed on a frame the file called a
+        keyframe but the decoder did not (decoding on from there would give other pixels)."""
+        self._keyframes = np.array([0])
+        self._container.seek(int(self._index.pts[0]), stream=self._stream, backward=True, any_frame=False)
+        self._decoder, self._position = self._container.decode(self._stream), -1
+        return self._decode_to(target)
 
     def _failed(self, exc) -> Exception:
         return FeatxError(f"decoding failed ({self._video._ffmpeg_reason(exc)})")

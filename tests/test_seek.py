@@ -86,3 +86,53 @@ def test_frames_on_demand_checks_the_end_like_a_full_decode(tmp_path):
     write_video(path, _moving(20), 25, 64, gop=5)
     source = seek.FramesOnDemand(path, None, Preprocess(56, (48, 48), "bicubic"))
     assert source.skip(100) == 20 and source.take() is None and source.converted == 0
+
+
+def _edit_list_cut(tmp_path):
+    """A `-c copy` cut whose first 20 of 40 packets keep negative timestamps (the MP4's edit list hides them)."""
+    import av
+    from fractions import Fraction
+
+    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
+    with av.open(str(full), "w") as container:
+        stream = container.add_stream("h264", rate=8, options={"bf": "0"})
+        stream.width = stream.height = 32
+        stream.pix_fmt, stream.codec_context.gop_size = "yuv420p", 10
+        for k in range(40):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), k * 6, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(full)) as source, av.open(str(cut), "w") as target:
+        original = source.streams.video[0]
+        copy = target.add_stream_from_template(original)
+        shift = int(Fraction(20, 8) / original.time_base)
+        for packet in source.demux(original):
+            if packet.dts is None:
+                continue
+            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
+            target.mux(packet)
+    return cut
+
+
+def test_frames_on_demand_of_an_edit_list_cut_are_the_frames_shown(tmp_path):
+    cut = _edit_list_cut(tmp_path)
+    pre = Preprocess(28, (24, 24), "bilinear")
+    _, every = _sampled(cut, None, pre)
+    source = seek.FramesOnDemand(cut, None, pre)
+    taken = []
+    while source.skip(2) == 2 and (pixels := source.take()) is not None:
+        taken.append(pixels)
+    np.testing.assert_array_equal(np.stack(taken), every[2::3])
+
+
+def test_frames_on_demand_seek_in_a_file_whose_packets_all_claim_to_be_keyframes(tmp_path):
+    cut = _edit_list_cut(tmp_path)  # its copied packets all claim to be keyframes (encoded with a GOP of 10)
+    assert seek.packet_index(cut).keyframe.all()
+    pre = Preprocess(28, (24, 24), "bilinear")
+    _, every = _sampled(cut, None, pre)
+    source = seek.FramesOnDemand(cut, None, pre)
+    assert source.skip(17) == 17  # a seek to frame 17 "keyframe" is cheaper than decoding 18 frames
+    np.testing.assert_array_equal(source.take(), every[17])
+    assert source.seeks == 1
