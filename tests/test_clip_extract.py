@@ -141,3 +141,37 @@ def test_i3d_googlenet_extracts_clips_from_a_googlenet_file(tiny_videos, tmp_pat
     assert len(df.feature.iloc[0]) == 1024
     config = read_config(out)
     assert (config.input_size, config.mean, config.clip_len) == ((3, 224, 224), (0.5, 0.5, 0.5), 2)
+
+
+@pytest.mark.slow
+def test_c3d_with_a_mean_cube_records_it_and_refuses_another_cube_into_the_same_store(tiny_videos, tmp_path):
+    import hashlib
+
+    from featx.store import read_config
+
+    cubes = []
+    for value in (100.0, 90.0):
+        cubes.append(tmp_path / f"mean{int(value)}.npy")
+        np.save(cubes[-1], np.full((3, 16, 128, 171), value, np.float32))
+    out = tmp_path / "s"
+    common = ["extract", str(tiny_videos), "--out", str(out), "--backbone", "c3d", "--random-init", "--workers", "0",
+              "--device", "cpu", "--no-progress"]
+    result = runner.invoke(app, [*common, "--mean-cube", str(cubes[0])])
+    assert result.exit_code == 0, result.output
+    config = read_config(out)
+    assert config.mean_cube == str(cubes[0].resolve())
+    assert config.mean_cube_sha256 == hashlib.sha256(cubes[0].read_bytes()).hexdigest()
+    assert len(pd.read_parquet(out)) == 4
+    result = runner.invoke(app, [*common, "--mean-cube", str(cubes[1])])  # another cube: another store
+    assert result.exit_code == 1 and "mean_cube_sha256" in result.output
+
+
+def test_mean_cube_and_inflate_refusals_are_one_line_at_the_cli(tiny_videos, tmp_path):
+    np.save(tmp_path / "m.npy", np.zeros((3, 16, 112, 112), np.float32))
+    common = ["extract", str(tiny_videos), "--out", str(tmp_path / "s"), "--random-init", "--device", "cpu"]
+    result = runner.invoke(app, [*common, "--backbone", "r3d_18", "--mean-cube", str(tmp_path / "m.npy")])
+    assert result.exit_code == 1 and "only c3d, c3d_fc7 take one, not r3d_18" in result.output
+    result = runner.invoke(app, [*common, "--backbone", "vit_tiny_patch16_224", "--inflate", "mean", "--clip-len", "4"])
+    assert result.exit_code == 1
+    assert "--inflate vit_tiny_patch16_224: cannot inflate the model itself (VisionTransformer)" in result.output
+    assert len(result.output.strip().splitlines()) == 1
