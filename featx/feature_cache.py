@@ -37,7 +37,7 @@ try:  # ~10 GB/s, so checking a cache stays a fraction of reading it; zlib's CRC
     def _digest(values: np.ndarray) -> int:
         return xxhash.xxh3_64_intdigest(memoryview(values).cast("B"))
 
-except ImportError:  # pragma: no cover - xxhash comes with the test extras
+except ImportError:  # pragma: no cover - xxhash is a dependency; an install without it still reads
     DIGEST = "crc32"
 
     def _digest(values: np.ndarray) -> int:

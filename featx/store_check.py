@@ -79,9 +79,9 @@ def quick_check(root, manifest, read_footers: bool = False) -> StoreProblems:
             problems.missing[part] = sorted(group["video_id"])
     held = _ok_rows(manifest)
     held = held[held["part"].isin(list(present))].drop_duplicates(["video_id", "part"])
-    for video, group in held.groupby("video_id"):
-        if len(group) > 1:
-            problems.duplicates[video] = sorted(group["part"])
+    twice = held[held.duplicated("video_id", keep=False)]  # one pandas group per video cost 0.66 s at 10k videos
+    for video, group in twice.groupby("video_id"):
+        problems.duplicates[video] = sorted(group["part"])
     if read_footers:
         rows = held.groupby("part")["rows"].sum()
         for name, path in present.items():
