@@ -232,7 +232,8 @@ def test_budget_loss_and_update_fraction():
     ("skip-gru", {"gru": "keras"}, "gru must be reference or torch, not 'keras'"),
     ("skip-lstm", {"gru": "torch"}, "gru applies to skip-gru only"),
     ("skip-lstm", {"layers": 0}, "layers=0 must be a positive integer"),
-    ("skip-gru", {"forget_bias": "1"}, "forget_bias must be a finite number"),
+    ("skip-lstm", {"forget_bias": "1"}, "forget_bias must be a finite number"),
+    ("skip-gru", {"forget_bias": 0.0}, "forget_bias applies to skip-lstm only"),
 ])
 def test_bad_skip_options_are_one_line_errors(name, options, message):
     with pytest.raises(FeatxError, match=f"bad option for head '{name}'.*{message}"):

@@ -134,6 +134,8 @@ class SkipRNNHead(nn.Module):
             raise ValueError(f"gru must be {' or '.join(GRU_KINDS)}, not {gru!r}")
         if cell == "lstm" and gru != "reference":
             raise ValueError("gru applies to skip-gru only")
+        if cell == "gru" and forget_bias != 1.0:
+            raise ValueError("forget_bias applies to skip-lstm only (a GRU has no forget gate)")
         self.kind = cell
         self.hidden = hidden
         layer_kind = "lstm" if cell == "lstm" else f"gru-{gru}"
