@@ -87,6 +87,8 @@ def run_cell(tmp: Path, name: str, seed: int, heads: list[str]) -> list[dict]:
     root = make_store(tmp / f"{name}{seed}", SETTINGS[name], seed=1000 + seed)
     rows = [{"set": name, "seed": seed, "head": head, "mAP": value, "seconds": 0.0}
             for head, value in baselines(root).items()]
+    for row in rows:
+        print(f"{name} seed {seed} {row['head']}: mAP {row['mAP']:.3f}", flush=True)
     for head in heads:
         config = TrainConfig.with_defaults("multilabel", head, seed=seed)
         with Stopwatch() as watch:
@@ -94,8 +96,7 @@ def run_cell(tmp: Path, name: str, seed: int, heads: list[str]) -> list[dict]:
                                           progress=False)
         rows.append({"set": name, "seed": seed, "head": head, "mAP": metrics["mAP"], "video_mAP": metrics["video_mAP"],
                      "update_fraction": metrics.get("update_fraction"), "seconds": watch.seconds})
-    for row in rows:
-        print(f"{name} seed {seed} {row['head']}: mAP {row['mAP']:.3f} ({row['seconds']:.0f} s)", flush=True)
+        print(f"{name} seed {seed} {head}: mAP {metrics['mAP']:.3f} ({watch.seconds:.0f} s)", flush=True)
     return rows
 
 

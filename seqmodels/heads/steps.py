@@ -57,14 +57,6 @@ class StepSkipRNN(nn.Module):
         self.multilabel = multilabel  # False: a softmax over the classes (per-step detection, K + 1 classes)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
-        skip = self.skip
-        gates_x = skip.project(skip.norm(x))  # (B, T, G)
-        real = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-        state = skip.initial_state(x.shape[0], x)
-        states, updates = [], []
-        for t in range(x.shape[1]):
-            state, u = skip.step(gates_x[:, t], state, real[:, t])
-            states.append(state["h"])
-            updates.append(u)
-        h = torch.stack(states, dim=1)  # (B, T, H)
-        return HeadOutput(skip.classifier(h), torch.cat(updates, dim=1), self.multilabel)  # (B, T, C), (B, T)
+        outputs, updates, _ = self.skip.unroll(x, mask)  # T x (B, H), (B, T)
+        h = torch.stack(outputs, dim=1)  # (B, T, H)
+        return HeadOutput(self.skip.classifier(h), updates, self.multilabel)  # (B, T, C), (B, T)
