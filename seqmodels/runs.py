@@ -38,7 +38,7 @@ HEAD_DEFAULTS = {
         "skip-lstm": _STEPS,  # the Skip RNN step detectors (adaptive detection)
         "skip-gru": _STEPS,
     },
-    "multilabel": {None: {**_STEPS, "lr": 3e-3}},  # per-step heads (seqmodels.heads.steps): bench/multilabel.py
+    "multilabel": {None: {**_STEPS, "lr": 1e-2}},  # per-step heads (seqmodels.heads.steps): bench/multilabel.py
 }
 DETECTION_ONLY = ("actionformer", "montes-lstm", "linear")  # heads no other task has
 DEFAULT_HEAD = {"classification": "lstm", "detection": "actionformer", "multilabel": "lstm"}
