@@ -176,7 +176,7 @@ def test_a_labels_csv_with_several_labels_per_video_trains_a_multilabel_run(tmp_
     config = json.loads((run / "config.json").read_text())
     assert config["task"] == "multilabel" and config["train"]["head"] == "gru"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["video_mAP"] > 0.8, metrics
+    assert metrics["mAP"] > 0.8, metrics  # every step carries its video's 2 of 3 classes: chance about 0.67
 
 
 def test_a_classification_head_is_not_a_per_step_head(tmp_path):
