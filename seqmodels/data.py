@@ -37,8 +37,8 @@ class SequenceSet:
         return SequenceSet(self.ids, [s[:, cols] for s in self.sequences], self.labels)
 
 
-def read_labels(path: str | Path) -> pd.DataFrame:
-    """A labels CSV: columns `video_id`, `label`, optional `split`; one-line errors when malformed."""
+def read_label_csv(path: str | Path) -> pd.DataFrame:
+    """A labels CSV as strings (empty cells stay ""); one-line errors for a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise FeatxError(f"--labels {path}: no such file")
@@ -46,6 +46,12 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise FeatxError(f"--labels {path}: not a readable CSV ({exc})") from None
+    return table
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """A labels CSV: columns `video_id`, `label`, optional `split`; one-line errors when malformed."""
+    table = read_label_csv(path)
     missing = {"video_id", "label"} - set(table.columns)
     if missing:
         raise FeatxError(f"--labels {path}: needs columns video_id,label[,split]; missing {sorted(missing)}")

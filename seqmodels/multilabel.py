@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from featx.errors import FeatxError
 from featx.store import load_features
 from seqmodels import plots, streams
-from seqmodels.data import MISSING, TRAIN_SPLITS, VAL_SPLITS, pad, uniform_steps
+from seqmodels.data import MISSING, TRAIN_SPLITS, VAL_SPLITS, pad, read_label_csv, uniform_steps
 from seqmodels.detection.annotations import Segment, load_annotations
 from seqmodels.detection.steps import StepClock, load_steps
 from seqmodels.heads import SKIP_HEADS, build_head
@@ -64,13 +64,7 @@ def read_label_sets(path: str | Path) -> pd.DataFrame:
     """A labels CSV as one row per video: video_id, labels (sorted tuple), split (when the file has one).
     A `labels` (or `label`) cell may name several classes separated by `|`; a video may also have one row per
     label (the rows must agree on its split)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FeatxError(f"--labels {path}: no such file")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise FeatxError(f"--labels {path}: not a readable CSV ({exc})") from None
+    table = read_label_csv(path)
     column = "labels" if "labels" in table.columns else "label"
     if "video_id" not in table.columns or column not in table.columns:
         raise FeatxError(f"--labels {path}: needs columns video_id and label (or labels, several separated by '|')")
