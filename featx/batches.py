@@ -5,6 +5,11 @@ staging buffer, sent with a non-blocking copy, and its features come back into p
 event; the host gathers the next batch meanwhile (`depth` batches in flight). On the CPU the call is simply
 synchronous. With `pad=True` every call has the full batch shape (the tail is padded), which `torch.compile`
 needs to avoid compiling again for a ragged last batch.
+
+With `resize` (`--resize-on device`) the pieces are frames at their decoded size, which differs between videos:
+they are staged back to back in one flat buffer and copied to the device in one go, where each run of pieces of
+one size is resized, cropped and rounded to uint8 in one call (`resize_crop`) before the backbone normalises the
+whole batch.
 """
 
 from __future__ import annotations
@@ -13,23 +18,64 @@ from collections import deque
 
 import numpy as np
 
+from featx.errors import FeatxError
+from featx.video import Preprocess
+
+# What torch's antialiased interpolate can do, by the name timm's data config gives the filter.
+DEVICE_FILTERS = ("bilinear", "bicubic")
+
+
+def check_device_filter(interpolation: str, backbone: str) -> None:
+    """Raise a one-line FeatxError when `--resize-on device` cannot use the backbone's resize filter."""
+    if interpolation not in DEVICE_FILTERS:
+        raise FeatxError(f"--resize-on device resizes with {' or '.join(DEVICE_FILTERS)}, but {backbone} asks for "
+                         f"{interpolation}; use --resize-on cpu")
+
+
+def resize_crop(frames, pre: Preprocess):
+    """(N, H, W, 3) uint8 upright frames (a torch tensor, on any device) -> (N, h, w, 3) uint8 backbone inputs: the
+    CPU path's geometry (featx.video: shorter side to `pre.resize_shorter`, centre crop `pre.crop`), resized with
+    torch's antialiased `interpolate` in float32 and rounded back to uint8, as FFmpeg's scaler's output is."""
+    import torch
+    import torch.nn.functional as F
+
+    _, h, w, _ = frames.shape
+    height, width = pre.resized(w, h)
+    top, left = pre.crop_box(height, width)
+    x = frames.permute(0, 3, 1, 2).float()  # (N, 3, H, W)
+    x = F.interpolate(x, size=(height, width), mode=pre.interpolation, align_corners=False, antialias=True)
+    x = x[:, :, top : top + pre.crop[0], left : left + pre.crop[1]]  # (N, 3, h, w)
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)  # (N, h, w, 3)
+
 
 class _Slot:
-    """One batch's staging memory: (B, H, W, 3) uint8 pixels in and (B, D) float32 features out."""
+    """One batch's staging memory: (B, H, W, 3) uint8 pixels (or, for frames of any size, a flat uint8 buffer that
+    grows as needed) in and (B, D) float32 features out."""
 
-    def __init__(self, batch_size: int, frame_shape: tuple[int, ...], dim: int, pinned: bool):
+    def __init__(self, batch_size: int, frame_shape: tuple[int, ...] | None, dim: int, pinned: bool):
         import torch
 
-        self.pixels = torch.empty((batch_size, *frame_shape), dtype=torch.uint8, pin_memory=pinned)
+        self.pinned = pinned
+        shape = (batch_size, *frame_shape) if frame_shape is not None else (0,)
+        self.pixels = torch.empty(shape, dtype=torch.uint8, pin_memory=pinned)
         self.features = torch.empty((batch_size, dim), dtype=torch.float32, pin_memory=pinned)
         self.done = None  # CUDA event recorded after the features' copy back
 
+    def flat(self, nbytes: int):
+        """The flat staging buffer, at least `nbytes` long (its last batch has finished: see BatchRunner._slot)."""
+        import torch
+
+        if self.pixels.numel() < nbytes:
+            self.pixels = torch.empty((nbytes,), dtype=torch.uint8, pin_memory=self.pinned)
+        return self.pixels[:nbytes]
+
 
 class BatchRunner:
-    """Runs the backbone on batches given as lists of (n_i, H, W, 3) uint8 pieces; results come back in order."""
+    """Runs the backbone on batches given as lists of (n_i, H, W, 3) uint8 pieces; results come back in order.
+    With `resize` the pieces are upright frames of any size, resized and cropped on the backbone's device."""
 
-    def __init__(self, backbone, batch_size: int, pad: bool = False, depth: int = 2):
-        self._backbone, self._batch_size, self._pad = backbone, batch_size, pad
+    def __init__(self, backbone, batch_size: int, pad: bool = False, depth: int = 2, resize: Preprocess | None = None):
+        self._backbone, self._batch_size, self._pad, self._resize = backbone, batch_size, pad, resize
         self._cuda = backbone.device.type == "cuda"
         self._depth = depth if self._cuda else 1
         self._slots: list[_Slot] = []
@@ -38,6 +84,8 @@ class BatchRunner:
 
     def submit(self, pieces: list[np.ndarray]) -> list[np.ndarray]:
         """Start one batch; returns the (n, D) features of the batches that finished, oldest first."""
+        if self._resize is not None:
+            return self._submit_resized(pieces)
         slot = self._slot(pieces[0].shape[1:])
         staged = slot.pixels.numpy()
         at = 0
@@ -46,16 +94,52 @@ class BatchRunner:
             at += len(piece)
         rows = self._batch_size if self._pad else at
         if self._cuda:
-            import torch
-
-            feats = self._backbone.forward(slot.pixels[:rows].to(self._backbone.device, non_blocking=True))
-            slot.features[:rows].copy_(feats, non_blocking=True)
-            slot.done = torch.cuda.Event()
-            slot.done.record()
+            self._send_back(slot, self._backbone.forward(slot.pixels[:rows].to(self._backbone.device, non_blocking=True)))
         else:
             slot.features[:rows] = self._backbone.forward(slot.pixels[:rows])
         self._in_flight.append((slot, at))
         return self._finished(keep=self._depth - 1)
+
+    def _submit_resized(self, pieces: list[np.ndarray]) -> list[np.ndarray]:
+        """submit() for frames of any size: one copy of all their bytes to the device, then one resize_crop per run
+        of consecutive pieces of one frame size, then the backbone on the whole batch."""
+        import torch
+
+        slot = self._slot(None)
+        flat = slot.flat(sum(p.nbytes for p in pieces))
+        staged, at = flat.numpy(), 0
+        for piece in pieces:
+            staged[at : at + piece.nbytes] = piece.reshape(-1)
+            at += piece.nbytes
+        raw = flat.to(self._backbone.device, non_blocking=True) if self._cuda else flat
+        crops, at, start = [], 0, 0
+        for end in range(1, len(pieces) + 1):
+            if end < len(pieces) and pieces[end].shape[1:] == pieces[start].shape[1:]:
+                continue  # the run of one frame size goes on
+            shape = pieces[start].shape[1:]
+            n = sum(len(p) for p in pieces[start:end])
+            size = n * int(np.prod(shape))
+            crops.append(resize_crop(raw[at : at + size].view(n, *shape), self._resize))
+            at, start = at + size, end
+        x = torch.cat(crops) if len(crops) > 1 else crops[0]  # (B, h, w, 3) uint8
+        frames = len(x)
+        if self._pad and frames < self._batch_size:
+            x = torch.cat([x, x.new_zeros((self._batch_size - frames, *x.shape[1:]))])
+        feats = self._backbone.forward(x)
+        if self._cuda:
+            self._send_back(slot, feats)
+        else:
+            slot.features[: len(x)] = feats
+        self._in_flight.append((slot, frames))
+        return self._finished(keep=self._depth - 1)
+
+    def _send_back(self, slot: _Slot, feats) -> None:
+        """Queue the copy of a CUDA batch's (rows, D) features into the slot's pinned memory, and an event after it."""
+        import torch
+
+        slot.features[: len(feats)].copy_(feats, non_blocking=True)
+        slot.done = torch.cuda.Event()
+        slot.done.record()
 
     def drain(self) -> list[np.ndarray]:
         """Wait for every batch in flight; their features, oldest first."""
@@ -70,7 +154,7 @@ class BatchRunner:
             out.append(slot.features[:n].numpy().copy())  # the slot is reused for a later batch
         return out
 
-    def _slot(self, frame_shape: tuple[int, ...]) -> _Slot:
+    def _slot(self, frame_shape: tuple[int, ...] | None) -> _Slot:
         """The next staging slot in the ring; its earlier batch has finished (at most `depth` are in flight)."""
         if len(self._slots) < self._depth:
             dim = self._backbone.config.feature_dim

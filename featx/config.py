@@ -20,6 +20,9 @@ CLIP_TAILS = ("pad", "drop")  # the last, incomplete clip: repeat the last frame
 INFLATE_MODES = ("mean", "center")
 STREAMS = ("rgb", "flow", "both")  # what is embedded: frames, optical-flow stacks, or both on one time grid
 FLOW_METHODS = ("farneback", "tvl1", "raft-small", "raft-large")  # OpenCV in the workers, RAFT on the device
+# Where frames are resized and cropped: "cpu", FFmpeg's scaler in the decoding workers; "device", torch's
+# antialiased interpolate on the extraction device, the workers shipping frames at their decoded size.
+RESIZE_ON = ("cpu", "device")
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
 _NOT_IDENTITY = ("weights", "flow_weights", "versions", "import_source", "mean_cube")
@@ -52,6 +55,9 @@ class ExtractConfig:
     std: tuple[float, ...] | None = None
     interpolation: str | None = None  # resize filter ("bicubic", "bilinear")
     crop_pct: float | None = None  # resize shorter side to H / crop_pct, then centre-crop H x W
+    # RESIZE_ON: which implementation resized the frames (identity: the two give slightly different features);
+    # stores written before it was recorded lack the key and read as "cpu", the only path there was
+    resize_on: str = "cpu"
     versions: dict[str, str] = field(default_factory=dict)  # featx / torch / timm / av versions
     # `featx import` (featx.importer) of arrays made elsewhere: how they were read, {"fps": F (None: per video,
     # --fps-file), "stride": S, "window": W, "layout": "TC" | "CT", "key": array name or None}; None when the
@@ -89,6 +95,11 @@ class ExtractConfig:
                              f"{self.flow_method.replace('-', '_')} checkpoint); featx does not download weights")
         if self.precision not in PRECISIONS:
             raise FeatxError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.resize_on not in RESIZE_ON:
+            raise FeatxError(f"--resize-on must be one of {', '.join(RESIZE_ON)}, not {self.resize_on!r}")
+        if self.resize_on == "device" and (self.clips or self.stream != "rgb"):
+            raise FeatxError("--resize-on device embeds single RGB frames: clip backbones (--clip-len) and "
+                             "--stream flow|both resize in the decoding workers; leave out --resize-on")
         if self.fps is not None and not 0 < self.fps < math.inf:
             raise FeatxError(f"--fps must be a positive number of frames per second, not {self.fps}")
 

@@ -13,7 +13,9 @@ A worker that dies (a decoder crash) turns its current video into a Failed event
 Pixels (and flow fields) travel through shared memory, not the results queue: each worker owns a ring of
 chunk-sized slots, writes a chunk into its next free slot and sends only the slot's number; the consumer copies
 the chunk out and frees the slot at once. Pickling frames through a pipe capped the consumer at about 1,200 frames/s
-(224 x 224) on a 16-core machine, a tenth of what a GPU embeds.
+(224 x 224) on a 16-core machine, a tenth of what a GPU embeds. When the device resizes (`--resize-on device`),
+frames travel at their decoded size, which differs between videos: slots are then a fixed number of bytes, a chunk
+goes in pieces of as many frames as a slot holds, and a frame larger than a slot is pickled.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from featx.video import DecodedVideo, FrameChunk, Preprocess, VideoInfo, probe, 
 
 _POLL_SECONDS = 1.0
 _SLOTS = 4  # shared-memory chunk slots per worker: how far a worker may decode ahead of the consumer
+# A slot's bytes when frames travel at their decoded size: 16 frames of 640x360, 4 of 1280x720, 2 of 1920x1080
+# (a 3840x2160 frame is pickled); 4 slots make 48 MiB of shared memory per worker.
+_DECODED_SLOT_BYTES = 12 * 2**20
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class _Shared:
     video: int
     index: np.ndarray  # (N,) int64
     time: np.ndarray  # (N,) float64
+    shapes: tuple[tuple[int, ...], ...]  # per plane: (N, H, W, 3) pixels, then (N, H, W, 2) flow if any
     slot: int
 
 
@@ -122,9 +128,9 @@ def _put(results, event, parent: int) -> None:
 
 class _Ring:
     """A worker's shared-memory slots, each holding one chunk of uint8 planes: (chunk, H, W, 3) frames and, with
-    flow, (chunk, H, W, 2) fields; and a semaphore counting the free slots. Created by the consumer, which copies
-    each chunk out and frees its slot at once; slots are used and freed in order, so the worker simply takes
-    the next one."""
+    flow, (chunk, H, W, 2) fields, or a flat (bytes,) plane for frames of any size; and a semaphore counting the
+    free slots. Created by the consumer, which copies each chunk out and frees its slot at once; slots are used
+    and freed in order, so the worker simply takes the next one."""
 
     def __init__(self, ctx, planes: tuple[tuple[int, ...], ...]):
         from multiprocessing import shared_memory
@@ -152,19 +158,24 @@ class _Ring:
         offset = slot * self._slot_bytes + sum(int(np.prod(shape)) for shape in self.planes[:plane])
         return np.ndarray(self.planes[plane], np.uint8, self.memory.buf, offset)
 
+    def frames_per_slot(self, arrays: tuple[np.ndarray, ...]) -> int:
+        """How many frames of these (N, ...) planes one slot holds (0: not even one)."""
+        return min(int(np.prod(shape)) // max(1, int(np.prod(a.shape[1:]))) for shape, a in zip(self.planes, arrays))
+
     def write(self, arrays: tuple[np.ndarray, ...], parent: int) -> int:
-        """Copy one chunk's planes into the next slot once it is free; returns the slot."""
+        """Copy one chunk's planes (that fit: frames_per_slot) into the next slot once it is free; returns the slot."""
         while not self.free.acquire(timeout=_POLL_SECONDS):
             if os.getppid() != parent:
                 raise SystemExit(0)
         slot, self.next = self.next, (self.next + 1) % _SLOTS
         for plane, array in enumerate(arrays):
-            self.view(slot, plane)[: len(array)] = array
+            self.view(slot, plane).reshape(-1)[: array.size] = array.reshape(-1)
         return slot
 
-    def take(self, slot: int, n: int) -> list[np.ndarray]:
-        """In the consumer: copy a chunk's planes out and free its slot."""
-        arrays = [self.view(slot, plane)[:n].copy() for plane in range(len(self.planes))]
+    def take(self, slot: int, shapes: tuple[tuple[int, ...], ...]) -> list[np.ndarray]:
+        """In the consumer: copy a chunk's planes, of these shapes, out and free its slot."""
+        arrays = [self.view(slot, plane).reshape(-1)[: int(np.prod(shape))].reshape(shape).copy()
+                  for plane, shape in enumerate(shapes)]
         self.free.release()
         return arrays
 
@@ -179,11 +190,26 @@ def _worker(wid: int, tasks, results, fps, pre, chunk, flow, parent: int, ring: 
         i, path = task
         _put(results, _Started(wid, i), parent)
         for event in video_events(i, path, fps, pre, chunk, threads, flow):
-            if isinstance(event, Frames) and ring is not None:
-                c = event.chunk
-                planes = (c.pixels,) if event.flow is None else (c.pixels, event.flow)
-                event = _Shared(i, c.index, c.time, ring.write(planes, parent))
-            _put(results, event, parent)
+            for message in _messages(event, ring, parent):
+                _put(results, message, parent)
+
+
+def _messages(event: Event, ring: _Ring | None, parent: int):
+    """What carries `event` to the consumer: a Frames event's planes go through the ring's slots, in pieces of
+    as many frames as a slot holds; a frame larger than a slot (or any event without a ring) is pickled."""
+    if not isinstance(event, Frames) or ring is None:
+        yield event
+        return
+    c = event.chunk
+    planes = (c.pixels,) if event.flow is None else (c.pixels, event.flow)
+    step = ring.frames_per_slot(planes)
+    if step == 0:
+        yield event
+        return
+    for at in range(0, len(c.index), step):
+        piece = tuple(p[at : at + step] for p in planes)
+        slot = ring.write(piece, parent)
+        yield _Shared(event.video, c.index[at : at + step], c.time[at : at + step], tuple(p.shape for p in piece), slot)
 
 
 class _Pool:
@@ -214,7 +240,10 @@ class _Pool:
         if self.pre is not None:  # frames of a known shape go through shared memory
             if wid in self.rings:  # a replaced worker may have died holding slots: a fresh ring
                 self.rings.pop(wid).close()
-            planes = ((self.chunk, *self.pre.crop, 3),) + (((self.chunk, *self.pre.crop, 2),) if self.flow else ())
+            if self.pre.resize_on == "device":  # decoded sizes differ between videos: a byte budget per slot
+                planes = ((_DECODED_SLOT_BYTES,),) * (2 if self.flow else 1)
+            else:
+                planes = ((self.chunk, *self.pre.crop, 3),) + (((self.chunk, *self.pre.crop, 2),) if self.flow else ())
             self.rings[wid] = _Ring(self.ctx, planes)
         args = (wid, *self.worker_args, self.rings.get(wid), self.threads)
         self.procs[wid] = self.ctx.Process(target=_worker, args=args, daemon=True)
@@ -226,8 +255,8 @@ class _Pool:
             case _Started(worker=wid, video=i):
                 self.current[wid], self.worker_of[i] = i, wid
                 return None
-            case _Shared(video=i, index=index, time=time, slot=slot):
-                pixels, *flow = self.rings[self.worker_of[i]].take(slot, len(index))
+            case _Shared(video=i, index=index, time=time, shapes=shapes, slot=slot):
+                pixels, *flow = self.rings[self.worker_of[i]].take(slot, shapes)
                 return Frames(i, FrameChunk(index, time, pixels), flow[0] if flow else None)
             case Decoded(video=i) | Failed(video=i):
                 self.remaining -= 1

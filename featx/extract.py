@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featx.batches import Batcher, BatchRunner
+from featx.batches import Batcher, BatchRunner, check_device_filter
 from featx.clips import ClipWindow, clip_spans
 from featx.config import ExtractConfig
 from featx.decode_pool import Decoded, Event, Failed, Frames, decode_events
@@ -23,7 +23,7 @@ from featx.flow import CPU_METHODS, RAFT_MODELS, FlowFields, FlowStacker, check_
 from featx.inputs import VideoInput
 from featx.shards import select_shard
 from featx.store import StoreWriter
-from featx.video import DecodedVideo, FrameChunk, VideoInfo, row_spans
+from featx.video import DecodedVideo, FrameChunk, Preprocess, VideoInfo, row_spans
 
 
 @dataclass(frozen=True)
@@ -182,13 +182,14 @@ class _Extraction:
     and what the run has done so far (summary, progress bar)."""
 
     def __init__(self, todo: list[VideoInput], config: ExtractConfig, nets: dict, writer: StoreWriter,
-                 summary: ExtractSummary, bar, options: RunOptions, raft=None):
+                 summary: ExtractSummary, bar, options: RunOptions, raft=None, resize: Preprocess | None = None):
         self.todo, self.config, self.writer, self.summary, self.bar = todo, config, writer, summary, bar
         self.flow_column = _flow_column(config.stream)
         self.raft = raft  # featx.flow.Raft, or None: the flow fields come with the decoded frames
         self.started = time.monotonic()  # the clock of frames_per_second starts once the backbones are loaded
-        self.batchers = {c: Batcher(BatchRunner(n, options.batch_size, pad=options.compile), options.batch_size)
-                         for c, n in nets.items()}
+        # resize: --resize-on device, frames arrive at their decoded size and the batch runner resizes them
+        self.batchers = {c: Batcher(BatchRunner(n, options.batch_size, pad=options.compile, resize=resize),
+                                    options.batch_size) for c, n in nets.items()}
         self.keep_dtype = np.float16 if config.dtype == "float16" else np.float32  # halves what long videos hold
         self.videos: dict[int, _Video] = {}
 
@@ -310,6 +311,10 @@ def extract(
     t0 = time.monotonic()
     backbone = load_backbone(config, options.device)
     raft, store_config = _flow_model(backbone.config, backbone.device)
+    pre = backbone.preprocess
+    if config.resize_on == "device":  # the workers send upright frames at their decoded size; the runner resizes
+        check_device_filter(pre.interpolation, config.backbone)
+        pre = dataclasses.replace(pre, resize_on="device")
     summary = ExtractSummary(store=str(out), unit="clips" if config.clips else "frames")
     shard = f"{options.shard[0]}/{options.shard[1]}" if options.shard else None
     if options.shard:
@@ -318,10 +323,11 @@ def extract(
         todo = [v for v in inputs if v.video_id not in writer.ok_ids]
         summary.skipped = len(inputs) - len(todo)
         bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not options.progress)
-        run = _Extraction(todo, config, _networks(backbone, config, options), writer, summary, bar, options, raft)
+        run = _Extraction(todo, config, _networks(backbone, config, options), writer, summary, bar, options, raft,
+                          resize=pre if pre.resize_on == "device" else None)
         workers = options.workers if options.workers is not None else auto_workers(backbone.device.type)
         cpu_flow = config.flow_method if run.flow_column and config.flow_method in CPU_METHODS else None
-        events = decode_events([v.path for v in todo], config.fps, backbone.preprocess, workers, flow=cpu_flow)
+        events = decode_events([v.path for v in todo], config.fps, pre, workers, flow=cpu_flow)
         with _InterruptLater() as interrupt:
             for event in events:
                 if interrupt.requested:

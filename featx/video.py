@@ -39,11 +39,25 @@ class Preprocess:
     resize_shorter: int  # shorter side after resizing, in pixels
     crop: tuple[int, int]  # (H, W) of the centre crop
     interpolation: str = "bicubic"
+    # "cpu": the decoder resizes and crops (FFmpeg's scaler); "device": the decoder only turns frames upright RGB
+    # at their decoded size, and featx.batches resizes and crops them on the extraction device (same geometry)
+    resize_on: str = "cpu"
 
     @classmethod
-    def from_config(cls, input_size: tuple[int, int, int], crop_pct: float, interpolation: str) -> "Preprocess":
+    def from_config(cls, input_size: tuple[int, int, int], crop_pct: float, interpolation: str,
+                    resize_on: str = "cpu") -> "Preprocess":
         _, h, w = input_size
-        return cls(math.floor(min(h, w) / crop_pct), (h, w), interpolation)
+        return cls(math.floor(min(h, w) / crop_pct), (h, w), interpolation, resize_on)
+
+    def resized(self, width: int, height: int) -> tuple[int, int]:
+        """(height, width) of an upright width x height frame once its shorter side is `resize_shorter`
+        (rounded, and never smaller than the crop)."""
+        scale = self.resize_shorter / min(width, height)
+        return max(self.crop[0], round(height * scale)), max(self.crop[1], round(width * scale))
+
+    def crop_box(self, height: int, width: int) -> tuple[int, int]:
+        """(top, left) of the centre crop of a resized height x width frame."""
+        return (height - self.crop[0]) // 2, (width - self.crop[1]) // 2
 
 
 @dataclass
@@ -213,19 +227,18 @@ def _pyav_threads_scaling() -> bool:
 
 
 def _to_rgb(frame, pre: Preprocess | None) -> np.ndarray:
-    """The frame upright (its rotation applied), RGB; with `pre`, resized and centre-cropped as displayed."""
+    """The frame upright (its rotation applied), RGB; with `pre`, resized and centre-cropped as displayed, unless
+    `pre` resizes on the device (then at its decoded size, as without `pre`)."""
     turns = quarter_turns(frame)
-    if pre is None:
+    if pre is None or pre.resize_on == "device":
         pixels = frame.to_ndarray(**_sws(format="rgb24"))
         return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
     shown_w, shown_h = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
-    scale = pre.resize_shorter / min(shown_w, shown_h)
-    width = max(pre.crop[1], round(shown_w * scale))
-    height = max(pre.crop[0], round(shown_h * scale))
+    height, width = pre.resized(shown_w, shown_h)
     coded_w, coded_h = (height, width) if turns % 2 else (width, height)
     rgb = frame.reformat(**_sws(width=coded_w, height=coded_h, format="rgb24", interpolation=pre.interpolation.upper()))
     pixels = np.rot90(rgb.to_ndarray(), turns) if turns else rgb.to_ndarray()
-    top, left = (height - pre.crop[0]) // 2, (width - pre.crop[1]) // 2
+    top, left = pre.crop_box(height, width)
     return pixels[top : top + pre.crop[0], left : left + pre.crop[1]]
 
 
