@@ -120,7 +120,13 @@ class ExtractConfig:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        """The JSON a store saves. `resize_on` is left out when it is "cpu", its value before it was recorded: a CPU
+        path store keeps the metadata it always had (and older featx versions still read it); a device path
+        store names it, which older versions refuse (an unknown key) rather than mix it with their own."""
+        data = self.to_dict()
+        if data["resize_on"] == "cpu":
+            del data["resize_on"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExtractConfig":

@@ -230,3 +230,13 @@ def test_a_filter_torch_cannot_run_is_refused():
     check_device_filter("bicubic", "resnet18")
     with pytest.raises(FeatxError, match="--resize-on device resizes with bilinear or bicubic, but vit_x asks for lanczos"):
         check_device_filter("lanczos", "vit_x")
+
+
+def test_cpu_path_stores_keep_the_metadata_they_had_and_device_path_stores_name_the_path():
+    import json
+
+    cpu, device = ExtractConfig(**TINY), ExtractConfig(**TINY, resize_on="device")
+    assert "resize_on" not in json.loads(cpu.to_json())  # as before the setting existed: older featx read it
+    assert json.loads(device.to_json())["resize_on"] == "device"  # older featx refuse it (an unknown key)
+    assert ExtractConfig.from_json(cpu.to_json()) == cpu and ExtractConfig.from_json(device.to_json()) == device
+    assert cpu.differences(device) == ["resize_on: 'cpu' != 'device'"]
