@@ -381,6 +381,7 @@ def train_head(
     holdout: Annotated[float, typer.Option(help="Early stopping on this share of the training videos (0: train all epochs).")] = 0.0,
     patience: Annotated[int, typer.Option(help="With --holdout: stop after this many epochs without a lower held-out loss.")] = 10,
     budget: Annotated[float, typer.Option(help="Skip heads (classification, detection, multilabel): cost λ per updated step (budget loss λ·Σ u_t).")] = 0.0,
+    gate_warmup: Annotated[float, typer.Option(help="Skip heads: share of the epochs, from the first, in which every step updates (the gates open) before the gates learn; 0: from the start. Without it a gate can close for good in the first epoch.")] = 0.25,
     max_steps: Annotated[Optional[int], typer.Option(help="Classification: sample at most this many steps per video, uniformly in time. Detection: training crop length (default 2304).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Validation share when the labels or annotations name no split.")] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
@@ -413,7 +414,7 @@ def train_head(
         config = TrainConfig.with_defaults(
             task, head, head_options=_parse_options(option or []), epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay, holdout=holdout,
-            patience=patience, budget=budget, max_steps=max_steps, val_fraction=val_fraction, seed=seed,
+            patience=patience, budget=budget, gate_warmup=gate_warmup, max_steps=max_steps, val_fraction=val_fraction, seed=seed,
             device=device, background_weight=background_weight, smooth=smooth, threshold=threshold, stream=stream,
             fusion=fusion,
         )

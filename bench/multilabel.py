@@ -10,7 +10,7 @@ length; several overlap (a step may hold up to `overlap` classes at once). Setti
 Baselines: chance (the share of positive steps of each class, the AP of random scores) and a per-step logistic
 regression on the step's own features (scikit-learn, one-vs-rest), which has no memory.
 
-    python bench/multilabel.py                           # both settings, 2 seeds, every head
+    python bench/multilabel.py                           # both settings, 2 seeds, every head, 160 videos
     python bench/multilabel.py --sets easy --seeds 1 --heads lstm
 Prints the table and writes bench/results/multilabel.json.
 """
@@ -33,7 +33,7 @@ SETTINGS = {
     "easy": dict(classes=5, orthogonal=True, noise=0.5, length=(8, 30), overlap=2, memory=False),
     "hard": dict(classes=12, orthogonal=False, noise=1.0, length=(3, 15), overlap=3, memory=True),
 }
-DIM, STEPS, VIDEOS = 32, 40, 64
+DIM, STEPS, VIDEOS = 32, 40, 160  # --videos sets VIDEOS
 
 
 def make_store(root: Path, setting: dict, seed: int) -> Path:
@@ -118,8 +118,11 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--heads", nargs="+", default=["lstm", "gru", "skip-lstm", "skip-gru"])
+    parser.add_argument("--videos", type=int, default=VIDEOS, help="videos per set (a quarter for validation)")
     add_out(parser, "multilabel.json")
     args = parser.parse_args()
+    global VIDEOS
+    VIDEOS = args.videos
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:

@@ -60,6 +60,9 @@ def backbone_for_run(store_config: dict, device: str = "auto") -> Backbone:
     config = ExtractConfig.from_dict(store_config)
     if config.clips:
         raise FeatxError("--adaptive skips single frames; this run was trained on clip features (--clip-len)")
+    if config.resize_on != "cpu":
+        raise FeatxError("--adaptive resizes frames as `extract --resize-on cpu` does; this run's store was extracted "
+                         f"with --resize-on {config.resize_on} (its features differ slightly): extract with --resize-on cpu")
     source = config.weights
     if source.startswith(("bundled:", "timm-hub:")):
         source = "auto"

@@ -39,6 +39,7 @@ class Protocol:
     holdout: float = 0.0  # share of the training videos held out for early stopping; 0: fixed epochs
     patience: int = 10  # with holdout: stop after this many epochs without a lower held-out loss
     seed: int = 0
+    gate_warmup: int = 0  # skip heads: epochs (from the first) with the gates held open (every step updates)
 
     def __post_init__(self) -> None:
         checks = [
@@ -51,6 +52,7 @@ class Protocol:
             (0 <= self.ema_decay < 1, f"--ema-decay must be in [0, 1), not {self.ema_decay}"),
             (0 <= self.holdout < 1, f"--holdout must be in [0, 1), not {self.holdout}"),
             (self.patience >= 1, f"--patience must be >= 1, not {self.patience}"),
+            (self.gate_warmup >= 0, f"gate warm-up must be >= 0 epochs, not {self.gate_warmup}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -134,6 +136,7 @@ def fit(model: torch.nn.Module, items: list, loss: LossFn, protocol: Protocol,
     history, best, best_state, since = [], None, None, 0
     for epoch in tqdm(range(1, protocol.epochs + 1), desc=desc, unit="epoch", disable=not progress):
         t = time.monotonic()
+        hold_gates_open(model, ema.model, epoch <= protocol.gate_warmup)
         model.train()
         losses = []
         order = rng.permutation(len(train_items))
@@ -163,6 +166,15 @@ def fit(model: torch.nn.Module, items: list, loss: LossFn, protocol: Protocol,
             on_epoch(row)
         if held and since >= protocol.patience:
             break
+    hold_gates_open(model, ema.model, False)
     if best_state is not None:
         ema.model.load_state_dict(best_state)
     return ema.model.eval(), history
+
+
+def hold_gates_open(model: torch.nn.Module, ema_model: torch.nn.Module, value: bool) -> None:
+    """Open (or release) the update gates of every Skip RNN in the model and its EMA: an open gate updates the
+    state at every step, as the plain RNN would (seqmodels.heads.skip_rnn, `gates_open`)."""
+    for module in (*model.modules(), *ema_model.modules()):
+        if hasattr(module, "gates_open"):
+            module.gates_open = value

@@ -65,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     budget: float = 0.0  # skip heads: cost per updated step
+    gate_warmup: float = 0.25  # skip heads: share of the epochs (from the start) that update every step
     background_weight: float = 0.3  # step detection heads: loss weight of background steps (Montes et al.)
     smooth: int = 5  # step detection heads: mean-filter window (steps)
     threshold: float = 0.5  # step detection heads: a step is active when 1 - P(background) reaches this
@@ -80,6 +81,8 @@ class TrainConfig:
             raise FeatxError(f"--max-steps must be >= 1, not {self.max_steps}")
         if not (math.isfinite(self.budget) and self.budget >= 0):
             raise FeatxError(f"--budget must be >= 0, not {self.budget}")
+        if not (math.isfinite(self.gate_warmup) and 0 <= self.gate_warmup < 1):
+            raise FeatxError(f"--gate-warmup must be in [0, 1), not {self.gate_warmup}")
         if not 0 <= self.background_weight <= 1 or not 0 < self.threshold < 1 or self.smooth < 1:
             raise FeatxError("--background-weight must be in [0, 1], --threshold in (0, 1), --smooth >= 1")
         streams.check_choice(self.stream, self.fusion)
@@ -104,7 +107,8 @@ class TrainConfig:
     @property
     def protocol(self) -> Protocol:
         return Protocol(self.epochs, self.batch_size, self.lr, self.weight_decay, self.warmup_epochs, self.grad_clip,
-                        self.ema_decay, self.holdout, self.patience, self.seed)
+                        self.ema_decay, self.holdout, self.patience, self.seed,
+                        gate_warmup=round(self.gate_warmup * self.epochs))
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":

@@ -123,3 +123,12 @@ def test_advancing_by_skip_counts_makes_the_updates_of_the_whole_sequence():
     assert stream.updates == want[0].int().tolist() and 0 < sum(stream.updates) < 23
     assert stream.frames.taken == [t for t, u in enumerate(stream.updates) if u]  # only updated steps were read
     torch.testing.assert_close(stream.state["h"], final["h"])  # unroll projects all steps in one product
+
+
+@pytest.mark.slow
+def test_adaptive_refuses_a_run_on_a_store_resized_on_the_device(labelled_store, skip_run, tmp_path):
+    run = load_run(skip_run)
+    run.store_config = {**run.store_config, "resize_on": "device"}  # frames resized by torch, not swscale
+    save_run(run, tmp_path / "device")
+    with pytest.raises(FeatxError, match="--resize-on device"):
+        adaptive_predict(tmp_path / "device", collect_inputs([labelled_store[0].parent / "v"]), device="cpu")

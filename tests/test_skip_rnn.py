@@ -238,3 +238,47 @@ def test_budget_loss_and_update_fraction():
 def test_bad_skip_options_are_one_line_errors(name, options, message):
     with pytest.raises(FeatxError, match=f"bad option for head '{name}'.*{message}"):
         build_head(name, D, C, **options)
+
+
+def test_open_gates_update_every_step_and_released_gates_skip_again():
+    torch.manual_seed(0)
+    head = SkipRNNHead(D, C, cell="gru", hidden=8, update_bias=-20.0)  # Δũ ≈ 0: only step 1 would update
+    x, mask = torch.randn(2, 9, D), torch.ones(2, 9, dtype=torch.bool)
+    assert head(x, mask).updates.sum(1).tolist() == [1.0, 1.0]
+    head.gates_open = True
+    assert head(x, mask).updates.tolist() == [[1.0] * 9] * 2
+    head.gates_open = False
+    assert head(x, mask).updates.sum(1).tolist() == [1.0, 1.0]
+
+
+def test_gate_warmup_holds_the_gates_open_for_its_first_epochs_then_releases_them():
+    from seqmodels.protocol import Protocol, fit
+
+    torch.manual_seed(0)
+    model = build_head("skip-gru", D, C, per_step=True, update_bias=-20.0)
+    x, mask = torch.randn(4, 10, D), torch.ones(4, 10, dtype=torch.bool)
+    targets = (torch.rand(4, 10, C) > 0.5).float()
+
+    def loss(m, items, rng, train):
+        out = m(x[items], mask[items])
+        return torch.nn.functional.binary_cross_entropy_with_logits(out.logits, targets[items])
+
+    seen = []
+
+    def report(ema_model):
+        with torch.no_grad():
+            seen.append(update_fraction(ema_model(x, mask).updates, mask))
+        return {}
+
+    trained, history = fit(model, [0, 1, 2, 3], loss, Protocol(epochs=4, batch_size=2, lr=1e-3, gate_warmup=2), report)
+    assert seen[:2] == [1.0, 1.0]  # the EMA model reported with open gates during the warm-up
+    assert seen[2] < 0.5 and seen[3] < 0.5  # released: the closed gate (bias -20) skips again
+    assert not any(getattr(m, "gates_open", False) for m in trained.modules())
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, float("nan")])
+def test_gate_warmup_outside_zero_to_one_is_a_one_line_error(share):
+    from seqmodels.runs import TrainConfig
+
+    with pytest.raises(FeatxError, match="--gate-warmup"):
+        TrainConfig.with_defaults("multilabel", "skip-gru", gate_warmup=share)

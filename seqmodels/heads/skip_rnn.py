@@ -138,6 +138,7 @@ class SkipRNNHead(nn.Module):
             raise ValueError("forget_bias applies to skip-lstm only (a GRU has no forget gate)")
         self.kind = cell
         self.hidden = hidden
+        self.gates_open = False  # True (training's gate warm-up, seqmodels.protocol): every step updates
         layer_kind = "lstm" if cell == "lstm" else f"gru-{gru}"
         self.norm = nn.LayerNorm(in_dim) if input_norm else nn.Identity()
         self.layers = nn.ModuleList(
@@ -176,7 +177,7 @@ class SkipRNNHead(nn.Module):
         """One step on the projected input (`project` of the normalised x_t, (B, G)); real (B, 1) is 0 on
         padding. Returns (new state, u_t (B, 1))."""
         u_tilde = self.update_probability(state)
-        u = binarize(u_tilde)
+        u = torch.ones_like(u_tilde) if self.gates_open else binarize(u_tilde)
         if real is not None:
             u = u * real  # padding never updates: the state after the last real step carries through
         new = {}
