@@ -19,8 +19,10 @@ Writes bench/results/skip_rnn_adding.json after every evaluation: finished runs,
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+from pathlib import Path
 
 import torch
 from _common import Column, Stopwatch, add_out, make_parser, markdown_table, write_results
@@ -181,8 +183,18 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=300)
     parser.add_argument("--validation-batches", type=int, default=15)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (batches are drawn on the CPU either way)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of these runs' JSON files "
+                        "(finished or cut short: the last evaluation of each) and write them together to --out")
     add_out(parser, "skip_rnn_adding.json")
     args = parser.parse_args()
+    if args.merge:
+        merged = [json.loads(Path(f).read_text()) for f in args.merge]
+        rows = [r for m in merged for r in m["rows"]]
+        print_table(rows, f"{len(args.merge)} file(s); " + ", ".join(sorted({f"{r['iterations']} it" for r in rows})))
+        write_results(args.out, {"args": vars(args), "summary": summarise(rows), "rows": rows,
+                                 "ran_on": [m.get("host") for m in merged]})  # host: where they were merged
+        print(f"wrote {args.out}")
+        return
     # λ matters to skip models only; the baselines run once per seed, with λ 0
     plan = [(m, b if m.startswith("skip-") else 0.0, s) for b in args.budgets for s in range(args.first_seed, args.first_seed + args.seeds) for m in args.models]
     plan = list(dict.fromkeys(plan))  # the order of the first appearance: λ first, so early results cover it
@@ -196,13 +208,16 @@ def main() -> None:
     for name, budget, seed in plan:
         rows.append(run(name, budget, seed, args, progress=save))
         save()
-    summary = summarise(rows)
-    print(f"\nadding task, length {args.length}, {args.hidden} units, lr {args.lr}, batch {args.batch_size}, "
-          f"{args.iterations} iterations, {args.seeds} seed(s), GRU {args.gru}; updates in %, mean ± std over seeds")
+    print_table(rows, f"length {args.length}, {args.hidden} units, lr {args.lr}, batch {args.batch_size}, "
+                      f"{args.iterations} iterations, {args.seeds} seed(s), GRU {args.gru}")
+    print(f"wrote {args.out}")
+
+
+def print_table(rows: list[dict], setting: str) -> None:
+    print(f"\nadding task, {setting}; updates in %, mean ± std over seeds")
     columns = [Column("model", "<"), Column("λ", ">"), Column("solved", ">"), Column("MSE", ">"),
                Column("updates", ">"), Column("paper updates", ">"), Column("within 2 paper std", "<")]
-    print(markdown_table(columns, [_cells(s) for s in summary]))
-    print(f"wrote {args.out}")
+    print(markdown_table(columns, [_cells(s) for s in summarise(rows)]))
 
 
 if __name__ == "__main__":
