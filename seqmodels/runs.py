@@ -65,7 +65,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     budget: float = 0.0  # skip heads: cost per updated step
-    gate_warmup: float = 0.25  # skip heads: share of the epochs (from the start) that update every step
+    gate_warmup: float = 0.25  # skip heads: share of the epochs (from the start) that update every step (never the last)
     background_weight: float = 0.3  # step detection heads: loss weight of background steps (Montes et al.)
     smooth: int = 5  # step detection heads: mean-filter window (steps)
     threshold: float = 0.5  # step detection heads: a step is active when 1 - P(background) reaches this
@@ -108,7 +108,7 @@ class TrainConfig:
     def protocol(self) -> Protocol:
         return Protocol(self.epochs, self.batch_size, self.lr, self.weight_decay, self.warmup_epochs, self.grad_clip,
                         self.ema_decay, self.holdout, self.patience, self.seed,
-                        gate_warmup=round(self.gate_warmup * self.epochs))
+                        gate_warmup=min(round(self.gate_warmup * self.epochs), self.epochs - 1))  # gates learn at last
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":

@@ -282,3 +282,11 @@ def test_gate_warmup_outside_zero_to_one_is_a_one_line_error(share):
 
     with pytest.raises(FeatxError, match="--gate-warmup"):
         TrainConfig.with_defaults("multilabel", "skip-gru", gate_warmup=share)
+
+
+def test_gate_warmup_leaves_the_last_epoch_to_the_gates():
+    from seqmodels.runs import TrainConfig
+
+    assert TrainConfig.with_defaults("multilabel", "skip-gru", epochs=40).protocol.gate_warmup == 10
+    assert TrainConfig.with_defaults("multilabel", "skip-gru", epochs=1, gate_warmup=0.9).protocol.gate_warmup == 0
+    assert TrainConfig.with_defaults("multilabel", "skip-gru", epochs=4, gate_warmup=0.99).protocol.gate_warmup == 3
