@@ -151,7 +151,8 @@ def extract(
     flow_len: Annotated[Optional[int], typer.Option(min=1, help="With --stream flow|both: flow fields stacked per row (2L input channels; default 5). Clip backbones take one field per frame: a (2, L, H, W) flow clip for --clip-len L.")] = None,
     flow: Annotated[str, typer.Option(help="With --stream flow|both: farneback (computed in the decoding workers), tvl1 (needs opencv-contrib-python-headless), or raft-small / raft-large (torchvision's RAFT on --device, weights from --weights-flow).")] = "farneback",
     weights_flow: Annotated[Optional[Path], typer.Option(help="With --flow raft-small|raft-large: torchvision's RAFT checkpoint of that size (a local state dict or .safetensors; featx downloads nothing).")] = None,
-    resize_on: Annotated[str, typer.Option(help="Where frames are resized and cropped: cpu (FFmpeg's scaler in the decoding workers) or device (the workers send frames at their decoded size; torch resizes them on --device, antialiased). Recorded in the store: the two give slightly different features, so one store holds one. RGB frames only (no --clip-len, no --stream flow|both).")] = "cpu",
+    resize_on: Annotated[Optional[str], typer.Option(help="Where frames are resized and cropped: cpu (FFmpeg's scaler in the decoding workers) or device (the workers send frames at their decoded size; torch resizes them on --device, antialiased). Recorded in the store: the two give slightly different features, so one store holds one. RGB frames only (no --clip-len, no --stream flow|both). Default: cpu, device with --decoder nvdec.")] = None,
+    decoder: Annotated[str, typer.Option(help="pyav (FFmpeg on the CPU) or nvdec (the GPU's decoder through PyNvVideoCodec, pip install 'featx[nvdec]'; frames stay on the card, resized there). Without PyNvVideoCodec or a CUDA device, nvdec says why in one line and decodes with PyAV. Recorded in the store (what actually decoded).")] = "pyav",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (worth it for long runs on a GPU; compiling takes a while). Every batch is padded to --batch-size so it compiles once.")] = False,
     part_mb: Annotated[float, typer.Option(help="Commit a part file once it holds about this many MB of features (a crash loses at most the uncommitted part).")] = 64,
     shard: Annotated[Optional[str], typer.Option(help="i/N: extract only the videos of shard i of N (a stable hash of video_id). Shards may run at the same time, on any machines, into one store.")] = None,
@@ -200,6 +201,7 @@ def extract(
             flow_method=flow,
             flow_weights=str(weights_flow) if weights_flow else None,
             resize_on=resize_on,
+            decoder=decoder,
         )
         videos = collect_inputs(inputs)
         if config.weights == "auto" and backbone != DEFAULT_BACKBONE:

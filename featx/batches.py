@@ -9,7 +9,8 @@ needs to avoid compiling again for a ragged last batch.
 With `resize` (`--resize-on device`) the pieces are frames at their decoded size, which differs between videos:
 they are staged back to back in one flat buffer and copied to the device in one go, where each run of pieces of
 one size is resized, cropped and rounded to uint8 in one call (`resize_crop`) before the backbone normalises the
-whole batch.
+whole batch. With `--decoder nvdec` the pieces are already CUDA tensors on the backbone's device (featx.nvdec):
+nothing is staged, they are resized there as they are.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ class BatchRunner:
         of consecutive pieces of one frame size, then the backbone on the whole batch."""
         import torch
 
+        if isinstance(pieces[0], torch.Tensor):  # frames decoded on the device (featx.nvdec): no staging
+            return self._run_resized([torch.cat(r) if len(r) > 1 else r[0] for r in _runs(pieces)], self._slot(None))
         slot = self._slot(None)
         flat = slot.flat(sum(p.nbytes for p in pieces))
         staged, at = flat.numpy(), 0
@@ -112,15 +115,19 @@ class BatchRunner:
             staged[at : at + piece.nbytes] = piece.reshape(-1)
             at += piece.nbytes
         raw = flat.to(self._backbone.device, non_blocking=True) if self._cuda else flat
-        crops, at, start = [], 0, 0
-        for end in range(1, len(pieces) + 1):
-            if end < len(pieces) and pieces[end].shape[1:] == pieces[start].shape[1:]:
-                continue  # the run of one frame size goes on
-            shape = pieces[start].shape[1:]
-            n = sum(len(p) for p in pieces[start:end])
-            size = n * int(np.prod(shape))
-            crops.append(resize_crop(raw[at : at + size].view(n, *shape), self._resize))
-            at, start = at + size, end
+        runs, at = [], 0
+        for run in _runs(pieces):  # consecutive pieces of one size lie back to back: one view each
+            n, shape = sum(len(p) for p in run), run[0].shape[1:]
+            runs.append(raw[at : at + n * int(np.prod(shape))].view(n, *shape))
+            at += n * int(np.prod(shape))
+        return self._run_resized(runs, slot)
+
+    def _run_resized(self, runs: list, slot: _Slot) -> list[np.ndarray]:
+        """Resize and crop each (n, H, W, 3) uint8 run of frames of one size, on the backbone's device, then run
+        the backbone on the whole batch."""
+        import torch
+
+        crops = [resize_crop(run, self._resize) for run in runs]
         x = torch.cat(crops) if len(crops) > 1 else crops[0]  # (B, h, w, 3) uint8
         frames = len(x)
         if self._pad and frames < self._batch_size:
@@ -162,6 +169,17 @@ class BatchRunner:
         slot = self._slots[self._next % len(self._slots)]
         self._next += 1
         return slot
+
+
+def _runs(pieces: list) -> list[list]:
+    """`pieces` split into runs of consecutive pieces whose frames have one size."""
+    runs = []
+    for piece in pieces:
+        if runs and runs[-1][-1].shape[1:] == piece.shape[1:]:
+            runs[-1].append(piece)
+        else:
+            runs.append([piece])
+    return runs
 
 
 class Batcher:

@@ -23,6 +23,9 @@ FLOW_METHODS = ("farneback", "tvl1", "raft-small", "raft-large")  # OpenCV in th
 # Where frames are resized and cropped: "cpu", FFmpeg's scaler in the decoding workers; "device", torch's
 # antialiased interpolate on the extraction device, the workers shipping frames at their decoded size.
 RESIZE_ON = ("cpu", "device")
+# What decodes the frames: "pyav", FFmpeg on the CPU (featx.video); "nvdec", the GPU's video decoder through
+# PyNvVideoCodec (featx.nvdec), whose frames stay on the card and are resized there (resize_on "device").
+DECODERS = ("pyav", "nvdec")
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
 _NOT_IDENTITY = ("weights", "flow_weights", "versions", "import_source", "mean_cube")
@@ -58,6 +61,9 @@ class ExtractConfig:
     # RESIZE_ON: which implementation resized the frames (identity: the two give slightly different features);
     # stores written before it was recorded lack the key and read as "cpu", the only path there was
     resize_on: str = "cpu"
+    # DECODERS: what decoded the frames (identity: NVDEC's colour conversion is not swscale's). The store records
+    # what actually decoded: a run asked for nvdec that fell back to PyAV records "pyav". Older stores read "pyav".
+    decoder: str = "pyav"
     versions: dict[str, str] = field(default_factory=dict)  # featx / torch / timm / av versions
     # `featx import` (featx.importer) of arrays made elsewhere: how they were read, {"fps": F (None: per video,
     # --fps-file), "stride": S, "window": W, "layout": "TC" | "CT", "key": array name or None}; None when the
@@ -100,6 +106,10 @@ class ExtractConfig:
         if self.resize_on == "device" and (self.clips or self.stream != "rgb"):
             raise FeatxError("--resize-on device embeds single RGB frames: clip backbones (--clip-len) and "
                              "--stream flow|both resize in the decoding workers; leave out --resize-on")
+        if self.decoder not in DECODERS:
+            raise FeatxError(f"--decoder must be one of {', '.join(DECODERS)}, not {self.decoder!r}")
+        if self.decoder == "nvdec" and self.resize_on != "device":
+            raise FeatxError("--decoder nvdec keeps frames on the GPU and resizes them there: leave out --resize-on cpu")
         if self.fps is not None and not 0 < self.fps < math.inf:
             raise FeatxError(f"--fps must be a positive number of frames per second, not {self.fps}")
 
@@ -120,12 +130,14 @@ class ExtractConfig:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        """The JSON a store saves. `resize_on` is left out when it is "cpu", its value before it was recorded: a CPU
-        path store keeps the metadata it always had (and older featx versions still read it); a device path
-        store names it, which older versions refuse (an unknown key) rather than mix it with their own."""
+        """The JSON a store saves. `resize_on` and `decoder` are left out at their values before they were recorded
+        ("cpu", "pyav"): such a store keeps the metadata it always had (and older featx versions still read it); a
+        device path or NVDEC store names them, which older versions refuse (an unknown key) rather than mix it
+        with their own."""
         data = self.to_dict()
-        if data["resize_on"] == "cpu":
-            del data["resize_on"]
+        for key, before in (("resize_on", "cpu"), ("decoder", "pyav")):
+            if data[key] == before:
+                del data[key]
         return json.dumps(data, sort_keys=True)
 
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -300,6 +301,21 @@ class _Extraction:
         self.bar.update(1)
 
 
+def _decoder(config: ExtractConfig, device) -> ExtractConfig:
+    """`config` as it will decode: --decoder nvdec where NVDEC can decode for `device`; otherwise one warning line
+    saying why, and PyAV with the frames still resized on the device (`config` then records decoder "pyav", what
+    actually decoded, and keeps resize_on "device")."""
+    if config.decoder != "nvdec":
+        return config
+    from featx.nvdec import unavailable
+
+    if (why := unavailable(device)) is None:
+        return config
+    print(f"warning: --decoder nvdec unavailable: {why}; decoding with PyAV instead, frames resized on {device} "
+          f"(the store records decoder pyav, resize_on device)", file=sys.stderr, flush=True)
+    return dataclasses.replace(config, decoder="pyav")
+
+
 def extract(
     inputs: list[VideoInput], out: str | Path, config: ExtractConfig, options: RunOptions = RunOptions()
 ) -> ExtractSummary:
@@ -315,6 +331,7 @@ def extract(
     if config.resize_on == "device":  # the workers send upright frames at their decoded size; the runner resizes
         check_device_filter(pre.interpolation, config.backbone)
         pre = dataclasses.replace(pre, resize_on="device")
+    store_config = _decoder(store_config, backbone.device)
     summary = ExtractSummary(store=str(out), unit="clips" if config.clips else "frames")
     shard = f"{options.shard[0]}/{options.shard[1]}" if options.shard else None
     if options.shard:
@@ -327,7 +344,13 @@ def extract(
                           resize=pre if pre.resize_on == "device" else None)
         workers = options.workers if options.workers is not None else auto_workers(backbone.device.type)
         cpu_flow = config.flow_method if run.flow_column and config.flow_method in CPU_METHODS else None
-        events = decode_events([v.path for v in todo], config.fps, pre, workers, flow=cpu_flow)
+        paths = [v.path for v in todo]
+        if store_config.decoder == "nvdec":  # frames decoded on the card stay there (CUDA tensors in the events)
+            from featx.nvdec import nvdec_events
+
+            events = nvdec_events(paths, config.fps, pre, backbone.device)
+        else:
+            events = decode_events(paths, config.fps, pre, workers, flow=cpu_flow)
         with _InterruptLater() as interrupt:
             for event in events:
                 if interrupt.requested:

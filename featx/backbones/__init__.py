@@ -139,7 +139,8 @@ def _output_dim(model, input_size, device, clip_len: int | None = None) -> int:
 def extraction_config(**options) -> ExtractConfig:
     """An ExtractConfig from a user's options, with what the library decides filled in: a clip backbone given
     no clip length takes its usual one (16 frames for the torchvision models and C3D); flow_len None (not given)
-    is 1 for clips (a flow clip holds one field per frame) and 5 for frames."""
+    is 1 for clips (a flow clip holds one field per frame) and 5 for frames; resize_on None (not given) is "device"
+    for --decoder nvdec (its frames are on the GPU) and "cpu" otherwise."""
     from featx.backbones import video3d
 
     spec = video3d.CLIP_MODELS.get(options.get("backbone", ExtractConfig.backbone))
@@ -147,6 +148,8 @@ def extraction_config(**options) -> ExtractConfig:
         options = {**options, "clip_len": spec.clip_len}
     if options.get("flow_len", 0) is None:
         options = {**options, "flow_len": 1 if options.get("clip_len") is not None else ExtractConfig.flow_len}
+    if options.get("resize_on", "cpu") is None:
+        options = {**options, "resize_on": "device" if options.get("decoder") == "nvdec" else "cpu"}
     return ExtractConfig(**options)
 
 
