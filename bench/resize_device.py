@@ -44,7 +44,7 @@ def _cpu_seconds() -> float:
 
 def run_path(videos: Path, out: Path, path: str, args, workers: int) -> dict:
     """One extraction of `videos` into a fresh store `out` by `path`: frames/s and CPU ms per frame."""
-    config = ExtractConfig(dtype="float32", resize_on=path)
+    config = ExtractConfig(dtype="float32", resize_on=path, weights="random-init" if args.random_init else "auto")
     options = RunOptions(batch_size=args.batch_size, workers=workers, device=args.device, progress=False)
     cpu = _cpu_seconds()
     summary = extract(collect_inputs([videos]), out, config, options)
@@ -86,6 +86,9 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=2, help="distinct clips per size")
     parser.add_argument("--seconds", type=float, default=1.2, help="length of each clip (25 fps)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--random-init", action="store_true",
+                        help="random weights instead of the bundled ones (where the bundled-weights package is missing, "
+                             "as on the lent GPU machines; the feature cosine then compares random features)")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: featx's for the device)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per path and size (best of)")
     add_out(parser, "resize_device_<device>.json")

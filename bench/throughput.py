@@ -5,6 +5,10 @@
   channels_last) on it in batches of 32;
 - featx: `featx.extract.extract` end to end (decoding workers, batching, writing the store).
 
+`--decoders pyav nvdec` adds, per backbone and batch size, rows with `--decoder nvdec` (featx.nvdec: NVDEC decodes
+in the main process, frames stay on the card and are resized there; "workers" is then 0 and "decode only" counts
+NVDEC's frames, synchronised, without the model).
+
 The videos are `--size` h264 clips with a `--gop`-frame keyframe spacing; to reach `--frames` without encoding
 them all, the distinct clips are linked under several names. On CUDA the GPU's utilisation is sampled during
 each featx run (nvidia-ml-py). Weights are random (`--random-init`): throughput does not depend on them.
@@ -12,10 +16,12 @@ each featx run (nvidia-ml-py). Weights are random (`--random-init`): throughput 
 Prints a table and writes JSON to bench/results/throughput_<device>.json.
     python bench/throughput.py                                   # CPU defaults (the README's CPU table)
     python bench/throughput.py --device cuda --frames 40000 --batch-sizes 32 128
+    python bench/throughput.py --device cuda --batch-sizes 128 --decoders pyav nvdec   # PyAV pool vs NVDEC
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import tempfile
@@ -32,6 +38,7 @@ from featx.config import ExtractConfig
 from featx.decode_pool import Frames, decode_events
 from featx.extract import RunOptions, auto_workers, extract
 from featx.inputs import collect_inputs
+from featx.store import read_config
 from featx.video import FrameChunk, stream_frames
 
 
@@ -40,6 +47,23 @@ def decode_only(paths: list[Path], pre, workers: int) -> float:
     frames, watch = 0, Stopwatch()
     for event in decode_events(paths, None, pre, workers):
         frames += len(event.chunk.index) if isinstance(event, Frames) else 0
+    return frames / watch.seconds
+
+
+def decode_only_nvdec(paths: list[Path], pre, device) -> float:
+    """frames/s of NVDEC alone (featx.nvdec's events, frames dropped once on the card): its ceiling end to end."""
+    import dataclasses
+
+    from featx.nvdec import nvdec_events, unavailable
+
+    if (why := unavailable(device)) is not None:  # the featx run falls back to PyAV (its row says so)
+        print(f"no NVDEC decode-only figure: {why}")
+        return float("nan")
+    pre = dataclasses.replace(pre, resize_on="device")
+    frames, watch = 0, Stopwatch()
+    for event in nvdec_events(paths, None, pre, device):
+        frames += len(event.chunk.index) if isinstance(event, Frames) else 0
+    _sync(device)
     return frames / watch.seconds
 
 
@@ -133,23 +157,27 @@ def bench_backbone(name: str, args, paths: list[Path], tmp: Path) -> list[dict]:
     rows, decoded = [], {}
     for batch in args.batch_sizes:
         model = model_alone(backbone, pixels, batch, args.frames)
-        runs = [(w, False) for w in args.workers or [auto_workers(device.type)]]
-        runs += [(runs[0][0], True)] if name in args.compile else []
-        for workers, compiled in runs:
+        runs = [(w, False, "pyav") for w in args.workers or [auto_workers(device.type)]] if "pyav" in args.decoders else []
+        runs += [(runs[0][0], True, "pyav")] if runs and name in args.compile else []
+        runs += [(0, False, "nvdec")] if "nvdec" in args.decoders else []
+        for workers, compiled, decoder in runs:
             if compiled:  # the ceiling of the compiled model
                 fast = load_backbone(config, args.device)
                 fast.compile(batch)
                 model = model_alone(fast, pixels, batch, args.frames)
-            if (workers, backbone.preprocess) not in decoded:
-                decoded[workers, backbone.preprocess] = decode_only(paths, backbone.preprocess, workers)
+            if (workers, decoder) not in decoded:
+                decoded[workers, decoder] = (decode_only_nvdec(paths, backbone.preprocess, device) if decoder == "nvdec"
+                                             else decode_only(paths, backbone.preprocess, workers))
             options = RunOptions(batch_size=batch, workers=workers, device=args.device, progress=False, compile=compiled)
-            store = tmp / f"store-{name}-{batch}-{workers}-{compiled}"
+            store = tmp / f"store-{name}-{batch}-{workers}-{compiled}-{decoder}"
+            run_config = dataclasses.replace(config, decoder="nvdec", resize_on="device") if decoder == "nvdec" else config
             with GpuSampler(device) as gpu:
-                summary = extract(collect_inputs(paths), store, config, options)
+                summary = extract(collect_inputs(paths), store, run_config, options)
+            assert summary.failed == 0, summary.failures[:3]
             rows.append({
                 "backbone": name, "batch_size": batch, "compile": compiled, "precision": backbone.config.precision,
-                "workers": workers, "frames": summary.frames, "model_alone_fps": model, "plain_script_fps": script,
-                "decode_only_fps": decoded[workers, backbone.preprocess],
+                "decoder": read_config(store).decoder, "workers": workers, "frames": summary.frames,
+                "model_alone_fps": model, "plain_script_fps": script, "decode_only_fps": decoded[workers, decoder],
                 "featx_fps": summary.frames_per_second, "vs_model": summary.frames_per_second / model,
                 "vs_plain_script": summary.frames_per_second / script, "gpu_utilisation_pct": gpu.mean,
             })
@@ -157,14 +185,14 @@ def bench_backbone(name: str, args, paths: list[Path], tmp: Path) -> list[dict]:
     return rows
 
 
-COLUMNS = [Column("backbone", "<", 22), Column("batch", ">", 5), Column("workers", ">", 7), Column("compile", ">", 7),
+COLUMNS = [Column("backbone", "<", 22), Column("batch", ">", 5), Column("decoder", "<", 7), Column("workers", ">", 7), Column("compile", ">", 7),
            Column("model alone", ">", 11), Column("decode only", ">", 11), Column("plain script", ">", 12),
            Column("featx", ">", 8), Column("vs model", ">", 8), Column("vs script", ">", 9), Column("GPU util %", ">", 10)]
 
 
 def _cells(r: dict) -> list[str]:
     util = f"{r['gpu_utilisation_pct']:.0f}" if r["gpu_utilisation_pct"] is not None else "-"
-    return [r["backbone"], r["batch_size"], r["workers"], "yes" if r["compile"] else "no", f"{r['model_alone_fps']:.1f}",
+    return [r["backbone"], r["batch_size"], r.get("decoder", "pyav"), r["workers"], "yes" if r["compile"] else "no", f"{r['model_alone_fps']:.1f}",
             f"{r['decode_only_fps']:.1f}", f"{r['plain_script_fps']:.1f}", f"{r['featx_fps']:.1f}", f"{r['vs_model']:.2f}",
             f"{r['vs_plain_script']:.2f}", util]
 
@@ -183,6 +211,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=[340, 256], metavar=("W", "H"))
     parser.add_argument("--gop", type=int, default=50, help="keyframe spacing of the clips, in frames")
     parser.add_argument("--workers", type=int, nargs="+", default=None, help="decoding processes to compare (default: featx's auto)")
+    parser.add_argument("--decoders", nargs="+", default=["pyav"], choices=["pyav", "nvdec"],
+                        help="pyav: the decoding pool; nvdec: featx.nvdec on the GPU (a store that fell back says pyav)")
     parser.add_argument("--compile", nargs="*", default=[], help="backbones to also run with --compile")
     add_out(parser, "throughput_<device>.json")
     args = parser.parse_args()
