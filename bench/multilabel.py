@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--heads", nargs="+", default=["lstm", "gru", "skip-lstm", "skip-gru"])
-    parser.add_argument("--videos", type=int, default=VIDEOS, help="videos per set (a quarter for validation)")
+    parser.add_argument("--videos", type=int, default=160, help="videos per set (a quarter for validation)")
     add_out(parser, "multilabel.json")
     args = parser.parse_args()
     global VIDEOS
