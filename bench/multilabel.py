@@ -12,6 +12,7 @@ regression on the step's own features (scikit-learn, one-vs-rest), which has no 
 
     python bench/multilabel.py                           # both settings, 2 seeds, every head, 160 videos
     python bench/multilabel.py --sets easy --seeds 1 --heads lstm
+    python bench/multilabel.py --sets hard --seeds 1 --heads skip-gru --budgets 0 1e-3 1e-2   # skip heads' λ
 Prints the table and writes bench/results/multilabel.json.
 """
 
@@ -83,20 +84,23 @@ def baselines(root: Path) -> dict:
     return {"chance": chance["mAP"], "per-step logistic": score(probs, val, classes)["mAP"]}
 
 
-def run_cell(tmp: Path, name: str, seed: int, heads: list[str]) -> list[dict]:
+def run_cell(tmp: Path, name: str, seed: int, heads: list[str], budgets: list[float]) -> list[dict]:
     root = make_store(tmp / f"{name}{seed}", SETTINGS[name], seed=1000 + seed)
     rows = [{"set": name, "seed": seed, "head": head, "mAP": value, "seconds": 0.0}
             for head, value in baselines(root).items()]
     for row in rows:
         print(f"{name} seed {seed} {row['head']}: mAP {row['mAP']:.3f}", flush=True)
     for head in heads:
-        config = TrainConfig.with_defaults("multilabel", head, seed=seed)
-        with Stopwatch() as watch:
-            _, metrics = train_multilabel(root / "store", config, root / f"run-{head}", annotations=root / "annotations.json",
-                                          progress=False)
-        rows.append({"set": name, "seed": seed, "head": head, "mAP": metrics["mAP"], "video_mAP": metrics["video_mAP"],
-                     "update_fraction": metrics.get("update_fraction"), "seconds": watch.seconds})
-        print(f"{name} seed {seed} {head}: mAP {metrics['mAP']:.3f} ({watch.seconds:.0f} s)", flush=True)
+        for budget in budgets if head.startswith("skip-") else [0.0]:
+            label = head if budget == 0 else f"{head} λ {budget:g}"
+            config = TrainConfig.with_defaults("multilabel", head, seed=seed, budget=budget)
+            with Stopwatch() as watch:
+                _, metrics = train_multilabel(root / "store", config, root / f"run-{head}-{budget:g}",
+                                              annotations=root / "annotations.json", progress=False)
+            rows.append({"set": name, "seed": seed, "head": label, "budget": budget, "mAP": metrics["mAP"],
+                         "video_mAP": metrics["video_mAP"], "update_fraction": metrics.get("update_fraction"),
+                         "seconds": watch.seconds})
+            print(f"{name} seed {seed} {label}: mAP {metrics['mAP']:.3f} ({watch.seconds:.0f} s)", flush=True)
     return rows
 
 
@@ -118,6 +122,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--heads", nargs="+", default=["lstm", "gru", "skip-lstm", "skip-gru"])
+    parser.add_argument("--budgets", nargs="+", type=float, default=[0.0], help="λ for the skip heads")
     parser.add_argument("--videos", type=int, default=160, help="videos per set (a quarter for validation)")
     add_out(parser, "multilabel.json")
     args = parser.parse_args()
@@ -127,7 +132,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:
             for seed in range(args.seeds):
-                rows += run_cell(Path(tmp), name, seed, args.heads)
+                rows += run_cell(Path(tmp), name, seed, args.heads, args.budgets)
     print(f"\nmulti-label per-step heads at their defaults, {VIDEOS} videos x {STEPS} steps, {args.seeds} seed(s); "
           "mAP on 25 evenly spread steps of the validation videos")
     print(table(rows))
