@@ -34,11 +34,11 @@ SETTINGS = {
     "easy": dict(classes=5, orthogonal=True, noise=0.5, length=(8, 30), overlap=2, memory=False),
     "hard": dict(classes=12, orthogonal=False, noise=1.0, length=(3, 15), overlap=3, memory=True),
 }
-DIM, STEPS, VIDEOS = 32, 40, 160  # --videos sets VIDEOS
+DIM, STEPS = 32, 40
 
 
-def make_store(root: Path, setting: dict, seed: int) -> Path:
-    """A store of VIDEOS videos and their ActivityNet annotations (a quarter in the validation subset)."""
+def make_store(root: Path, setting: dict, seed: int, videos: int) -> Path:
+    """A store of `videos` videos and their ActivityNet annotations (a quarter in the validation subset)."""
     rng = np.random.default_rng(seed)
     k = setting["classes"]
     directions = np.eye(DIM)[:k] if setting["orthogonal"] else rng.normal(0, 1, (k, DIM)) / np.sqrt(DIM / 4)
@@ -48,7 +48,7 @@ def make_store(root: Path, setting: dict, seed: int) -> Path:
                            crop_pct=1.0, versions={"featx": "bench"})
     database = {}
     with StoreWriter(root / "store", config) as writer:
-        for v in range(VIDEOS):
+        for v in range(videos):
             vid = f"video{v:03d}"
             feats = rng.normal(0, setting["noise"], (STEPS, DIM))
             segments = []
@@ -84,8 +84,8 @@ def baselines(root: Path) -> dict:
     return {"chance": chance["mAP"], "per-step logistic": score(probs, val, classes)["mAP"]}
 
 
-def run_cell(tmp: Path, name: str, seed: int, heads: list[str], budgets: list[float]) -> list[dict]:
-    root = make_store(tmp / f"{name}{seed}", SETTINGS[name], seed=1000 + seed)
+def run_cell(tmp: Path, name: str, seed: int, heads: list[str], budgets: list[float], videos: int) -> list[dict]:
+    root = make_store(tmp / f"{name}{seed}", SETTINGS[name], seed=1000 + seed, videos=videos)
     rows = [{"set": name, "seed": seed, "head": head, "mAP": value, "seconds": 0.0}
             for head, value in baselines(root).items()]
     for row in rows:
@@ -126,14 +126,12 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=160, help="videos per set (a quarter for validation)")
     add_out(parser, "multilabel.json")
     args = parser.parse_args()
-    global VIDEOS
-    VIDEOS = args.videos
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:
             for seed in range(args.seeds):
-                rows += run_cell(Path(tmp), name, seed, args.heads, args.budgets)
-    print(f"\nmulti-label per-step heads at their defaults, {VIDEOS} videos x {STEPS} steps, {args.seeds} seed(s); "
+                rows += run_cell(Path(tmp), name, seed, args.heads, args.budgets, args.videos)
+    print(f"\nmulti-label per-step heads at their defaults, {args.videos} videos x {STEPS} steps, {args.seeds} seed(s); "
           "mAP on 25 evenly spread steps of the validation videos")
     print(table(rows))
     print(f"wrote {write_results(args.out, {'args': vars(args), 'settings': SETTINGS, 'rows': rows})}")
