@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from featx.decode_pool import Decoded, Event, Failed, Frames, _probe_quietly
-from featx.errors import FeatxError
+from featx.errors import FeatxError, exception_line
 from featx.video import (DecodedVideo, FrameChunk, FrameClock, Preprocess, TimeSampler, _check_shape, _info, _open,
                          check_whole, quarter_turns, upright)
 
@@ -41,9 +41,9 @@ def unavailable(device) -> str | None:
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] == "PyNvVideoCodec":
             return "PyNvVideoCodec is not installed (pip install 'featx[nvdec]')"
-        return f"PyNvVideoCodec failed to import ({_first_line(exc)})"
+        return f"PyNvVideoCodec failed to import ({exception_line(exc)})"
     except Exception as exc:  # no driver, no libnvcuvid: the package raises RuntimeError with a long guide
-        return f"PyNvVideoCodec failed to import ({_first_line(exc)})"
+        return f"PyNvVideoCodec failed to import ({exception_line(exc)})"
     if device.type != "cuda":
         return f"no CUDA device (--device is {device})"
     return None
@@ -59,11 +59,6 @@ def _import():
         return PyNvVideoCodec
     finally:
         log.disabled = quiet
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 class FrameSelector:
@@ -150,7 +145,7 @@ def stream_frames_nvdec(path: str | Path, fps: float | None, pre: Preprocess, de
                                     usedevicememory=True, outputColorType=nvc.OutputColorType.RGB)
         time_base = Fraction(demuxer.GetTimebaseNum(), demuxer.GetTimebaseDen())
     except Exception as exc:  # an unsupported codec (NVDEC has no decoder for it) or a container it cannot read
-        raise FeatxError(f"NVDEC cannot decode this video ({_first_line(exc)})") from None
+        raise FeatxError(f"NVDEC cannot decode this video ({exception_line(exc)})") from None
     selector = FrameSelector(time_base, start, step, fps)
     idx, times, pixels = [], [], []
     try:
@@ -168,7 +163,7 @@ def stream_frames_nvdec(path: str | Path, fps: float | None, pre: Preprocess, de
     except FeatxError:
         raise
     except Exception as exc:
-        raise FeatxError(f"NVDEC decoding failed ({_first_line(exc)})") from None
+        raise FeatxError(f"NVDEC decoding failed ({exception_line(exc)})") from None
     check_whole(info, selector.shown, selector.last, step)
     if idx:
         yield FrameChunk(np.array(idx, np.int64), np.array(times), torch.stack(pixels))

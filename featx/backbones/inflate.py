@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featx.errors import FeatxError
+from featx.errors import FeatxError, exception_line
 
 MODES = ("mean", "center")
 
@@ -184,10 +184,6 @@ def _convert(model: nn.Module, time_kernel: int, mode: str, time_stride: int, pl
     visit(model, "")
 
 
-def _first_line(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or ['no message'])[0][:200]}"
-
-
 @torch.no_grad()
 def _verify_static_clip(model2d: nn.Module, model3d: nn.Module, size: int, frames: int) -> None:
     """Refuse a result that breaks the defining property on a random static clip (a forward that pools, reshapes
@@ -208,13 +204,13 @@ def _verify_static_clip(model2d: nn.Module, model3d: nn.Module, size: int, frame
             except RuntimeError as exc:
                 if side == 224:
                     raise FeatxError(f"cannot check the inflated {type(model2d).__name__}: the 2D network fails on "
-                                     f"a frame of {size} or 224 px ({_first_line(exc)})") from None
+                                     f"a frame of {size} or 224 px ({exception_line(exc)})") from None
     finally:
         model2d.train(training)
     try:
         got = model3d(frame.unsqueeze(2).expand(-1, -1, frames, -1, -1).contiguous())
     except Exception as exc:  # a forward that cannot take 5D tensors: say which and why, on one line
-        raise FeatxError(f"cannot inflate {type(model2d).__name__}: its forward fails on a clip ({_first_line(exc)}); "
+        raise FeatxError(f"cannot inflate {type(model2d).__name__}: its forward fails on a clip ({exception_line(exc)}); "
                          "only layer-by-layer networks inflate") from None
     # Rounding alone stays far below this: 7e-5 of the largest feature, measured for a float32 random GoogLeNet
     # whose batch norms were fitted to its activations (64 px, 8 frames); a forward that pools or reshapes by
