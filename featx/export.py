@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from featx.config import DTYPES
 from featx.errors import FeatxError
 from featx.location import store_path
+from featx.timegrid import TimeGrid
 from featx.store import _pid_alive, latest_manifest, load_features, load_sequences, read_config, refuse_output_in_store
 
 SIDECAR = "featx_export.json"
@@ -59,40 +60,50 @@ def _integral(x: float) -> bool:
 
 
 def time_grid(t_start, t_end, frame_start, frame_end, clock_fps: float | None) -> dict:
-    """One video's rows as a grid, in frames of `clock_fps` (the sampling rate, or the source's when every frame
-    was kept) and in the keys ActionFormer and OpenTAD configure.
+    """One video's rows as an evenly spaced grid, in frames of `clock_fps` (the sampling rate, or the source's
+    when every frame was kept) and in the keys ActionFormer and OpenTAD configure.
 
-    Row i's centre is (t_start + t_end) / 2; the grid puts it at offset + i * stride frames, i.e. at
-    (i * stride + offset) / clock_fps seconds. ActionFormer maps feature i to (i * feat_stride + 0.5 * num_frames)
-    / fps seconds (libs/modeling/meta_archs.py, postprocessing), so feat_stride = stride, num_frames = 2 * offset
-    (the window length when the first row starts at 0). OpenTAD's padding datasets put feature i at frame
-    i * feature_stride + offset_frames of a clock frame / duration; both must be integers there (int()), so the
-    clock is doubled (or tripled...) when the offset is half a frame (per-frame rows). `grid_error_s` is how far
-    the rows' actual centres are from that grid (e.g. a padded last clip)."""
+    The grid puts row i's centre at offset + i * stride frames, i.e. at (i * stride + offset) / clock_fps seconds.
+    ActionFormer maps feature i to (i * feat_stride + 0.5 * num_frames) / fps seconds (libs/modeling/meta_archs.py,
+    postprocessing), so feat_stride = stride, num_frames = 2 * offset. OpenTAD's padding datasets put feature i
+    at frame i * feature_stride + offset_frames of a clock frame / duration; both must be integers there (int()),
+    so the clock is doubled (or tripled...) when the offset is half a frame (per-frame rows).
+
+    Rows need not be evenly spaced (4 fps from 29.97 fps keeps frames 7 and 8 frames apart in turn), so the grid
+    is fitted to all of them (featx.timegrid.TimeGrid.uniform_fit): the stride is the rows' mean spacing, rounded
+    to whole clock frames when that is within 1 %; the offset is the median one, rounded to a half frame
+    when that moves it by at most a tenth of a step. `grid_error_s` is how far the rows' actual centres lie from
+    the grid (a padded last clip, the sampling's half-frame jitter): featx itself always uses the rows' times."""
     t_start, t_end = np.asarray(t_start, np.float64), np.asarray(t_end, np.float64)
-    centres = (t_start + t_end) / 2
-    period = float(np.median(np.diff(t_start))) if len(t_start) > 1 else float(t_end[0] - t_start[0])
-    if not period > 0:
-        period = 1.0  # a video of one instant: no grid to speak of
-    clock = float(clock_fps) if clock_fps and math.isfinite(clock_fps) else 1 / period
-    steps = np.arange(len(centres))
+    rows = TimeGrid.from_rows(t_start, t_end)
+    clock = float(clock_fps) if clock_fps and math.isfinite(clock_fps) else 1 / rows.period
+    stride = _snap(rows.period * clock, 1.0, 0.01 * rows.period * clock)
+    period = stride / clock
+    origin, _ = rows.uniform_fit(period)
+    offset = _snap(origin * clock, 0.5, 0.1 * stride)
+    error = float(np.max(np.abs(rows.centres - (offset / clock + np.arange(rows.steps) * period))))
     source_stride = np.median(np.diff(frame_start)) if len(frame_start) > 1 else frame_end[0] - frame_start[0]
     grid = {
         "clock_fps": clock,
-        "stride_frames": _clean(period * clock),
-        "window_frames": _clean((t_end[0] - t_start[0]) * clock),
-        "offset_frames": _clean(centres[0] * clock),
+        "stride_frames": _clean(stride),
+        "window_frames": _clean(2 * rows.half_window * clock),
+        "offset_frames": _clean(offset),
         "stride_source_frames": _clean(source_stride),
-        "window_source_frames": int(frame_end[0] - frame_start[0]),
+        "window_source_frames": int(np.median(np.asarray(frame_end) - np.asarray(frame_start))),
         "first_t_start": float(t_start[0]),
         "last_t_end": float(t_end[-1]),
         "period_s": period,
-        "grid_error_s": float(np.max(np.abs(centres - (centres[0] + steps * period)))),
+        "grid_error_s": error,
     }
-    grid["actionformer"] = {"fps": clock, "feat_stride": grid["stride_frames"],
-                            "num_frames": _clean(2 * grid["offset_frames"])}
+    grid["actionformer"] = {"fps": clock, "feat_stride": grid["stride_frames"], "num_frames": _clean(2 * offset)}
     grid["opentad"] = _opentad(clock, grid["stride_frames"], grid["offset_frames"])
     return grid
+
+
+def _snap(value: float, unit: float, tolerance: float) -> float:
+    """`value` rounded to a multiple of `unit` when that moves it by at most `tolerance` (and keeps it > 0)."""
+    snapped = round(value / unit) * unit
+    return float(snapped) if snapped > 0 and abs(snapped - value) <= tolerance else float(value)
 
 
 def _opentad(clock: float, stride: float, offset: float) -> dict | None:

@@ -203,7 +203,7 @@ def adaptive_detect(run_dir: str | Path, videos: list[VideoInput], device: str =
     from seqmodels.detection.map import Detection
     from seqmodels.detection.postprocess import segments_from_probs
     from seqmodels.detection.run import load_detection_run, results_json
-    from seqmodels.detection.steps import StepClock
+    from featx.timegrid import TimeGrid
 
     t0 = time.monotonic()
     run = load_detection_run(run_dir)
@@ -215,9 +215,9 @@ def adaptive_detect(run_dir: str | Path, videos: list[VideoInput], device: str =
         if len(times) == 0:
             continue
         ends = np.append(times[1:], max(stream.frames.end_time, times[-1]))  # featx.video.row_spans
-        clock = StepClock.from_rows(times, ends)
+        grid = TimeGrid.from_rows(times, ends)
         probs = step_probabilities(head, stream)
-        for start, end, label, score in segments_from_probs(probs, *clock.cells(), run.config.smooth, run.config.threshold):
+        for start, end, label, score in segments_from_probs(probs, *grid.cells(), run.config.smooth, run.config.threshold):
             detections.append(Detection(stream.source.video_id, start, end, run.classes[label - 1], score))
     counts = pd.DataFrame({"video_id": [s.source.video_id for s in done], "frames": [len(s.updates) for s in done],
                            "backbone_calls": [s.calls for s in done]})

@@ -28,7 +28,8 @@ from featx.store import load_features
 from seqmodels import plots, streams
 from seqmodels.data import MISSING, TRAIN_SPLITS, VAL_SPLITS, pad, read_label_csv, uniform_steps
 from seqmodels.detection.annotations import Segment, load_annotations
-from seqmodels.detection.steps import StepClock, load_steps
+from featx.timegrid import TimeGrid
+from seqmodels.detection.steps import load_steps
 from seqmodels.heads import SKIP_HEADS, build_head
 from seqmodels.heads.skip_rnn import budget_loss
 from seqmodels.metrics import multilabel_map
@@ -47,17 +48,17 @@ class StepTargets:
     ids: list[str]
     features: list[np.ndarray]  # each (T_i, D)
     targets: list[np.ndarray]  # each (T_i, C) float32
-    clocks: list[StepClock]
+    grids: list[TimeGrid]
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def subset(self, index) -> "StepTargets":
-        return StepTargets(*([items[i] for i in index] for items in (self.ids, self.features, self.targets, self.clocks)))
+        return StepTargets(*([items[i] for i in index] for items in (self.ids, self.features, self.targets, self.grids)))
 
     def columns(self, cols: slice) -> "StepTargets":
         """The same videos with only these feature columns (one stream of several; views, no copies)."""
-        return StepTargets(self.ids, [f[:, cols] for f in self.features], self.targets, self.clocks)
+        return StepTargets(self.ids, [f[:, cols] for f in self.features], self.targets, self.grids)
 
 
 def read_label_sets(path: str | Path) -> pd.DataFrame:
@@ -151,9 +152,9 @@ def load_targets(
             row[[index[c] for c in sets[vid]]] = 1.0
             targets.append(np.repeat(row[None], len(feats), axis=0))
     else:
-        targets = [_cover(clock.cells(), parsed.videos[vid].segments, classes) for vid, clock in zip(data.ids, data.clocks)]
+        targets = [_cover(grid.cells(), parsed.videos[vid].segments, classes) for vid, grid in zip(data.ids, data.grids)]
     split = {v: _split_name(splits.get(v)) for v in ids}
-    return StepTargets(data.ids, data.features, targets, data.clocks), classes, split
+    return StepTargets(data.ids, data.features, targets, data.grids), classes, split
 
 
 def _split_name(value: str | None) -> str | None:
@@ -328,7 +329,7 @@ def predict_multilabel(run_dir, store) -> pd.DataFrame:
     the step's times (RESULTS_COLUMNS)."""
     run = load_multilabel_run(run_dir)
     steps = load_steps(store, None, run_columns(run, store))
-    data = StepTargets(steps.ids, steps.features, [np.zeros((len(f), 0), np.float32) for f in steps.features], steps.clocks)
+    data = StepTargets(steps.ids, steps.features, [np.zeros((len(f), 0), np.float32) for f in steps.features], steps.grids)
     probs, _ = predict_probabilities(run.model, data, run.config.batch_size)
     times = load_features(store, columns=["video_id", "step", "t_start", "t_end"]).sort_values(["video_id", "step"])
     by_video = {vid: rows for vid, rows in times.groupby("video_id", sort=False)}

@@ -129,3 +129,49 @@ def test_unknown_and_out_of_range_options_are_refused_by_name():
 
     with pytest.raises(FeatxError, match="hidden"):
         ActionFormerHead(4, 2, hidden=-5)
+
+
+# -- the reference release's behaviour where it changes results -------------------------------------------------
+def test_the_last_level_is_open_ended_for_any_number_of_levels():
+    # a 200-step segment: its centre point's larger distance is 100 steps, beyond level 2's (8, 16] range
+    points = level_points(256, 3)
+    cls, _ = assign(points, np.array([[20.0, 220.0, 0]]), num_classes=1)
+    last = slice(points.sizes[0] + points.sizes[1], None)
+    assert cls[last].sum() > 0  # the reference's last range ends at 10,000 steps whatever the depth
+    assert cls[: points.sizes[0] + points.sizes[1]].sum() == 0
+
+
+def test_decoded_segments_are_not_clipped_to_the_rows_before_the_caller_converts_them():
+    head = ActionFormerHead(8, 1, levels=2, stem=0)
+    points = level_points(10, 2)
+    logits = torch.full((1, len(points.position), 1), -20.0)
+    logits[0, 0, 0] = 5.0  # point 0 (step 0) is confident; it reaches 3 steps back and 2 forward
+    distances = torch.zeros(1, len(points.position), 2)
+    distances[0, 0] = torch.tensor([3.0, 2.0])
+    (found,) = head.decode(logits, distances, torch.ones(1, 10, dtype=torch.bool))
+    start, end, label, score = found[0]
+    assert (start, end, label) == (-3.0, 2.0, 0)  # the reference clamps only in seconds, after NMS
+
+
+def test_every_linear_and_convolution_bias_starts_at_zero_but_the_class_prior():
+    head = ActionFormerHead(16, 3, levels=2)
+    biases = {name: p for name, p in head.named_parameters() if name.endswith("bias") and "norm" not in name}
+    prior = biases.pop("cls_head.last.conv.bias")
+    assert torch.allclose(prior, torch.full((3,), -np.log(99.0)))
+    assert any("attn" in name or "mlp" in name for name in biases)  # the Linear layers are in there
+    assert all(float(p.abs().max()) == 0.0 for p in biases.values())
+
+
+@pytest.mark.parametrize("in_dim, width", [(256, 256), (1023, 256), (1024, 512), (2048, 512)])
+def test_width_follows_the_input_512_from_1024_dimensions_as_the_paper(in_dim, width):
+    assert ActionFormerHead(in_dim, 2, levels=2).embed[0].conv.out_channels == width
+    assert ActionFormerHead(in_dim, 2, levels=2, hidden=128).embed[0].conv.out_channels == 128
+
+
+def test_training_crops_keep_half_a_window_beyond_the_rows_as_the_reference():
+    from seqmodels.detection.run import crop_segments
+
+    segments = np.array([[1.0, 9.0, 0], [12.0, 30.0, 1]])
+    # window rows [4, 14): the reference clips to [4 - offset, 14 + offset] and shifts by 4
+    np.testing.assert_allclose(crop_segments(segments, 4, 14, offset=2.0), [[-2.0, 5.0, 0]])
+    np.testing.assert_allclose(crop_segments(segments, 10, 30, offset=0.5), [[2.0, 20.0, 1]])

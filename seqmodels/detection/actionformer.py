@@ -32,6 +32,9 @@ from seqmodels.detection.nms import class_wise_soft_nms
 from seqmodels.detection.points import DecodeOptions, assign, candidates, diou_loss, level_points, sigmoid_focal_loss
 
 
+NARROW, WIDE = 256, 512  # default widths below / from 1024 input dimensions
+
+
 class MaskedConv(nn.Module):
     """Kernel-k 1D convolution over (B, T, C) with padding k // 2; padded steps stay zero."""
 
@@ -154,7 +157,8 @@ class ActionFormerHead(nn.Module):
 
     def __init__(
         self, in_dim: int, num_classes: int,
-        hidden: int = 256,  # channels of the projection, the blocks and the heads (the paper: 512)
+        hidden: int | None = None,  # channels of the projection, blocks and heads; None: 512 (the paper's) for
+        # inputs of 1024 or more dimensions (I3D, VideoMAE...), 256 below (EfficientNet-Lite0's 1280 is above)
         heads: int = 4,  # attention heads
         window: int = 19,  # local attention window, steps (THUMOS14 setting)
         levels: int = 6,  # pyramid levels: the stem's output, then levels - 1 halvings
@@ -169,6 +173,7 @@ class ActionFormerHead(nn.Module):
         **decode,  # DecodeOptions: min_score, per_level, min_duration, sigma, max_segments, voting
     ):
         super().__init__()
+        hidden = hidden if hidden is not None else (WIDE if in_dim >= 1024 else NARROW)
         self._check(hidden, heads, window, levels, stem, backbone, dropout, drop_path, radius, label_smoothing, prior)
         self.num_classes, self.levels, self.radius, self.label_smoothing = num_classes, levels, radius, label_smoothing
         self.momentum = normaliser_momentum
@@ -191,8 +196,8 @@ class ActionFormerHead(nn.Module):
         self.reg_head = Head(hidden, 2)
         self.scale = nn.Parameter(torch.ones(levels))
         nn.init.constant_(self.cls_head.last.conv.bias, -math.log((1 - prior) / prior))
-        for module in self.modules():  # the reference initialises every convolution bias to 0
-            if isinstance(module, nn.Conv1d) and module.bias is not None and module is not self.cls_head.last.conv:
+        for module in self.modules():  # the reference initialises every convolution and linear bias to 0
+            if isinstance(module, (nn.Conv1d, nn.Linear)) and module.bias is not None and module is not self.cls_head.last.conv:
                 nn.init.zeros_(module.bias)
 
     @staticmethod
@@ -276,6 +281,6 @@ class ActionFormerHead(nn.Module):
             keep = valid[b]
             probs, dist = torch.sigmoid(logits[b][keep]).cpu(), distances[b][keep].cpu()
             start, end, label, score = candidates(points, probs, dist, o)
-            start, end = np.clip(start, -0.5, length - 0.5), np.clip(end, -0.5, length - 0.5)
+            # no clipping here: the caller clamps to the video in seconds, after NMS, as the reference does
             found.append(class_wise_soft_nms(start, end, label, score, o.sigma, o.min_score, o.max_segments, o.voting))
         return found

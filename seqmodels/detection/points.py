@@ -14,8 +14,10 @@ import numpy as np
 import torch
 
 # ActionFormer's regression ranges, in steps: level l learns the segments whose larger distance from the
-# point lies in [lo_l, hi_l] (the last level unbounded).
+# point lies in [lo_l, hi_l]. The last level of a pyramid is unbounded whatever its depth (the reference's
+# 10,000 steps), so with fewer than 6 levels long segments still get positive points.
 REGRESSION_RANGES = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10_000))
+OPEN_END = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def level_points(length: int, levels: int, ranges=REGRESSION_RANGES) -> Points:
         positions.append(pos)
         strides.append(torch.full_like(pos, 2.0**level))
         lo.append(torch.full_like(pos, float(ranges[level][0])))
-        hi.append(torch.full_like(pos, float(ranges[level][1])))
+        hi.append(torch.full_like(pos, OPEN_END if level == levels - 1 else float(ranges[level][1])))
         sizes.append(len(pos))
     return Points(torch.cat(positions), torch.cat(strides), torch.cat(lo), torch.cat(hi), tuple(sizes))
 

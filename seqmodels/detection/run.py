@@ -65,26 +65,26 @@ def _split(annotations: Annotations, ids: list[str], val_fraction: float, seed: 
 def _check_inside(annotations: Annotations, data: StepData) -> None:
     """A segment must lie within its video as the store saw it (one step of slack): annotations without a
     duration are otherwise never checked."""
-    for vid, clock in zip(data.ids, data.clocks):
+    for vid, grid in zip(data.ids, data.grids):
         for seg in annotations.videos[vid].segments:
-            if seg.end > clock.end + clock.period:
+            if seg.end > grid.end + grid.period:
                 raise FeatxError(f"{annotations.source}: segment [{seg.start}, {seg.end}] of {vid!r} ends after the "
-                                 f"video ({clock.end:.2f} s in the store)")
+                                 f"video ({grid.end:.2f} s in the store)")
 
 
 def segment_targets(data: StepData, annotations: Annotations, classes: list[str]) -> list[np.ndarray]:
     """Per video (n, 3): start, end on the step grid, class index."""
     out = []
-    for vid, clock in zip(data.ids, data.clocks):
+    for vid, grid in zip(data.ids, data.grids):
         segs = annotations.videos[vid].segments
-        rows = [[*clock.to_grid([s.start, s.end]), classes.index(s.label)] for s in segs]
+        rows = [[*grid.to_grid([s.start, s.end]), classes.index(s.label)] for s in segs]
         out.append(np.array(rows, float).reshape(-1, 3))
     return out
 
 
 def cell_targets(data: StepData, annotations: Annotations, classes: list[str]) -> list[np.ndarray]:
     """Per video (T,) step classes (0 background) of the rows' cells (half-cell rule)."""
-    return [step_targets(*clock.cells(), annotations.videos[vid].segments, classes) for vid, clock in zip(data.ids, data.clocks)]
+    return [step_targets(*grid.cells(), annotations.videos[vid].segments, classes) for vid, grid in zip(data.ids, data.grids)]
 
 
 def crop_window(length: int, max_len: int, ratio: tuple[float, float] | None, rng: np.random.Generator) -> tuple[int, int]:
@@ -96,21 +96,26 @@ def crop_window(length: int, max_len: int, ratio: tuple[float, float] | None, rn
     return start, start + size
 
 
-def crop_segments(segments: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Segments clipped to the window [start, stop) (grid units, shifted to it), kept when at least
-    TRUNC_THRESH of their length stays inside (ActionFormer's truncation)."""
+def crop_segments(segments: np.ndarray, start: int, stop: int, offset: float = 0.5) -> np.ndarray:
+    """Segments clipped to the rows [start, stop) widened by `offset` steps on each side (grid units, shifted to
+    the window), kept when at least TRUNC_THRESH of their length stays inside. This is ActionFormer's truncation
+    (libs/datasets/data_utils.py truncate_feats: [st - offset, ed + offset] with ed = st + length, exclusive;
+    offset = half a row's window, 0.5 * num_frames / feat_stride)."""
     if len(segments) == 0:
         return segments
-    s = np.clip(segments[:, 0], start - 0.5, stop - 0.5)
-    e = np.clip(segments[:, 1], start - 0.5, stop - 0.5)
+    s = np.clip(segments[:, 0], start - offset, stop + offset)
+    e = np.clip(segments[:, 1], start - offset, stop + offset)
     keep = (e - s) >= TRUNC_THRESH * np.maximum(segments[:, 1] - segments[:, 0], 1e-9)
     return np.stack([s - start, e - start, segments[:, 2]], 1)[keep]
 
 
-def detection_loss(model: torch.nn.Module, features: list[np.ndarray], targets: list[np.ndarray], config: TrainConfig):
-    """loss(model, items, rng, train) for seqmodels.protocol.fit: random crops while training."""
+def detection_loss(model: torch.nn.Module, features: list[np.ndarray], targets: list[np.ndarray], config: TrainConfig,
+                   offsets: list[float] | None = None):
+    """loss(model, items, rng, train) for seqmodels.protocol.fit: random crops while training. offsets: per video,
+    half a row's window in steps (segment targets are cropped to the window widened by it; default 0.5)."""
     max_len = config.max_steps or MAX_LEN
     segment_head = model.kind == "segments"
+    offsets = offsets or [0.5] * len(features)
 
     def loss(model, items, rng, train):
         xs, ys = [], []
@@ -119,11 +124,11 @@ def detection_loss(model: torch.nn.Module, features: list[np.ndarray], targets: 
             start, stop = crop_window(length, max_len, CROP_RATIO if segment_head else None, rng) if train else (0, length)
             if segment_head and train:  # up to 10 draws for a window that keeps a segment (as the reference)
                 for _ in range(9):
-                    if len(crop_segments(targets[i], start, stop)) or not len(targets[i]):
+                    if len(crop_segments(targets[i], start, stop, offsets[i])) or not len(targets[i]):
                         break
                     start, stop = crop_window(length, max_len, CROP_RATIO, rng)
             xs.append(features[i][start:stop])
-            ys.append(crop_segments(targets[i], start, stop) if segment_head else targets[i][start:stop])
+            ys.append(crop_segments(targets[i], start, stop, offsets[i]) if segment_head else targets[i][start:stop])
         device = next(model.parameters()).device
         x, mask = pad(xs)
         x, mask = x.to(device), mask.to(device)
@@ -141,8 +146,8 @@ def detect(run: Run, data: StepData, updates: list | None = None) -> list[Detect
     `updates` when given."""
     out = []
     if run.model.kind == "steps":
-        for vid, probs, clock in zip(data.ids, predict_steps(run.model, data.features, updates=updates), data.clocks):
-            for start, end, label, score in segments_from_probs(probs, *clock.cells(), run.config.smooth, run.config.threshold):
+        for vid, probs, grid in zip(data.ids, predict_steps(run.model, data.features, updates=updates), data.grids):
+            for start, end, label, score in segments_from_probs(probs, *grid.cells(), run.config.smooth, run.config.threshold):
                 out.append(Detection(vid, start, end, run.classes[label - 1], score))
         return out
     run.model.eval()
@@ -150,9 +155,9 @@ def detect(run: Run, data: StepData, updates: list | None = None) -> list[Detect
     for at in range(0, len(data.ids), 8):
         x, mask = pad(data.features[at : at + 8])
         for k, found in enumerate(run.model.detect(x.to(device), mask.to(device))):
-            clock = data.clocks[at + k]
+            grid = data.grids[at + k]
             for start, end, label, score in found:
-                s, e = clock.to_seconds([start, end])
+                s, e = grid.to_seconds([start, end])
                 if e > s:
                     out.append(Detection(data.ids[at + k], float(s), float(e), run.classes[label], score))
     return out
@@ -191,7 +196,7 @@ def train_detection(
         torch.manual_seed(config.seed)
         model = single_head(config, features[0].shape[1], classes).to(resolve_device(config.device))
         targets = (segment_targets if model.kind == "segments" else cell_targets)(train_set, annotations, classes)
-        loss = detection_loss(model, features, targets, config)
+        loss = detection_loss(model, features, targets, config, [g.half_window_steps for g in train_set.grids])
         return fit(model, list(range(len(train_ids))), loss, config.protocol, on_epoch=on_epoch, progress=progress, desc=desc)
 
     model, history = streams.fit_streams(config, in_dim, fit_one, on_epoch)
