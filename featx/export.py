@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from featx.config import DTYPES
 from featx.errors import FeatxError
 from featx.location import store_path
+from featx import tool_configs
 from featx.timegrid import TimeGrid
 from featx.store import _pid_alive, latest_manifest, load_features, load_sequences, read_config, refuse_output_in_store
 
@@ -137,7 +138,8 @@ def tool_annotations(annotations, videos: dict[str, dict]) -> dict:
     {id: subset, duration, segments} and `.classes`) as the JSON ActionFormer and OpenTAD read, for the exported
     videos: per video subset, duration, `fps` (ActionFormer's, with `default_fps: null`), `frame` (OpenTAD's
     frame count: its fps is frame / duration) and segments with their `label_id` (index in the sorted classes)."""
-    classes = annotations.classes
+    # label ids index the classes of the exported videos: a tool counts its classes from this file
+    classes = sorted({s.label for vid in videos if vid in annotations.videos for s in annotations.videos[vid].segments})
     database = {}
     for vid, entry in videos.items():
         ann = annotations.videos.get(vid)
@@ -235,6 +237,8 @@ class ExportSummary:
     seconds: float
     annotated: int | None  # videos written to annotations.json (None: no --annotations)
     unannotated: int  # annotated videos left out of annotations.json: the store has no rows for them
+    tool_config: str | None = None  # the --for fragment written (its file name)
+    splits: tuple[str, str] | None = None  # its train and evaluation subsets
 
     def lines(self) -> list[str]:
         lines = [f"exported {self.videos} videos, {self.rows} rows ({self.fmt}) to {self.out}/ in {self.seconds:.1f} s"
@@ -242,14 +246,26 @@ class ExportSummary:
         if self.annotated is not None:
             missing = f"; {self.unannotated} annotated videos have no features and were left out" if self.unannotated else ""
             lines.append(f"wrote {self.out / ANNOTATIONS} ({self.annotated} videos){missing}")
+        if self.tool_config is not None:
+            lines.append(f"wrote {self.out / self.tool_config}: the dataset keys to merge into the tool's config "
+                         f"(train on {self.splits[0]}, evaluate on {self.splits[1]})")
         return lines
 
 
 def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: str | None = None,
-                 annotations=None, overwrite: bool = False, progress: bool = True) -> ExportSummary:
+                 annotations=None, overwrite: bool = False, progress: bool = True, for_tool: str | None = None,
+                 splits: tuple[str, str] | None = None) -> ExportSummary:
     """Write every ok video of `store` to `out` in format `fmt` (see the module docstring). dtype: of the arrays
-    (default: the store's). annotations: parsed ActivityNet annotations (`tool_annotations`), or None."""
+    (default: the store's). annotations: parsed annotations (`tool_annotations`), or None. for_tool: also write
+    OUT/<tool>.yaml (featx.tool_configs) training on splits[0] and evaluating on splits[1] (annotation subsets)."""
     started = time.monotonic()
+    if for_tool is not None:
+        if for_tool not in tool_configs.TOOLS:
+            raise FeatxError(f"--for must be one of {', '.join(tool_configs.TOOLS)}, not {for_tool!r}")
+        if annotations is None or splits is None:
+            raise FeatxError(f"--for {for_tool} needs --annotations naming training and evaluation subsets")
+        if fmt == "csv":
+            raise FeatxError(f"--for {for_tool} reads npy or hdf5 features, not csv")
     if fmt not in WRITERS:
         raise FeatxError(f"--format must be one of {', '.join(WRITERS)}, not {fmt!r}")
     if column not in COLUMNS:
@@ -302,13 +318,29 @@ def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: s
             (tmp / ANNOTATIONS).write_text(json.dumps(written, indent=1))
             annotated = len(written["database"])
             unannotated = sum(1 for v in annotations.videos if v not in videos)
+        if for_tool is not None:
+            _write_tool_config(tmp, out, for_tool, json.loads(json.dumps(sidecar, default=_json_default)), written, splits)
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1, default=_json_default))
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     rows = sum(v["rows"] for v in videos.values())
-    return ExportSummary(out, fmt, len(videos), rows, time.monotonic() - started, annotated, unannotated or 0)
+    return ExportSummary(out, fmt, len(videos), rows, time.monotonic() - started, annotated, unannotated or 0,
+                         f"{for_tool}.yaml" if for_tool else None, splits if for_tool else None)
+
+
+def _write_tool_config(tmp: Path, out: Path, tool: str, sidecar: dict, annotations: dict, splits) -> None:
+    """OUT/<tool>.yaml (JSON is YAML: every YAML reader loads it) and, for OpenTAD, its class map."""
+    found = {v["subset"] for v in annotations["database"].values()}
+    missing = [s for s in splits if s not in found]
+    if missing:
+        raise FeatxError(f"--for {tool}: no exported video is in subset {missing[0]!r} (subsets here: {', '.join(sorted(found))})")
+    fragment = tool_configs.fragment(tool, out, sidecar, annotations, splits)
+    header = f"# featx export --for {tool}: merge into the tool's config (docs/interop.md)\n"
+    (tmp / f"{tool}.yaml").write_text(header + json.dumps(fragment, indent=1) + "\n")
+    if tool == "opentad":
+        (tmp / tool_configs.CLASS_MAP).write_text("\n".join(tool_configs.class_map_lines(annotations)) + "\n")
 
 
 def _write_all(root, folder: Path, fmt: str, column: str, dtype: str, config, ok, progress: bool) -> dict[str, dict]:
@@ -426,7 +458,8 @@ def _earlier_export_files(out: Path) -> list[str]:
     except (OSError, ValueError):
         return []
     names = [] if earlier.get("format") == "hdf5" else [v.get("file") for v in earlier.get("videos", {}).values()]
-    return [n for n in [*names, HDF5_FILE, TIMES, ANNOTATIONS, SIDECAR]
+    tools = [f"{tool}.yaml" for tool in tool_configs.TOOLS] + [tool_configs.CLASS_MAP]
+    return [n for n in [*names, HDF5_FILE, TIMES, ANNOTATIONS, *tools, SIDECAR]
             if isinstance(n, str) and ".." not in PurePosixPath(n).parts]
 
 

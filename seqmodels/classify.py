@@ -13,12 +13,20 @@ import pandas as pd
 
 from featx.errors import FeatxError
 from seqmodels import plots
-from seqmodels.data import SequenceSet, finite_sequences, load_labelled, read_labels, train_val_split, uniform_steps
+from seqmodels.data import (SequenceSet, finite_sequences, load_labelled, match_store_ids, read_labels, train_val_split,
+                            uniform_steps)
 from seqmodels.metrics import classification_metrics, clip_windows, hit_at_k, video_scores
 from seqmodels import streams
 from seqmodels.runs import run_columns, store_config
 from seqmodels.train import Run, TrainConfig, is_skip, load_run, predict_scores, save_run, train
 
+
+
+def store_labels(store, labels) -> pd.DataFrame:
+    """The labels file (any format read_labels knows) with its ids matched to the store's (match_store_ids)."""
+    from featx.store import ok_video_ids
+
+    return match_store_ids(read_labels(labels), ok_video_ids(store))
 
 def _validation_metrics(run: Run, val: SequenceSet) -> tuple[dict, list]:
     scores, updates = predict_scores(run.model, val, run.config.batch_size, next(run.model.parameters()).device)
@@ -37,7 +45,7 @@ def train_on_store(
     out = Path(out)
     extract_config = store_config(store)
     config, columns = streams.resolve(config, extract_config.stream, store)
-    data, classes, split = load_labelled(store, read_labels(labels_csv), ignore_missing=ignore_missing,
+    data, classes, split = load_labelled(store, store_labels(store, labels_csv), ignore_missing=ignore_missing,
                                          max_steps=config.max_steps, columns=columns)
     if len(classes) < 2:
         raise FeatxError(f"need at least 2 classes to train a classifier; the labels have {classes}")
@@ -78,7 +86,7 @@ def evaluate_run(
         raise FeatxError(f"--split must be val, train or all, not {split!r}")
     run = load_run(run_dir)
     data, _, split_col = load_labelled(
-        store, read_labels(labels_csv), classes=run.classes, ignore_missing=ignore_missing,
+        store, store_labels(store, labels_csv), classes=run.classes, ignore_missing=ignore_missing,
         max_steps=run.config.max_steps, columns=run_columns(run, store),
     )
     if split != "all":

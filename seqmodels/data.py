@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import numpy as np
@@ -49,12 +50,42 @@ def read_label_csv(path: str | Path) -> pd.DataFrame:
     return table
 
 
+LABEL_FORMATS = ("a CSV video_id,label[,split], a Kinetics CSV label,youtube_id,time_start,time_end,split, "
+                 "a UCF101 ucfTrainTestlist folder (or its trainlistNN.txt) or an HMDB51 split folder (or one of its "
+                 "<class>_test_splitN.txt)")
+KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
+UCF_LIST = re.compile(r"^(train|test)list(\d+)\.txt$", re.IGNORECASE)
+HMDB_LIST = re.compile(r"^(?P<label>.+)_test_split(?P<split>\d+)\.txt$", re.IGNORECASE)
+
+
 def read_labels(path: str | Path) -> pd.DataFrame:
-    """A labels CSV: columns `video_id`, `label`, optional `split`; one-line errors when malformed."""
-    table = read_label_csv(path)
+    """Classification labels as a table `video_id`, `label`, optional `split` (train / val), from any of
+    LABEL_FORMATS, told apart by the path and the CSV header (docs/formats.md); one-line errors when malformed.
+    Ids are those of videos laid out as each dataset ships them; `match_store_ids` maps them onto a store's."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "classInd.txt").is_file():
+            table = read_ucf101(path)
+        elif any(HMDB_LIST.match(p.name) for p in path.iterdir()):
+            table = read_hmdb51(path)
+        else:
+            raise FeatxError(f"--labels {path}: a folder must be UCF101's ucfTrainTestlist (classInd.txt, "
+                             "trainlist01.txt, testlist01.txt) or HMDB51's splits (<class>_test_split1.txt)")
+    elif path.suffix.lower() == ".txt" and UCF_LIST.match(path.name):
+        table = read_ucf101(path.parent, int(UCF_LIST.match(path.name)[2]))
+    elif path.suffix.lower() == ".txt" and HMDB_LIST.match(path.name):
+        table = read_hmdb51(path.parent, int(HMDB_LIST.match(path.name)["split"]))
+    else:
+        table = read_label_csv(path)
+        table = read_kinetics(path, table) if {"youtube_id", "time_start"} <= set(table.columns) else table
+    return _checked(path, table)
+
+
+def _checked(path: Path, table: pd.DataFrame) -> pd.DataFrame:
     missing = {"video_id", "label"} - set(table.columns)
     if missing:
-        raise FeatxError(f"--labels {path}: needs columns video_id,label[,split]; missing {sorted(missing)}")
+        raise FeatxError(f"--labels {path}: needs columns video_id,label[,split]; missing {sorted(missing)} "
+                         f"(labels must be {LABEL_FORMATS})")
     table["video_id"], table["label"] = table.video_id.str.strip(), table.label.str.strip()
     empty = table.index[(table.video_id == "") | table.label.str.lower().isin(MISSING)]
     if len(empty):
@@ -68,6 +99,108 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         if bad:
             raise FeatxError(f"--labels {path}: unknown split values {bad[:3]} (use train / val)")
     return table
+
+
+def _lines(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, whitespace-separated fields) of the non-blank lines (the published lists end in CRLF)."""
+    if not path.is_file():
+        raise FeatxError(f"--labels {path}: no such file")
+    return [(n, line.split()) for n, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
+
+
+def read_ucf101(folder: str | Path, split: int = 1) -> pd.DataFrame:
+    """UCF101's ucfTrainTestlist: classInd.txt (`1 ApplyEyeMakeup`), trainlistNN.txt (`Class/v_..._g08_c01.avi 1`)
+    and testlistNN.txt (`Class/v_..._g01_c01.avi`). Ids are the listed paths without suffix, as featx names the
+    videos of the extracted UCF-101/ folder; the label is the class folder, spelled as in classInd.txt."""
+    folder = Path(folder)
+    names = {}
+    for n, fields in _lines(folder / "classInd.txt"):
+        if len(fields) != 2:
+            raise FeatxError(f"--labels {folder / 'classInd.txt'}: line {n} must be `index ClassName`, not {' '.join(fields)!r}")
+        names[fields[1].lower()] = (fields[0], fields[1])
+    rows = []
+    for kind, split_name in (("train", "train"), ("test", "val")):
+        listed = folder / f"{kind}list{split:02d}.txt"
+        for n, fields in _lines(listed):
+            where = f"--labels {listed}: line {n}"
+            video = fields[0].replace("\\", "/")
+            known = names.get(video.split("/")[0].lower()) if "/" in video else None
+            if known is None or len(fields) > 2 or (len(fields) == 2 and fields[1] != known[0]):
+                raise FeatxError(f"{where}: expected `ClassName/v_ClassName_gNN_cNN.avi [index]` with the class and "
+                                 f"index of classInd.txt (UCF101), not {' '.join(fields)!r}")
+            rows.append((str(PurePosixPath(video).with_suffix("")), known[1], split_name))
+    return pd.DataFrame(rows, columns=["video_id", "label", "split"])
+
+
+def read_hmdb51(folder: str | Path, split: int = 1) -> pd.DataFrame:
+    """HMDB51's test/train splits: <class>_test_splitN.txt, lines `video.avi 1` (1 train, 2 test, 0 unused: left
+    out). Ids are `<class>/<video>` without suffix, as featx names the videos of the extracted class folders."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if (m := HMDB_LIST.match(p.name)) and int(m["split"]) == split)
+    if not files:
+        raise FeatxError(f"--labels {folder}: no HMDB51 split files <class>_test_split{split}.txt in this folder")
+    rows = []
+    for listed in files:
+        label = HMDB_LIST.match(listed.name)["label"]
+        for n, fields in _lines(listed):
+            if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+                raise FeatxError(f"--labels {listed}: line {n} must be `video.avi 0|1|2` (HMDB51), not {' '.join(fields)!r}")
+            if fields[1] != "0":
+                rows.append((f"{label}/{Path(fields[0]).stem}", label, "train" if fields[1] == "1" else "val"))
+    return pd.DataFrame(rows, columns=["video_id", "label", "split"])
+
+
+def kinetics_id(youtube_id: str, time_start: int, time_end: int) -> str:
+    """A Kinetics clip's file name without suffix, as the ActivityNet crawler (Crawler/Kinetics/download.py) and
+    the CVDF archives name it: `<youtube_id>_<start:06d>_<end:06d>`."""
+    return f"{youtube_id}_{time_start:06d}_{time_end:06d}"
+
+
+def read_kinetics(path: str | Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A Kinetics CSV (label,youtube_id,time_start,time_end,split): ids by `kinetics_id`, splits as published
+    (train, val, test: featx trains on train and validates on the others)."""
+    table = read_label_csv(path) if table is None else table
+    missing = [c for c in KINETICS_COLUMNS if c not in table.columns]
+    if missing:
+        raise FeatxError(f"--labels {path}: a Kinetics CSV needs columns label,youtube_id,time_start,time_end[,split]; "
+                         f"missing {missing}")
+    ids = []
+    for row, rec in enumerate(table.to_dict("records"), start=2):
+        try:
+            ids.append(kinetics_id(rec["youtube_id"].strip(), int(float(rec["time_start"])), int(float(rec["time_end"]))))
+        except ValueError:
+            raise FeatxError(f"--labels {path}: line {row}: time_start and time_end must be whole seconds, "
+                             f"not {rec['time_start']!r}, {rec['time_end']!r}") from None
+    out = pd.DataFrame({"video_id": ids, "label": table.label})
+    if "split" in table.columns:
+        out["split"] = table.split.str.strip().str.lower()
+    return out
+
+
+KINETICS_NAME = re.compile(r"^(?P<youtube_id>.+)_\d{6}_\d{6}$")
+
+
+def match_store_ids(labels: pd.DataFrame, store_ids) -> pd.DataFrame:
+    """`labels` with each video_id replaced by the store's id of the same video, for stores whose folder layout
+    differs from the dataset's: an id matches itself, else a store id with the same last path component
+    (`v_ApplyEyeMakeup_g08_c01` for `ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01`, `train/abseiling/x_000010_000020`
+    for `x_000010_000020`), else, for a Kinetics id, a store id named by its YouTube id alone. Ids that match
+    nothing are kept as they are (load_labelled reports them); a name two store videos share is an error."""
+    store_ids = list(store_ids)
+    exact = set(store_ids)
+    by_name: dict[str, list[str]] = {}
+    for sid in store_ids:
+        by_name.setdefault(sid.rsplit("/", 1)[-1], []).append(sid)
+    mapped = []
+    for vid in labels.video_id:
+        name = vid.rsplit("/", 1)[-1]
+        kinetics = KINETICS_NAME.match(name)
+        found = [vid] if vid in exact else by_name.get(name) or (by_name.get(kinetics["youtube_id"]) if kinetics else None)
+        if found and len(found) > 1:
+            raise FeatxError(f"labels' video {vid!r} matches several store videos ({', '.join(sorted(found)[:3])}); "
+                             "give the store's ids in a video_id,label CSV")
+        mapped.append(found[0] if found else vid)
+    return labels.assign(video_id=mapped)
 
 
 def _first(ids, n: int = 5) -> str:

@@ -30,6 +30,7 @@ from seqmodels.data import MISSING, TRAIN_SPLITS, VAL_SPLITS, pad, read_label_cs
 from seqmodels.detection.annotations import Segment, load_annotations
 from featx.timegrid import TimeGrid
 from seqmodels.detection.steps import load_steps
+from seqmodels.detection.subsets import thumos_shaped
 from seqmodels.heads import SKIP_HEADS, build_head
 from seqmodels.heads.skip_rnn import budget_loss
 from seqmodels.metrics import multilabel_map
@@ -131,7 +132,9 @@ def load_targets(
     else:
         parsed = load_annotations(annotations)
         sets = {v: tuple(sorted({s.label for s in a.segments})) for v, a in parsed.videos.items()}
-        splits = {v: a.subset for v, a in parsed.videos.items()}
+        # THUMOS's convention: train on validation, score on test (seqmodels.detection.subsets)
+        thumos = thumos_shaped(parsed)
+        splits = {v: ("training" if thumos and a.subset == "validation" else a.subset) for v, a in parsed.videos.items()}
         source = parsed.source
     absent = sorted(set(sets) - in_store)
     if absent and not ignore_missing:

@@ -71,6 +71,9 @@ class TrainConfig:
     threshold: float = 0.5  # step detection heads: a step is active when 1 - P(background) reaches this
     stream: str | None = None  # rgb, flow or both (seqmodels.streams); None: the store's own, set when training
     fusion: str | None = None  # with both: early (one head on the concatenation) or late (one per stream); None: late
+    train_subset: str | None = None  # detection: the annotations' subset trained on (None: chosen from the file)
+    eval_subset: str | None = None  # detection: the subset scored (None: chosen; a random share has none)
+    tiou: tuple[float, ...] | None = None  # detection: the tIoU thresholds reported (None: from the file's shape)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -86,6 +89,10 @@ class TrainConfig:
         if not 0 <= self.background_weight <= 1 or not 0 < self.threshold < 1 or self.smooth < 1:
             raise FeatxError("--background-weight must be in [0, 1], --threshold in (0, 1), --smooth >= 1")
         streams.check_choice(self.stream, self.fusion)
+        if self.tiou is not None:
+            object.__setattr__(self, "tiou", tuple(float(t) for t in self.tiou))  # JSON gives a list back
+            if not self.tiou or not all(0 < t <= 1 for t in self.tiou):
+                raise FeatxError(f"--tiou thresholds must lie in (0, 1], not {list(self.tiou)}")
         self.protocol  # validates the protocol's fields
 
     @classmethod
@@ -128,6 +135,7 @@ class Run:
     in_dim: int
     store_config: dict | None  # the extraction config of the store it was trained on
     history: list[dict] = field(default_factory=list)
+    train_videos: list[str] | None = None  # the videos it trained on (None: not recorded, older runs)
 
     @property
     def task(self) -> str:
@@ -136,7 +144,8 @@ class Run:
 
 def _meta(run: Run) -> dict:
     return {"format_version": RUN_FORMAT_VERSION, "task": run.task, "train": dataclasses.asdict(run.config),
-            "classes": run.classes, "in_dim": run.in_dim, "store_config": run.store_config}
+            "classes": run.classes, "in_dim": run.in_dim, "store_config": run.store_config,
+            "train_videos": run.train_videos}
 
 
 # Every file a run folder may hold: training again into a run folder replaces all of them, so a folder never
@@ -234,7 +243,8 @@ def load_run(folder: str | Path, build, device: str = "cpu") -> Run:
     except RuntimeError as exc:
         raise FeatxError(f"{folder}: the weights do not fit the head ({str(exc).splitlines()[0]})") from None
     model.to(resolve_device(device)).eval()
-    return Run(model, config, ckpt["classes"], ckpt["in_dim"], ckpt["store_config"], ckpt.get("history", []))
+    return Run(model, config, ckpt["classes"], ckpt["in_dim"], ckpt["store_config"], ckpt.get("history", []),
+               ckpt.get("train_videos"))
 
 
 def store_config(store: str | Path):

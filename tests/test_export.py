@@ -2,6 +2,7 @@
 keys, and bad input is one error line with nothing written."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -251,3 +252,94 @@ def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next(tmp_path):
     result = runner.invoke(app, ["export", str(root), "--out", str(tmp_path / "out"), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert not stale.exists()
+
+
+# -- real-world rates and `--for`: what the tools read plugs in without a hand-written config ------------------
+NTSC = 30000 / 1001
+
+
+def _sampled_store(root, lengths=(60.0, 47.3, 75.1), source_fps=NTSC, fps=4.0):
+    """Per-frame rows as extraction writes them: 4 fps sampled from 29.97 fps (frames 7 and 8 apart in turn)."""
+    from featx.video import row_spans, sample_indices
+
+    with StoreWriter(root, toy_config(fps=fps)) as writer:
+        for k, seconds in enumerate(lengths):
+            frames = np.arange(int(seconds * source_fps)) / source_fps
+            kept = np.asarray(sample_indices(frames, fps))
+            frame_end, t_end = row_spans(kept, frames[kept], len(frames), seconds)
+            feats = np.random.default_rng(k).normal(size=(len(kept), STORE_DIM)).astype(np.float32)
+            record = {**toy_record(f"v{k}"), "fps": source_fps, "frames": len(frames), "duration": seconds}
+            writer.add_video(record, writer.table(f"v{k}", frames[kept], t_end, kept, frame_end, feats))
+    return root
+
+
+def test_29_97_fps_sampled_at_4_exports_one_grid_actionformer_maps_within_a_source_frame(tmp_path):
+    root = _sampled_store(tmp_path / "store")
+    export_store(root, tmp_path / "out", progress=False)
+    sidecar = json.loads((tmp_path / "out" / SIDECAR).read_text())
+    assert sidecar["actionformer"]["feat_stride"] == 1 and sidecar["actionformer"]["num_frames"] == 1
+    assert sidecar["actionformer"]["default_fps"] == 4.0 and sidecar["opentad"] is not None
+    times = pd.read_parquet(tmp_path / "out" / TIMES)
+    for vid, entry in sidecar["videos"].items():
+        rows = times[times.video_id == vid]
+        centres = ((rows.t_start + rows.t_end) / 2).to_numpy()
+        keys = sidecar["actionformer"]
+        mapped = (np.arange(len(centres)) * keys["feat_stride"] + 0.5 * keys["num_frames"]) / keys["default_fps"]
+        error = np.abs(mapped - centres)
+        assert np.max(error[:-1]) <= 1.5 / NTSC  # the sampling's jitter, never a drift
+        assert error[-1] <= 0.125  # the last row ends with the video: its centre moves, by under half a step
+        assert entry["grid_error_s"] == pytest.approx(np.max(error), abs=1e-6)
+
+
+def _thumos_annotations(ids):
+    videos = {vid: VideoAnnotation("validation" if k < 2 else "testing", None, [Segment(3.0, 9.5, "Jump" if k % 2 else "Dive")])
+              for k, vid in enumerate(ids)}
+    return Annotations("thumos14.json", videos)
+
+
+def test_export_for_actionformer_writes_every_key_the_release_reads(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    root = _sampled_store(tmp_path / "store", lengths=(60.0, 47.3, 160.0, 30.0))
+    ids = ["v0", "v1", "v2", "v3"]
+    summary = export_store(root, tmp_path / "out", annotations=_thumos_annotations(ids), progress=False,
+                           for_tool="actionformer", splits=("validation", "testing"))
+    assert "train on validation, evaluate on testing" in "\n".join(summary.lines())
+    config = yaml.safe_load((tmp_path / "out" / "actionformer.yaml").read_text())
+    assert (config["dataset_name"], config["train_split"], config["val_split"]) == ("thumos", ["validation"], ["testing"])
+    data = config["dataset"]
+    assert set(data) == {"json_file", "feat_folder", "file_prefix", "file_ext", "num_classes", "input_dim", "feat_stride",
+                         "num_frames", "default_fps", "max_seq_len", "trunc_thresh", "crop_ratio"}
+    assert (data["num_classes"], data["input_dim"], data["feat_stride"], data["num_frames"]) == (2, STORE_DIM, 1, 1)
+    assert data["max_seq_len"] == 1152  # 160 s at 4 fps = 640 rows, rounded up to a multiple of 576
+    annotations = json.loads((tmp_path / "out" / ANNOTATIONS).read_text())
+    assert Path(data["json_file"]) == (tmp_path / "out" / ANNOTATIONS).resolve()
+    assert np.load(Path(data["feat_folder"]) / f"v2{data['file_ext']}").shape == (640, STORE_DIM)
+    label_ids = {a["label_id"] for v in annotations["database"].values() for a in v["annotations"]}
+    assert label_ids == set(range(data["num_classes"]))  # the release asserts as many label ids as classes
+    assert {v["subset"] for v in annotations["database"].values()} == {"validation", "testing"}
+
+
+def test_export_for_opentad_writes_its_class_map_and_whole_frame_grid(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    root = _sampled_store(tmp_path / "store", lengths=(20.0, 25.0, 30.0))
+    export_store(root, tmp_path / "out", annotations=_thumos_annotations(["v0", "v1", "v2"]), progress=False,
+                 for_tool="opentad", splits=("validation", "testing"))
+    config = yaml.safe_load((tmp_path / "out" / "opentad.yaml").read_text())
+    assert (tmp_path / "out" / "category_idx.txt").read_text().split() == ["Dive", "Jump"]
+    assert config["dataset"]["feature_stride"] == 2 and config["dataset"]["offset_frames"] == 1  # clock doubled: 8 fps
+    assert config["model"]["num_classes"] == 2
+
+
+def test_export_for_without_annotations_or_a_subset_is_one_error_line(tmp_path):
+    root = _sampled_store(tmp_path / "store", lengths=(20.0,))
+    result = runner.invoke(app, ["export", str(root), "--out", str(tmp_path / "a"), "--for", "actionformer"])
+    one_error_line(result, "--annotations")
+    anno = tmp_path / "a.csv"
+    anno.write_text("video_id,start,end,label\nv0,1,2,x\n")
+    result = runner.invoke(app, ["export", str(root), "--out", str(tmp_path / "b"), "--for", "actionformer",
+                                 "--annotations", str(anno)])
+    one_error_line(result, "--train-subset")
+    result = runner.invoke(app, ["export", str(root), "--out", str(tmp_path / "c"), "--for", "mmaction",
+                                 "--annotations", str(anno), "--train-subset", "training", "--eval-subset", "validation"])
+    one_error_line(result, "--for must be one of")
+    assert not any((tmp_path / d).exists() for d in "abc")

@@ -9,6 +9,18 @@ defines it:
 - AP is the all-point interpolated area under precision/recall (precision made monotone from the right);
 - mAP averages AP over the classes of the ground truth; a predicted label absent from the ground truth is an
   error (the official code fails on it too).
+
+Two additions, each from the evaluator that defines it (docs/formats.md cites both):
+- duplicate ground truth is removed first, as ActionFormer's evaluator does (`remove_duplicate_annotations`,
+  libs/utils/metrics.py, applied per video when it loads the ground truth): a segment shorter than 1e-3 s is
+  dropped, and so is one whose start and end both lie within 1e-3 s of an already kept segment of the same video
+  and class (the first listed is kept). The official ActivityNet code keeps duplicates (`deduplicate=False`).
+- ignore regions (THUMOS14's Ambiguous segments), as the THUMOS14 devkit scores them (TH14eventdetpr.m:
+  `fpconf=[fpconf conf(find(indfree==1 & indamb==0))]`): a prediction that matches no ground truth and overlaps
+  an ignore region of its video by any positive length counts neither as a true nor as a false positive; a
+  matched prediction stays a true positive. The regions hold for every class. Only this rule is borrowed: the
+  matching stays ActivityNet's (the devkit matches each ground truth in turn to its best free prediction, with
+  tIoU strictly above the threshold).
 """
 
 from __future__ import annotations
@@ -49,8 +61,39 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
 
 
-def average_precision(ground_truth: list[Detection], predictions: list[Detection], thresholds) -> np.ndarray:
-    """AP of one class at each tIoU threshold. Both lists hold only that class."""
+DUPLICATE_TOL = 1e-3  # seconds; ActionFormer's remove_duplicate_annotations(tol=1e-3)
+
+
+def remove_duplicates(ground_truth: list[Detection], tol: float = DUPLICATE_TOL) -> list[Detection]:
+    """Ground truth without segments shorter than `tol` and without repeats: a segment whose start and end are
+    both within `tol` of a kept segment of the same video and label is dropped; the first listed is kept and
+    the order is preserved (ActionFormer's rule, see the module docstring)."""
+    kept: dict[tuple[str, str], list[Detection]] = {}
+    out = []
+    for g in ground_truth:
+        if g.end - g.start < tol:
+            continue
+        same = kept.setdefault((g.video_id, g.label), [])
+        if any(abs(g.start - k.start) <= tol and abs(g.end - k.end) <= tol for k in same):
+            continue
+        same.append(g)
+        out.append(g)
+    return out
+
+
+def _in_ignore(p: Detection, regions: dict[str, np.ndarray]) -> bool:
+    """Whether the prediction overlaps an ignore region of its video by a positive length."""
+    here = regions.get(p.video_id)
+    if here is None:
+        return False
+    return bool((np.minimum(p.end, here[:, 1]) - np.maximum(p.start, here[:, 0]) > 0).any())
+
+
+def average_precision(
+    ground_truth: list[Detection], predictions: list[Detection], thresholds, ignore: list[Detection] | None = None
+) -> np.ndarray:
+    """AP of one class at each tIoU threshold. Both lists hold only that class; `ignore` holds the ignore
+    regions of any label (a false positive overlapping one is left out, see the module docstring)."""
     thresholds = np.asarray(thresholds, float)
     if not ground_truth:
         return np.zeros(len(thresholds))
@@ -79,11 +122,19 @@ def average_precision(ground_truth: list[Detection], predictions: list[Detection
                 matched[t, candidates[j]] = rank
                 break
             fp[t, rank] = 1 - tp[t, rank]
-    tp_sum, fp_sum = np.cumsum(tp, axis=1), np.cumsum(fp, axis=1)
-    recall = tp_sum / len(ground_truth)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = tp_sum / (tp_sum + fp_sum)
-    return np.array([interpolated_ap(precision[t], recall[t]) for t in range(len(thresholds))])
+    regions: dict[str, list] = {}
+    for r in ignore or []:
+        regions.setdefault(r.video_id, []).append((r.start, r.end))
+    regions = {v: np.array(segs, float) for v, segs in regions.items()}
+    ignored = np.array([bool(regions) and _in_ignore(predictions[i], regions) for i in order], bool)  # (P,) by rank
+    aps = []
+    for t in range(len(thresholds)):
+        keep = ~(ignored & (fp[t] == 1))  # an ignored false positive leaves the ranking at this threshold
+        tp_sum, fp_sum = np.cumsum(tp[t, keep]), np.cumsum(fp[t, keep])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = tp_sum / (tp_sum + fp_sum)
+        aps.append(interpolated_ap(precision, tp_sum / len(ground_truth)))
+    return np.array(aps)
 
 
 @dataclass
@@ -111,20 +162,41 @@ class DetectionMAP:
 
 
 def detection_map(
-    ground_truth: list[Detection], predictions: list[Detection], thresholds=ACTIVITYNET_TIOU, known: list[str] | None = None
+    ground_truth: list[Detection], predictions: list[Detection], thresholds=ACTIVITYNET_TIOU, known: list[str] | None = None,
+    ignore: list[Detection] | None = None, deduplicate: bool = True,
 ) -> DetectionMAP:
     """mAP over the ground truth's classes at each tIoU threshold (see the module docstring). `known`: every
     class of the annotation file, when the ground truth is one subset of it: a prediction of a known class that
-    this subset never shows counts in no AP (the official code indexes classes by the evaluated subset)."""
-    classes = sorted({g.label for g in ground_truth})
-    unknown = sorted({p.label for p in predictions} - set(classes) - set(known or []))
+    this subset never shows counts in no AP (the official code indexes classes by the evaluated subset).
+    `ignore`: ignore regions of any label (`Annotations.ignore_regions(ids)`, THUMOS14's Ambiguous).
+    `deduplicate`: remove duplicate ground truth first, as ActionFormer does (False: as ActivityNet does)."""
+    labels = {g.label for g in ground_truth}
+    unknown = sorted({p.label for p in predictions} - labels - set(known or []))
     if unknown:
-        raise FeatxError(f"predicted labels {unknown} do not occur in the ground truth (classes: {', '.join(classes)})")
+        raise FeatxError(f"predicted labels {unknown} do not occur in the ground truth (classes: {', '.join(sorted(labels))})")
+    if deduplicate:
+        ground_truth = remove_duplicates(ground_truth)
+    classes = sorted({g.label for g in ground_truth})
     ap = np.array([
-        average_precision([g for g in ground_truth if g.label == c], [p for p in predictions if p.label == c], thresholds)
+        average_precision([g for g in ground_truth if g.label == c], [p for p in predictions if p.label == c],
+                          thresholds, ignore)
         for c in classes
     ]).reshape(len(classes), len(thresholds))
     return DetectionMAP(tuple(float(t) for t in thresholds), classes, ap)
+
+
+def parse_tiou(value: str) -> tuple[float, ...]:
+    """--tiou: activitynet, thumos, or thresholds like 0.3,0.5."""
+    named = {"activitynet": ACTIVITYNET_TIOU, "thumos": THUMOS_TIOU}
+    if value.strip().lower() in named:
+        return named[value.strip().lower()]
+    try:
+        values = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise FeatxError(f"--tiou must be activitynet, thumos or numbers like 0.3,0.5, not {value!r}") from None
+    if not all(0 < v <= 1 for v in values):
+        raise FeatxError(f"--tiou thresholds must lie in (0, 1], not {value!r}")
+    return values
 
 
 def map_table(metrics: dict) -> list[str]:

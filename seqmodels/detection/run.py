@@ -7,6 +7,7 @@ no training decision ever looked at), history.json and timeline.png.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,11 +18,12 @@ from featx.errors import FeatxError
 from featx.store import ok_video_ids
 from seqmodels import streams
 from seqmodels.detection.actionformer import ActionFormerHead
-from seqmodels.detection.annotations import SUBSETS, Annotations, check_videos, load_annotations, step_targets
+from seqmodels.detection.annotations import Annotations, check_videos, load_annotations, step_targets
 from seqmodels.detection.heads import MontesLSTM, StepLinear, skip_steps
-from seqmodels.detection.map import ACTIVITYNET_TIOU, Detection, DetectionMAP, detection_map
+from seqmodels.detection.map import Detection, DetectionMAP, detection_map
 from seqmodels.detection.postprocess import segments_from_probs
 from seqmodels.detection.steps import StepData, load_steps
+from seqmodels.detection.subsets import choose_split, default_tiou, subset_name
 from seqmodels.detection.train import predict_steps, step_loss
 from seqmodels.data import pad
 from seqmodels.protocol import fit
@@ -49,17 +51,6 @@ def single_head(config: TrainConfig, in_dim: int, classes: list[str]) -> torch.n
 def build_head(config: TrainConfig, in_dim: int, classes: list[str]) -> torch.nn.Module:
     """The model of a run: one head, or with late fusion of two streams one per stream (seqmodels.streams)."""
     return streams.build(config, in_dim, lambda width: single_head(config, width, classes))
-
-
-def _split(annotations: Annotations, ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """The annotations' training / validation subsets when they name both, else a seeded random split."""
-    subsets = {annotations.videos[v].subset for v in ids}
-    if {"training", "validation"} <= subsets:
-        return ([v for v in ids if annotations.videos[v].subset == "training"],
-                [v for v in ids if annotations.videos[v].subset == "validation"])
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n_val = max(1, round(len(ids) * val_fraction))
-    return [ids[i] for i in sorted(order[n_val:])], [ids[i] for i in sorted(order[:n_val])]
 
 
 def _check_inside(annotations: Annotations, data: StepData) -> None:
@@ -171,8 +162,11 @@ def train_detection(
     store: str | Path, annotations_path: str | Path, config: TrainConfig, out: str | Path,
     ignore_missing: bool = False, on_epoch=None, progress: bool = False,
 ) -> tuple[Run, dict]:
-    """Train on the annotated videos of `store` (the 'training' subset, or all but a validation share) for the
-    protocol's epochs; score the EMA weights on the validation videos; write the run folder."""
+    """Train on the annotated videos of `store` for the protocol's epochs and score the EMA weights on others:
+    the subsets `config` names, else the file's own (seqmodels.detection.subsets: training / validation, or
+    THUMOS's validation / test), else a random share; write the run folder. The saved config records the subsets
+    and the tIoU thresholds used (THUMOS's for a THUMOS-shaped file unless `config.tiou` says), the run the ids
+    of its training videos."""
     from featx.backbones import resolve_device
 
     extract_config = store_config(store)
@@ -182,10 +176,14 @@ def train_detection(
     classes = annotations.classes
     if not classes:
         raise FeatxError(f"{annotations.source}: no annotated segments to learn from")
-    train_ids, val_ids = _split(annotations, ids, config.val_fraction, config.seed)
+    split = choose_split(annotations, ids, config.train_subset, config.eval_subset, config.val_fraction, config.seed)
+    train_ids, val_ids = split.train, split.eval
     if not train_ids or not val_ids:
-        raise FeatxError(f"need videos to train and to validate on; got {len(train_ids)} and {len(val_ids)}")
-    _require_segments(annotations, val_ids, "validation")
+        raise FeatxError(f"need videos to train and to score on; got {len(train_ids)} ({split.train_subset or 'random'}) "
+                         f"and {len(val_ids)} ({split.eval_subset or 'random'}): name them with --train-subset / --eval-subset")
+    _require_segments(annotations, val_ids, split.eval_subset or "held-out")
+    config = dataclasses.replace(config, train_subset=split.train_subset, eval_subset=split.eval_subset,
+                                 tiou=config.tiou or default_tiou(annotations))
     data = load_steps(store, ids, columns)
     _check_inside(annotations, data)
     train_set, val_set = data.subset(train_ids), data.subset(val_ids)
@@ -200,11 +198,13 @@ def train_detection(
         return fit(model, list(range(len(train_ids))), loss, config.protocol, on_epoch=on_epoch, progress=progress, desc=desc)
 
     model, history = streams.fit_streams(config, in_dim, fit_one, on_epoch)
-    run = Run(model, config, classes, in_dim, extract_config.to_dict(), history)
+    run = Run(model, config, classes, in_dim, extract_config.to_dict(), history, train_ids)
     updates = []
     detections = detect(run, val_set, updates)
-    result = detection_map(ground_truth(annotations, val_ids), detections, known=classes)
-    metrics = {"videos": len(val_ids), **result.to_dict()}
+    result = detection_map(ground_truth(annotations, val_ids), detections, config.tiou, classes,
+                           ignore=annotations.ignore_regions(val_ids))
+    metrics = {"videos": len(val_ids), "train_videos": len(train_ids), "train_subset": split.train_subset,
+               "eval_subset": split.eval_subset, "split": split.describe(), **result.to_dict()}
     if updates:
         metrics["update_fraction"] = float(np.concatenate(updates).mean())
     save_run(run, out)
@@ -240,9 +240,23 @@ def _require_segments(annotations: Annotations, ids: list[str], name: str) -> No
         raise FeatxError(f"{annotations.source}: the {name} videos have no annotated segments to score against")
 
 
-def _subset_ids(annotations: Annotations, store_ids: set[str], subset: str | None, ignore_missing: bool) -> list[str]:
+ALL = "all"  # --subset all: every annotated video
+
+
+def _subset_ids(annotations: Annotations, store_ids: set[str], subset: str | None, ignore_missing: bool,
+                run: Run | None = None) -> list[str]:
+    """The annotated videos of `subset` ('all': every one); None: the run's scored subset, or for a run scored on
+    a random share, the annotated videos it did not train on."""
     ids = check_videos(annotations, store_ids, ignore_missing)
-    name = None if subset is None else SUBSETS.get(subset.strip().lower(), subset)
+    if subset is None and run is not None and run.config.eval_subset is None and run.train_videos is not None:
+        trained = set(run.train_videos)
+        chosen = [v for v in ids if v not in trained]
+        if not chosen:
+            raise FeatxError(f"{annotations.source}: every annotated video was used in training; name --subset")
+        return chosen
+    if subset is None:
+        subset = (run.config.eval_subset if run is not None else None) or "validation"
+    name = None if subset == ALL else subset_name(subset)
     chosen = [v for v in ids if name is None or annotations.videos[v].subset == name]
     if not chosen:
         raise FeatxError(f"{annotations.source}: no annotated videos in subset {subset!r} (use --subset all?)")
@@ -251,19 +265,20 @@ def _subset_ids(annotations: Annotations, store_ids: set[str], subset: str | Non
 
 def predict_detection(run_dir: str | Path, store: str | Path, subset: str | None = None,
                       annotations_path: str | Path | None = None) -> dict:
-    """ActivityNet results for every video of `store`, or only for the videos of one annotation subset
-    (from `annotations_path`) and the classes its ground truth has (all classes when it has none, e.g. a
-    testing subset), so the official evaluator scores the file exactly as `evaluate` does."""
+    """ActivityNet results for every video of `store`, or with `annotations_path` only for the videos of one
+    annotation subset (`subset`; None: the one the run was scored on) and the classes its ground truth has (all
+    classes when it has none, e.g. a testing subset), so the official evaluator scores the file exactly as
+    `evaluate` does."""
     run = load_detection_run(run_dir)
     columns = run_columns(run, store)
     store_ids = ok_video_ids(store)
-    if subset is None:
+    if annotations_path is None:
+        if subset is not None:
+            raise FeatxError("--subset needs --annotations (the file that names the subsets)")
         data = load_steps(store, sorted(store_ids), columns)
         return results_json(detect(run, data), data.ids)
-    if annotations_path is None:
-        raise FeatxError("--subset needs --annotations (the file that names the subsets)")
     annotations = load_annotations(annotations_path)
-    data = load_steps(store, _subset_ids(annotations, store_ids, subset, ignore_missing=True), columns)
+    data = load_steps(store, _subset_ids(annotations, store_ids, subset, True, run), columns)
     # classes the subset's ground truth never shows count in no AP (evaluate); the official code fails on them
     shown = {s.label for v in data.ids for s in annotations.videos[v].segments}
     detections = detect(run, data)
@@ -271,17 +286,21 @@ def predict_detection(run_dir: str | Path, store: str | Path, subset: str | None
 
 
 def evaluate_detection(
-    run_dir: str | Path, store: str | Path, annotations_path: str | Path, subset: str | None = "validation",
-    thresholds=ACTIVITYNET_TIOU, ignore_missing: bool = False,
-) -> DetectionMAP:
-    """mAP of the run on the annotated videos of `subset` (all annotated videos when None)."""
+    run_dir: str | Path, store: str | Path, annotations_path: str | Path, subset: str | None = None,
+    thresholds=None, ignore_missing: bool = False,
+) -> tuple[DetectionMAP, list[str]]:
+    """mAP of the run on the annotated videos of `subset` ('all': every annotated video; None: those the run was
+    scored on) at `thresholds` (None: the run's own tIoUs); returns it and the videos scored."""
     run = load_detection_run(run_dir)
     columns = run_columns(run, store)
     annotations = load_annotations(annotations_path)
-    chosen = _subset_ids(annotations, ok_video_ids(store), subset, ignore_missing)
-    _require_segments(annotations, chosen, subset or "annotated")
+    chosen = _subset_ids(annotations, ok_video_ids(store), subset, ignore_missing, run)
+    _require_segments(annotations, chosen, subset or run.config.eval_subset or "held-out")
     detections = detect(run, load_steps(store, chosen, columns))
-    return detection_map(ground_truth(annotations, chosen), detections, thresholds, annotations.classes)
+    thresholds = thresholds or run.config.tiou or default_tiou(annotations)
+    result = detection_map(ground_truth(annotations, chosen), detections, thresholds, annotations.classes,
+                           ignore=annotations.ignore_regions(chosen))
+    return result, chosen
 
 
 def shown_predictions(detections: list[Detection], truth_count: int) -> list[Detection]:
