@@ -289,12 +289,13 @@ def synth(
     kind: Annotated[str, typer.Option(help="trimmed (labels.csv), untrimmed (ActivityNet annotations.json) or motion (labels.csv; classes left, right, up, down that only motion tells apart).")] = "trimmed",
     videos: Annotated[int, typer.Option(help="Number of videos (trimmed, motion: classes assigned in turn).")] = 16,
     seconds: Annotated[Optional[float], typer.Option(help="Length of each video. Default: 3 (trimmed), 40 (untrimmed), 2 (motion).")] = None,
-    fps: Annotated[int, typer.Option(help="Frame rate of the videos.")] = 8,
+    fps: Annotated[str, typer.Option(help="Frame rate of the videos: 25, 30000/1001; 29.97 and 23.976 are the exact NTSC rates 30000/1001 and 24000/1001.")] = "8",
     size: Annotated[int, typer.Option(help="Width and height in pixels (even).")] = 96,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same videos.")] = 0,
     lead_in: Annotated[float, typer.Option(min=0.0, max=0.9, help="Trimmed: each video starts with the background alone for a random share of its length below this.")] = 0.0,
     flashes: Annotated[float, typer.Option(min=0.0, max=0.24, help="Trimmed: each colour only flashes, for this share of the video, at a random time (first before second).")] = 0.0,
     hard: Annotated[bool, typer.Option("--hard", help="Untrimmed: 0.5-20 s actions, occlusions, order-only classes.")] = False,
+    vfr: Annotated[bool, typer.Option("--vfr", help="Untrimmed: variable frame rate, each frame lasting 1 or 1.5 periods of --fps at random (at 30: 1/30 or 1/20 s).")] = False,
 ) -> None:
     """Make synthetic labelled videos for demos, tests and benchmarks."""
     from featx import synth as synth_lib
@@ -308,16 +309,18 @@ def synth(
             raise FeatxError(f"--kind must be trimmed, untrimmed or motion, not {kind!r}")
         if hard and kind != "untrimmed":
             raise FeatxError("--hard applies to --kind untrimmed only")
+        if vfr and kind != "untrimmed":
+            raise FeatxError("--vfr applies to --kind untrimmed only")
         if (lead_in or flashes) and kind != "trimmed":
             raise FeatxError("--lead-in and --flashes apply to --kind trimmed only")
         length = seconds if seconds is not None else default_seconds[kind]
-        common = dict(videos=videos, seconds=length, fps=fps, size=size, seed=seed, progress=True)
+        common = dict(videos=videos, seconds=length, fps=synth_lib.frame_rate(fps), size=size, seed=seed, progress=True)
         if kind == "trimmed":
             result = synth_lib.make_trimmed(out, lead_in=lead_in, flashes=flashes, **common)
         elif kind == "motion":
             result = synth_lib.make_motion(out, **common)
         else:
-            result = synth_lib.make_untrimmed(out, hard=hard, **common)
+            result = synth_lib.make_untrimmed(out, hard=hard, vfr=vfr, **common)
     typer.echo(f"wrote {len(result.videos)} videos and {result.labels.name} to {result.folder}")
 
 
@@ -358,12 +361,14 @@ def _epoch_line(row: dict) -> str:
     return line + f" | {row['seconds']:>5.1f}"
 
 
-def _print_metrics(metrics: dict) -> None:
+def _metrics_lines(metrics: dict) -> list[str]:
     keys = ["accuracy", "macro_f1", "hit@1", "hit@5", "clip_hit@1", "video_hit@1", "video_hit@5", "update_fraction"]
-    for key in keys:
-        if key in metrics:
-            typer.echo(f"{key:<16} {metrics[key]:.4f}")
-    typer.echo(f"{'videos':<16} {metrics['videos']}")
+    return [f"{key:<16} {metrics[key]:.4f}" for key in keys if key in metrics] + [f"{'videos':<16} {metrics['videos']}"]
+
+
+def _print_metrics(metrics: dict) -> None:
+    for line in _metrics_lines(metrics):
+        typer.echo(line)
 
 
 @app.command("train-head", cls=ReadableHelp)
@@ -371,7 +376,10 @@ def train_head(
     store: Annotated[str, typer.Argument(help="A store written by `featx extract` (a directory or a pyarrow filesystem URI).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write (config.json, checkpoint.pt, metrics.json, plots).")],
     labels: Annotated[Optional[Path], typer.Option(help="Classification: CSV with video_id,label[,split] (split: train / val). Several labels for a video (a `labels` cell separated by |, or one row per label) make it a multi-label run.")] = None,
-    annotations: Annotated[Optional[Path], typer.Option(help="Detection (or --task multilabel): ActivityNet JSON or CSV video_id,start,end,label (subsets 'training' / 'validation' split the videos).")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="Detection (or --task multilabel): ActivityNet or ActionFormer JSON, a THUMOS14 folder of <Class>_val.txt / _test.txt, Charades CSV, or CSV video_id,start,end,label (docs/formats.md). Its subsets split the videos: training / validation, or THUMOS's validation / test.")] = None,
+    train_subset: Annotated[Optional[str], typer.Option(help="Detection: the annotations' subset to train on (any case: training, validation, test). Default: training when the file has training and validation; validation for a THUMOS-shaped file (validation and test); else a random share of the non-test videos.")] = None,
+    eval_subset: Annotated[Optional[str], typer.Option(help="Detection: the subset to score (default: validation, or test for a THUMOS-shaped file; a random --val-fraction share when the file names neither pair). Test videos never reach training unless named.")] = None,
+    tiou: Annotated[Optional[str], typer.Option(help="Detection: tIoU thresholds reported: thumos (0.3:0.1:0.7), activitynet (0.5:0.05:0.95) or a list like 0.3,0.5. Default: thumos for a THUMOS-shaped file, else activitynet.")] = None,
     task: Annotated[str, typer.Option(help="classification, detection or multilabel (per-step sigmoid heads, Charades mAP). Default: detection with --annotations; multilabel with --labels naming several classes for a video; else classification.")] = "auto",
     head: Annotated[Optional[str], typer.Option(help="Classification: avgpool, maxpool, late-fusion, slow-fusion, lstm (default), skip-lstm, skip-gru or transformer. Detection: actionformer (default), montes-lstm, linear, skip-lstm or skip-gru (adaptive). Multilabel (per step): lstm (default), gru, skip-lstm or skip-gru.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default per head: 30 classification, 60 actionformer, 40 montes-lstm / linear).")] = None,
@@ -395,6 +403,7 @@ def train_head(
     stream: Annotated[Optional[str], typer.Option(help="The features the head reads: rgb, flow or both. Default: the store's own (both for a store from `extract --stream both`; a store from --stream flow holds flow in `feature`, read as flow). A stream the store lacks is an error.")] = None,
     fusion: Annotated[Optional[str], typer.Option(help="With --stream both: early (one head on each step's RGB and flow features side by side) or late (default: one head per stream, trained alike, their class probabilities averaged; Simonyan & Zisserman).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier run in --out (only once the new one is complete).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a head on a store's features: a video classifier (--labels) or a temporal activity detector
@@ -405,9 +414,9 @@ def train_head(
 
     with user_errors():
         refuse_output_in_store(out, folder=True)
-        from seqmodels.runs import check_run_folder
+        from seqmodels.runs import check_run_folder, staged_run_folder
 
-        check_run_folder(out)
+        check_run_folder(out, overwrite)  # before training, not after
         if task == "auto":
             from seqmodels.multilabel import has_several_labels
 
@@ -418,20 +427,24 @@ def train_head(
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay, holdout=holdout,
             patience=patience, budget=budget, gate_warmup=gate_warmup, max_steps=max_steps, val_fraction=val_fraction, seed=seed,
             device=device, background_weight=background_weight, smooth=smooth, threshold=threshold, stream=stream,
-            fusion=fusion,
+            fusion=fusion, train_subset=train_subset, eval_subset=eval_subset, tiou=_tiou(tiou),
         )
-        if task == "detection":
-            _train_detection(store, out, annotations, config, ignore_missing, progress)
-            return
-        if task == "multilabel":
-            _train_multilabel(store, out, labels, annotations, config, ignore_missing, progress)
-            return
-        if labels is None:
+        if (train_subset or eval_subset or tiou) and task != "detection":
+            raise FeatxError("--train-subset, --eval-subset and --tiou apply to detection (--annotations) only")
+        if task == "classification" and labels is None:
             raise FeatxError("classification needs --labels CSV (or --annotations for detection)")
-        _train_classifier(store, out, labels, config, ignore_missing, progress)
+        with staged_run_folder(out, overwrite) as stage:  # an earlier run is replaced only by a finished one
+            if task == "detection":
+                lines = _train_detection(store, stage, annotations, config, ignore_missing, progress)
+            elif task == "multilabel":
+                lines = _train_multilabel(store, stage, labels, annotations, config, ignore_missing, progress)
+            else:
+                lines = _train_classifier(store, stage, labels, config, ignore_missing, progress)
+    for line in lines:
+        typer.echo(line.replace(str(stage), str(out)))
 
 
-def _train_classifier(store, out, labels, config, ignore_missing, progress) -> None:
+def _train_classifier(store, out, labels, config, ignore_missing, progress) -> list[str]:
     from tqdm.auto import tqdm
 
     from seqmodels.classify import train_on_store
@@ -442,13 +455,12 @@ def _train_classifier(store, out, labels, config, ignore_missing, progress) -> N
         store, labels, config, out, ignore_missing, progress=progress,
         on_epoch=lambda row: tqdm.write(_heading(row) + (header + "\n" if row["epoch"] == 1 else "") + _epoch_line(row)),
     )
-    typer.echo(f"{_trained(run)} (saved: the weights' moving average); validation:")
-    _print_metrics(metrics)
-    typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, curves.png, confusion.png"
-               + (", skips.png)" if "update_fraction" in metrics else ")"))
+    return [f"{_trained(run)} (saved: the weights' moving average); validation:", *_metrics_lines(metrics),
+            f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, curves.png, confusion.png"
+            + (", skips.png)" if "update_fraction" in metrics else ")")]
 
 
-def _train_multilabel(store, out, labels, annotations, config, ignore_missing, progress) -> None:
+def _train_multilabel(store, out, labels, annotations, config, ignore_missing, progress) -> list[str]:
     from tqdm.auto import tqdm
 
     from seqmodels.multilabel import train_multilabel
@@ -465,10 +477,11 @@ def _train_multilabel(store, out, labels, annotations, config, ignore_missing, p
 
     run, metrics = train_multilabel(store, config, out, labels, annotations, ignore_missing, on_epoch=show,
                                     progress=progress)
-    typer.echo(f"{config.head}: {_trained(run)} (saved: the weights' moving average); "
-               f"validation ({metrics['videos']} videos, never used for training decisions):")
-    _print_multilabel(metrics)
-    typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, curves.png)")
+    from seqmodels.multilabel import metric_lines
+
+    return [f"{config.head}: {_trained(run)} (saved: the weights' moving average); "
+            f"validation ({metrics['videos']} videos, never used for training decisions):", *metric_lines(metrics),
+            f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, curves.png)"]
 
 
 def _print_multilabel(metrics: dict) -> None:
@@ -478,7 +491,7 @@ def _print_multilabel(metrics: dict) -> None:
         typer.echo(line)
 
 
-def _train_detection(store, out, annotations, config, ignore_missing, progress) -> None:
+def _train_detection(store, out, annotations, config, ignore_missing, progress) -> list[str]:
     from tqdm.auto import tqdm
 
     from seqmodels.detection.run import train_detection
@@ -493,10 +506,11 @@ def _train_detection(store, out, annotations, config, ignore_missing, progress) 
                        + f"{r['epoch']:>5} | {r['train_loss']:>10.4f}{held}")
 
     run, metrics = train_detection(store, annotations, config, out, ignore_missing, on_epoch=show, progress=progress)
-    typer.echo(f"{config.head}: {_trained(run)} (saved: the weights' moving average); "
-               f"validation ({metrics['videos']} videos, never used for training decisions):")
-    _print_map(metrics)
-    typer.echo(f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, timeline.png)")
+    from seqmodels.detection.map import map_table
+
+    return [f"{config.head}: {_trained(run)} (saved: the weights' moving average); {metrics['split']} "
+            "(never used for training decisions):", *map_table(metrics),
+            f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, timeline.png)"]
 
 
 def _shown(row: dict, epochs: int) -> bool:
@@ -510,20 +524,10 @@ def _print_map(metrics: dict) -> None:
         typer.echo(line)
 
 
-def _tiou(value: str) -> tuple[float, ...]:
-    from seqmodels.detection.map import ACTIVITYNET_TIOU, THUMOS_TIOU
+def _tiou(value: str | None) -> tuple[float, ...] | None:
+    from seqmodels.detection.map import parse_tiou
 
-    if value == "activitynet":
-        return ACTIVITYNET_TIOU
-    if value == "thumos":
-        return THUMOS_TIOU
-    try:
-        values = tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise FeatxError(f"--tiou must be activitynet, thumos or numbers like 0.3,0.5, not {value!r}") from None
-    if not all(0 < v <= 1 for v in values):
-        raise FeatxError(f"--tiou thresholds must lie in (0, 1], not {value!r}")
-    return values
+    return None if value is None else parse_tiou(value)
 
 
 @app.command(cls=ReadableHelp)
@@ -532,8 +536,8 @@ def evaluate(
     store: Annotated[str, typer.Argument(help="A store with the same extraction config as the run's (a directory or a URI).")],
     labels: Annotated[Optional[Path], typer.Option(help="Classification (and multilabel) runs: CSV with video_id,label[,split].")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="Detection (and multilabel) runs: ActivityNet JSON or CSV video_id,start,end,label.")] = None,
-    subset: Annotated[str, typer.Option(help="Detection: the annotations' subset to score (validation, training, ...), or all.")] = "validation",
-    tiou: Annotated[str, typer.Option(help="Detection: activitynet (0.5:0.05:0.95), thumos (0.3:0.1:0.7) or a list like 0.3,0.5.")] = "activitynet",
+    subset: Annotated[Optional[str], typer.Option(help="Detection: the annotations' subset to score (validation, test, training, any case), or all. Default: the subset the run was scored on when trained (for a random split: the annotated videos it did not train on).")] = None,
+    tiou: Annotated[Optional[str], typer.Option(help="Detection: activitynet (0.5:0.05:0.95), thumos (0.3:0.1:0.7) or a list like 0.3,0.5. Default: the run's own (thumos for a THUMOS-shaped file).")] = None,
     split: Annotated[str, typer.Option(help="val (the run's validation split), train, or all labelled videos.")] = "val",
     clip_steps: Annotated[Optional[int], typer.Option(min=1, help="Also score clips of this many steps: clip hit@1, and video hit@k from the mean of a video's clips.")] = None,
     clips: Annotated[int, typer.Option(min=1, help="Clips per video with --clip-steps (spread evenly).")] = 10,
@@ -563,9 +567,10 @@ def evaluate(
         if run_task(run) == "detection":
             if annotations is None:
                 raise FeatxError("a detection run is evaluated with --annotations")
-            result = evaluate_detection(run, store, annotations, None if subset == "all" else subset, _tiou(tiou), ignore_missing)
+            result, scored = evaluate_detection(run, store, annotations, subset, _tiou(tiou), ignore_missing)
             target = out or run / "evaluation.json"
-            target.write_text(json.dumps(result.to_dict(), indent=1))
+            target.write_text(json.dumps({"videos": len(scored), "subset": subset, **result.to_dict()}, indent=1))
+            typer.echo(f"scored {len(scored)} videos ({subset or 'the ones the run was scored on'})")
             _print_map(result.to_dict())
             typer.echo(f"wrote {target}")
             return
@@ -586,8 +591,8 @@ def predict(
     top_k: Annotated[int, typer.Option(min=1, help="How many labels per video.")] = 5,
     adaptive: Annotated[bool, typer.Option("--adaptive", help="Skip heads on RGB only (classification skip-lstm / skip-gru, and the skip step detectors): decode the videos and run the backbone only on the frames whose step updates the state. Same predictions (or segments) as extracting every frame first.")] = False,
     device: Annotated[str, typer.Option(help="With --adaptive: the backbone's device (auto, cpu, cuda[:N]).")] = "auto",
-    subset: Annotated[Optional[str], typer.Option(help="Detection: only the videos of this subset of --annotations (e.g. validation), so the official evaluator scores the file as `featx evaluate` does. Default: every video of the store.")] = None,
-    annotations: Annotated[Optional[Path], typer.Option(help="Detection with --subset: the ActivityNet JSON or CSV that names the subsets.")] = None,
+    subset: Annotated[Optional[str], typer.Option(help="Detection with --annotations: only the videos of this subset (e.g. validation, test), so the official evaluator scores the file as `featx evaluate` does. Default with --annotations: the subset the run was scored on; without: every video of the store.")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="Detection: the annotations file that names the subsets (any format `train-head` reads).")] = None,
 ) -> None:
     """Predict the top-k labels of every video in a store, or, with --adaptive, straight from videos; with a
     detection run, the scored segments of every video as ActivityNet results JSON. The run reads the streams it
@@ -661,6 +666,9 @@ def export(
     dtype: Annotated[Optional[str], typer.Option(help="float32 or float16. Default: the store's (exact).")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="ActivityNet JSON or CSV video_id,start,end,label: also write OUT/annotations.json as ActionFormer and OpenTAD read it (per video subset, duration, fps, frame count, segments with label ids).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty --out, replacing the files of an earlier export there.")] = False,
+    for_tool: Annotated[Optional[str], typer.Option("--for", help="actionformer, tridet or opentad: also write OUT/<tool>.yaml, the dataset keys of the tool's config (feat_stride, num_frames, default_fps, input_dim, num_classes, max_seq_len, paths, split names; OpenTAD: its class map too). Needs --annotations.")] = None,
+    train_subset: Annotated[Optional[str], typer.Option(help="With --for: the subset the tool trains on. Default as train-head: training, or validation for a THUMOS-shaped file.")] = None,
+    eval_subset: Annotated[Optional[str], typer.Option(help="With --for: the subset the tool evaluates on. Default: validation, or test for a THUMOS-shaped file.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Write a store's features as the files other tools read, with OUT/featx_export.json: the store's config
@@ -669,12 +677,16 @@ def export(
     from featx.export import export_store
 
     with user_errors():
-        parsed = None
+        parsed = splits = None
         if annotations is not None:
             from seqmodels.detection.annotations import load_annotations
+            from seqmodels.detection.subsets import export_splits
 
             parsed = load_annotations(annotations)
-        summary = export_store(store, out, format, column, dtype, parsed, overwrite, progress)
+            splits = export_splits(parsed, train_subset, eval_subset) if for_tool else None
+        elif for_tool or train_subset or eval_subset:
+            raise FeatxError("--for, --train-subset and --eval-subset need --annotations")
+        summary = export_store(store, out, format, column, dtype, parsed, overwrite, progress, for_tool, splits)
     _print_summary(summary)
 
 

@@ -34,6 +34,8 @@ from featx.config import DTYPES
 from featx.errors import FeatxError
 from featx.location import store_path
 from featx import tool_configs
+from featx.digests import file_sha256
+from featx.ids import check_video_id, file_inside
 from featx.timegrid import TimeGrid
 from featx.store import _pid_alive, latest_manifest, load_features, load_sequences, read_config, refuse_output_in_store
 
@@ -286,8 +288,8 @@ def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: s
     ok = latest[latest["status"] == "ok"].sort_values("video_id", ignore_index=True)
     if ok.empty:
         raise FeatxError(f"{store} has no extracted videos to export")
-    for vid in ok["video_id"]:
-        _check_id(vid)
+    for vid in ok["video_id"]:  # canonical ids: each names its own file, inside the export folder
+        check_video_id(vid, "the store's video id")
     dtype = dtype or config.dtype
     tmp = out.parent / f".{out.name}.featx-export-{os.getpid()}.tmp"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -307,6 +309,7 @@ def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: s
             "feature_dim": config.feature_dim,
             "times": TIMES,
             "hdf5_file": HDF5_FILE if fmt == "hdf5" else None,
+            "hdf5_sha256": file_sha256(tmp / HDF5_FILE) if fmt == "hdf5" else None,
             "store": str(root),
             "config": config.to_dict(),
             **tool_settings(videos, config.feature_dim, WRITERS[fmt].ext),
@@ -360,7 +363,9 @@ def _write_all(root, folder: Path, fmt: str, column: str, dtype: str, config, ok
             for vid, group in rows.groupby("video_id", sort=True):
                 times = {k: group[k].to_numpy() for k in TIME_COLUMNS[2:]}
                 entry = _video_entry(records.loc[vid], config.fps, times)
-                videos[vid] = {"file": writer.write(vid, seqs[vid].astype(dtype, copy=False), entry, times), **entry}
+                name = writer.write(vid, seqs[vid].astype(dtype, copy=False), entry, times)
+                digest = {} if fmt == "hdf5" else {"sha256": file_sha256(folder / name)}  # import checks it
+                videos[vid] = {"file": name, **digest, **entry}
                 bar.update()
     finally:
         bar.close()
@@ -412,11 +417,6 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _check_id(video_id: str) -> None:
-    """A video id names a file below the export folder: never outside it."""
-    parts = PurePosixPath(video_id).parts
-    if not parts or video_id.startswith("/") or ".." in parts:
-        raise FeatxError(f"video id {video_id!r} cannot name a file inside the export folder")
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -457,12 +457,17 @@ def _earlier_export_files(out: Path) -> list[str]:
         earlier = json.loads((out / SIDECAR).read_text())
     except (OSError, ValueError):
         return []
-    names = [] if earlier.get("format") == "hdf5" else [v.get("file") for v in earlier.get("videos", {}).values()]
+    videos = earlier.get("videos") if isinstance(earlier, dict) else None
+    names = [v.get("file") for v in videos.values() if isinstance(v, dict)] if isinstance(videos, dict) else []
+    if earlier.get("format") == "hdf5":
+        names = []
     tools = [f"{tool}.yaml" for tool in tool_configs.TOOLS] + [tool_configs.CLASS_MAP]
-    return [n for n in [*names, HDF5_FILE, TIMES, ANNOTATIONS, *tools, SIDECAR]
-            if isinstance(n, str) and ".." not in PurePosixPath(n).parts]
+    # only names that stay inside `out`: an edited sidecar must never make --overwrite delete anything else
+    return [n for n in [*names, HDF5_FILE, TIMES, ANNOTATIONS, *tools, SIDECAR] if file_inside(out, n) is not None]
 
 
 def _remove_earlier_export(out: Path) -> None:
     for name in _earlier_export_files(out):
-        (out / name).unlink(missing_ok=True)
+        target = file_inside(out, name)
+        if target is not None and not target.is_symlink() and target.is_file():
+            target.unlink()

@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from featx.config import DTYPES, ExtractConfig
+from featx.digests import file_sha256
 from featx.errors import FeatxError
+from featx.ids import check_video_id, file_inside
 from featx.export import SIDECAR, SIDECAR_VERSION, TIMES, require_h5py
 from featx.store import StoreWriter, ok_video_ids
 
@@ -173,6 +175,14 @@ def checked(source: Source, array: np.ndarray, dtype: str, dim: int | None, layo
     return values
 
 
+def _inside(folder: Path, name) -> Path:
+    """A file an export sidecar names: inside the export folder, or one error line (never read elsewhere)."""
+    target = file_inside(folder, name)
+    if target is None:
+        raise FeatxError(f"{folder / SIDECAR}: file {name!r} is not a file inside {folder}; the sidecar was edited")
+    return target
+
+
 # -- finding the videos ---------------------------------------------------------------------------------------
 def find_sources(folder: Path, key: str | None = None, exclude: set[Path] = frozenset()) -> list[Source]:
     """Every video array below `folder`, sorted by id; two files giving one id are refused."""
@@ -192,6 +202,7 @@ def find_sources(folder: Path, key: str | None = None, exclude: set[Path] = froz
             one_file_layout = len(names) > 1
             found = [Source(name if one_file_layout else stem, path, name) for name in names]
         for source in found:
+            check_video_id(source.video_id, f"{source}: its video id")
             if source.video_id in sources:
                 raise FeatxError(f"{sources[source.video_id]} and {source} both give video {source.video_id!r}")
             sources[source.video_id] = source
@@ -254,7 +265,7 @@ class _ExportPlan:
             version = sidecar["format_version"]
             self.entries = sidecar["videos"]
             original = ExtractConfig.from_dict(sidecar["config"])
-            table = pq.read_table(folder / sidecar["times"]).to_pandas()
+            table = pq.read_table(_inside(folder, sidecar["times"])).to_pandas()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise FeatxError(f"{folder / SIDECAR}: not a readable featx export sidecar ({exc})") from None
         if version > SIDECAR_VERSION:
@@ -262,15 +273,24 @@ class _ExportPlan:
         stream = "flow" if sidecar["column"] == "flow_feature" else "rgb" if original.stream == "both" else original.stream
         self.config = dataclasses.replace(original, dtype=dtype or sidecar["dtype"], stream=stream,
                                           import_source=str(folder.resolve()))
-        h5 = folder / sidecar["hdf5_file"] if sidecar.get("hdf5_file") else None
-        self.sources = [Source(vid, h5, entry["file"]) if h5 else Source(vid, folder / entry["file"])
+        h5 = _inside(folder, sidecar["hdf5_file"]) if sidecar.get("hdf5_file") else None
+        if h5 is not None and sidecar.get("hdf5_sha256"):
+            _check_digest(h5, sidecar["hdf5_sha256"])
+        self.sources = [Source(check_video_id(vid, f"{folder / SIDECAR}: video"), h5, entry["file"]) if h5
+                        else Source(check_video_id(vid, f"{folder / SIDECAR}: video"), _inside(folder, entry["file"]))
                         for vid, entry in sorted(self.entries.items())]
         self._times = {vid: tuple(g[c].to_numpy() for c in ("t_start", "t_end", "frame_start", "frame_end"))
                        for vid, g in table.sort_values(["video_id", "step"]).groupby("video_id")}
-        self._times_file = folder / sidecar["times"]
+        self._times_file = _inside(folder, sidecar["times"])
 
     def config_for(self, dim: int) -> ExtractConfig:
         return self.config
+
+    def verify(self, source: Source) -> None:
+        """The file is the one the export wrote (its sha256 in the sidecar; exports before featx 0.1 have none)."""
+        expected = self.entries[source.video_id].get("sha256")
+        if expected:
+            _check_digest(source.path, expected)
 
     def times(self, source: Source, rows: int) -> tuple:
         times = self._times.get(source.video_id)
@@ -285,8 +305,17 @@ class _ExportPlan:
                 "duration": e.get("duration"), "width": e.get("width"), "height": e.get("height")}
 
 
+def _check_digest(path: Path, expected: str) -> None:
+    if file_sha256(path) != expected:
+        raise FeatxError(f"{path} is not the file the export wrote (its sha256 differs from the sidecar's): damaged "
+                         "or replaced; export it again")
+
+
 class _GridPlan:
     """A foreign folder: the arrays found below it, on the grid its flags describe."""
+
+    def verify(self, source: Source) -> None:
+        """Nothing to check a foreign file against."""
 
     config = None  # made once the feature size is known (config_for)
 
@@ -354,6 +383,7 @@ def import_folder(folder, out, grid: Grid | None = None, fps_file: Path | None =
     dim = plan.config.feature_dim if plan.config else None
     dtype = plan.config.dtype if plan.config else plan.dtype
     for source in tqdm(todo, unit="video", desc="check", disable=not progress):  # nothing is written until all pass
+        plan.verify(source)
         array = checked(source, read_array(source, layout), dtype, dim, layout)
         plan.times(source, len(array))
         dim = array.shape[1]
@@ -361,6 +391,9 @@ def import_folder(folder, out, grid: Grid | None = None, fps_file: Path | None =
         dim = read_array(plan.sources[0], layout).shape[1]
     rows = 0
     with StoreWriter(out, plan.config_for(dim)) as writer:
+        # what is done is decided again under the writer's lease: another import may have finished meanwhile
+        done = ok_video_ids(out)
+        todo = [s for s in todo if s.video_id not in done]
         for source in tqdm(todo, unit="video", desc="import", disable=not progress):
             began = time.monotonic()
             array = checked(source, read_array(source, layout), dtype, dim, layout)

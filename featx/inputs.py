@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from featx.errors import FeatxError
+from featx.ids import check_video_id
 
 VIDEO_SUFFIXES = frozenset(
     ".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .ts .flv .wmv .ogv .3gp .y4m".split()
@@ -64,8 +65,8 @@ def _read_list(list_file: Path) -> list[VideoInput]:
     for raw, given_id in rows:
         path = Path(raw).expanduser()
         named = Path(os.path.normpath(path if path.is_absolute() else base / path))  # as listed: links kept
-        if given_id and (given_id.startswith("/") or ".." in PurePath(given_id).parts):
-            raise FeatxError(f"{list_file}: video_id {given_id!r} must be a relative name without '..'")
+        if given_id:
+            check_video_id(given_id, f"{list_file}: video_id")
         out.append(VideoInput(named.resolve(), given_id or _video_id(named, base)))
     return out
 
@@ -96,6 +97,7 @@ def _unique(videos: list[VideoInput]) -> list[VideoInput]:
     seen: dict[str, Path] = {}
     unique = []
     for v in videos:
+        check_video_id(v.video_id, f"{v.path}: its video id")
         if v.video_id in seen:
             if seen[v.video_id] != v.path:
                 raise FeatxError(

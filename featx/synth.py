@@ -11,6 +11,11 @@ untrimmed: long videos with a few action segments on a moving background, `annot
            classes are two order pairs ("disc then square" vs "square then disc", "bar then ring" vs "ring then
            bar"), so no single frame tells a class from its pair; the background's brightness also varies
            slowly (+-20%). Frame j shows time (j + 0.5) / fps; segments lie on frame boundaries.
+           Frame rates are exact fractions (`frame_rate`: 29.97 is the NTSC rate 30000/1001, whose frame j starts
+           at j * 1001 / 30000 s in the container), so segment times stay on the frames shown at any rate.
+           Variable frame rate (`vfr=True`, `--vfr`): each frame lasts one or one and a half periods of `fps` at
+           random (at 30 fps: 1/30 or 1/20 s), written with those timestamps; segments lie on the boundaries of
+           the frames as shown (`FrameTimes`).
 motion:    one class per video, `labels.csv` like trimmed. The classes (left, right, up, down) differ only in
            the direction in which a few identical discs move over a static background, wrapping around the
            edges; their starting positions are uniform at random, so every single frame has the same
@@ -24,6 +29,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +44,93 @@ RED, BLUE, GREEN, YELLOW = (220, 30, 30), (30, 60, 220), (40, 190, 60), (235, 21
 WHITE = (235, 235, 235)
 MOTION_STEPS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}  # (rows, columns) per frame
 ANNOTATION_VERSION = "featx-synth-1"
+# The NTSC rates: a decimal --fps within NTSC_TOLERANCE of n * 1000 / 1001 for one of these n is that exact rate.
+NTSC_BASES = (24, 30, 48, 60, 120)
+NTSC_TOLERANCE = 5e-4
+MAX_FPS = 1000
+
+
+def frame_rate(value: int | float | str | Fraction) -> Fraction:
+    """A frame rate as an exact fraction: 25 -> 25, "30000/1001" -> 30000/1001, and the decimals people write for
+    NTSC rates (29.97, 23.976, 59.94) -> n * 1000 / 1001, the rate such a video really has; other decimals as
+    written (12.5 -> 25/2). Raises FeatxError unless it is a rate from 1 to MAX_FPS frames per second."""
+    wrong = FeatxError(f"--fps must be a frame rate from 1 to {MAX_FPS} (25, 29.97, 30000/1001), not {str(value)!r}")
+    try:
+        rate = Fraction(value.strip()) if isinstance(value, str) else Fraction(value)
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+        raise wrong from None
+    if not 1 <= rate <= MAX_FPS:
+        raise wrong
+    for n in NTSC_BASES:
+        ntsc = Fraction(n * 1000, 1001)
+        if rate != n and abs(rate - ntsc) < NTSC_TOLERANCE:
+            return ntsc
+    return rate.limit_denominator(1001)
+
+
+def _rate_json(rate: Fraction) -> int | str:
+    """The rate in a synth folder's marker: an int when whole (as before fractional rates), else "30000/1001"."""
+    return rate.numerator if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
+
+
+@dataclass(frozen=True, eq=False)
+class FrameTimes:
+    """When each frame of a video shows: frame j from boundary j to boundary j + 1, boundary k at
+    ticks[k] * time_base seconds (exact). Constant rate: ticks are 0, 1, 2, ... of 1 / rate; variable rate
+    (`variable`): each frame lasts 2 or 3 ticks of 1 / (2 rate), at random.
+
+    `position(t)` is the frame position of time t (boundary k at position k, linear in between); segment and
+    occlusion times are boundaries, `at(k)`, so they stay exact relative to the frames shown."""
+
+    ticks: np.ndarray  # (frames + 1,) int64: start of every frame, then the end of the last, in time_base units
+    time_base: Fraction  # seconds per tick
+    rate: Fraction  # the nominal rate (constant rate: the rate; variable: the fastest one)
+    constant: bool
+
+    @classmethod
+    def regular(cls, frames: int, rate: Fraction) -> "FrameTimes":
+        return cls(np.arange(frames + 1, dtype=np.int64), 1 / rate, rate, True)
+
+    @classmethod
+    def variable(cls, rng: np.random.Generator, seconds: float, rate: Fraction) -> "FrameTimes":
+        """Frames lasting 1 or 1.5 periods of `rate` at random, until `seconds` are covered (at least one frame)."""
+        time_base = 1 / (2 * rate)
+        gaps = rng.choice(np.array([2, 3], np.int64), size=max(1, math.ceil(seconds * rate)))
+        ticks = np.concatenate([[0], np.cumsum(gaps)])
+        frames = max(1, int(np.searchsorted(ticks * float(time_base), seconds - 1e-9)))
+        return cls(ticks[: frames + 1], time_base, rate, False)
+
+    @property
+    def frames(self) -> int:
+        return len(self.ticks) - 1
+
+    @property
+    def duration(self) -> float:
+        return self.at(self.frames)
+
+    def at(self, k: int) -> float:
+        """Seconds of boundary k (the start of frame k; k = frames: the end of the video)."""
+        return float(int(self.ticks[k]) * self.time_base)
+
+    def start(self, j: int) -> float:
+        return self.at(j)
+
+    def centre(self, j: int) -> float:
+        return float(Fraction(int(self.ticks[j]) + int(self.ticks[j + 1]), 2) * self.time_base)
+
+    def position(self, t: float) -> float:
+        if self.constant:
+            return t * float(self.rate)  # the arithmetic of integer rates before FrameTimes: same videos per seed
+        return float(np.interp(t, self.ticks * float(self.time_base), np.arange(len(self.ticks))))
+
+    def nearest(self, t: float) -> int:
+        return min(self.frames, round(self.position(t)))
+
+    def frames_in(self, first: int, seconds: float) -> int:
+        """Frames from boundary `first` to the boundary nearest `seconds` later (at least one)."""
+        if self.constant:
+            return max(1, round(seconds * float(self.rate)))
+        return max(1, self.nearest(self.at(first) + seconds) - first)
 
 
 @dataclass(frozen=True)
@@ -189,11 +282,12 @@ def hard_frame(segment: Segment | None, t: float, background: np.ndarray) -> np.
 
 
 def write_video(
-    path: Path, frames, fps: int, size: int | tuple[int, int], codec: str = "libx264", intra_only: bool = False,
-    gop: int | None = None,
+    path: Path, frames, fps: int | Fraction, size: int | tuple[int, int], codec: str = "libx264", intra_only: bool = False,
+    gop: int | None = None, times: FrameTimes | None = None,
 ) -> None:
-    """Encode an iterable of (H, W, 3) uint8 RGB frames at a constant `fps`; size is (W, H), or one int for
-    square frames. gop: keyframe spacing in frames (default: the encoder's).
+    """Encode an iterable of (H, W, 3) uint8 RGB frames at a constant `fps` (an int or an exact Fraction such as
+    30000/1001); size is (W, H), or one int for square frames. gop: keyframe spacing in frames (default: the
+    encoder's). times: each frame's timestamp and duration (a variable frame rate); `fps` is then nominal.
 
     intra_only: every frame a keyframe at a constant quantiser, so a frame's coding artefacts depend on
     its content alone, never on its position in the video (inter coding degrades the frames after a cut,
@@ -206,17 +300,32 @@ def write_video(
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     with av.open(str(partial), "w") as container:
         options = {"qp": "20"} if intra_only else {}
+        if times is not None:  # no B-frames: decode order is display order, so the container's duration is exact
+            options["bf"] = "0"
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height = (size, size) if isinstance(size, int) else size
         stream.pix_fmt = "yuv420p"
         if intra_only or gop:
             stream.gop_size = 1 if intra_only else gop
-        for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
+        durations = {}  # pts -> duration: the muxer would give the last frame the one before it
+        if times is not None:
+            stream.codec_context.time_base = stream.time_base = times.time_base
+            durations = {int(a): int(b - a) for a, b in zip(times.ticks[:-1], times.ticks[1:])}
+        for j, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = int(times.ticks[j]), times.time_base
+            for packet in stream.encode(frame):
+                _mux(container, packet, durations)
         for packet in stream.encode():
-            container.mux(packet)
+            _mux(container, packet, durations)
     os.replace(partial, path)
+
+
+def _mux(container, packet, durations: dict) -> None:
+    if durations and packet.pts in durations:
+        packet.duration = durations[packet.pts]
+    container.mux(packet)
 
 
 # Written first into a synth folder: the settings that made it, so running the same command again resumes it,
@@ -237,18 +346,20 @@ def _check_folder(folder: Path, made: dict) -> None:
                          "(the same command again resumes it)")
 
 
-def _start(out, videos: int, seconds: float, fps: int, size: int, seed: int, progress: bool, **settings):
-    """Check the arguments, make the folder; returns (folder, rng, frames per video, video numbers)."""
+def _start(out, videos: int, seconds: float, rate: Fraction, size: int, seed: int, progress: bool, **settings):
+    """Check the arguments, make the folder; returns (folder, rng, frames per video, video numbers).
+    settings: what else made the folder (None values are left out, so older folders still resume)."""
     from tqdm.auto import tqdm
 
-    if videos < 1 or not 0 < seconds < math.inf or fps < 1:
-        raise FeatxError("synth needs --videos >= 1, a finite --seconds > 0 and --fps >= 1")
+    if videos < 1 or not 0 < seconds < math.inf:
+        raise FeatxError("synth needs --videos >= 1 and a finite --seconds > 0")
     if not 16 <= size <= 4096 or size % 2:
         raise FeatxError(f"--size must be an even number of pixels from 16 to 4096, not {size}")
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise FeatxError(f"{folder} exists and is not a folder; synth writes videos into a folder")
-    made = {**settings, "videos": videos, "seconds": seconds, "fps": fps, "size": size, "seed": seed}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    made = {**settings, "videos": videos, "seconds": seconds, "fps": _rate_json(rate), "size": size, "seed": seed}
     _check_folder(folder, made)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -256,11 +367,11 @@ def _start(out, videos: int, seconds: float, fps: int, size: int, seed: int, pro
         raise FeatxError(f"{folder}: cannot make the folder ({exc.strerror or exc})") from None
     (folder / MARKER).write_text(json.dumps(made, sort_keys=True))
     numbers = tqdm(range(videos), desc="synth", unit="video", disable=not progress)
-    return folder, np.random.default_rng(seed), max(1, round(seconds * fps)), numbers
+    return folder, np.random.default_rng(seed), max(1, round(seconds * rate)), numbers
 
 
 def make_trimmed(
-    out: str | Path, videos: int = 16, seconds: float = 3.0, fps: int = 8, size: int = 96, seed: int = 0,
+    out: str | Path, videos: int = 16, seconds: float = 3.0, fps: int | float | str | Fraction = 8, size: int = 96, seed: int = 0,
     val_fraction: float = 0.25, progress: bool = False, lead_in: float = 0.0, flashes: float = 0.0,
 ) -> SynthResult:
     """`videos` clips, classes assigned in turn; about `val_fraction` of each class in split 'val'.
@@ -269,6 +380,7 @@ def make_trimmed(
     flashes > 0: each colour shows only for this share of the video, at a random time (see flash_frame)."""
     if not 0 <= flashes < 0.25:
         raise FeatxError(f"--flashes must be in [0, 0.25), not {flashes}")
+    fps = frame_rate(fps)
     folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress, kind="trimmed",
                                      val_fraction=val_fraction, lead_in=lead_in, flashes=flashes)
     rows, paths = [], []
@@ -335,13 +447,14 @@ def motion_frame(background: np.ndarray, centres: np.ndarray, radius: float, col
 
 
 def make_motion(
-    out: str | Path, videos: int = 16, seconds: float = 2.0, fps: int = 8, size: int = 96, seed: int = 0,
+    out: str | Path, videos: int = 16, seconds: float = 2.0, fps: int | float | str | Fraction = 8, size: int = 96, seed: int = 0,
     val_fraction: float = 0.25, progress: bool = False,
 ) -> SynthResult:
     """`videos` clips of MOTION_CLASSES (assigned in turn, split as make_trimmed): 3-6 white discs of radius
     size / 12 at uniformly random positions on a static smooth background, moving 3-5 % of the frame per frame
     (the same for every class) in the class's direction, wrapping around. Intra-coded, as trimmed videos are,
     so coding artefacts depend on a frame's content alone (inter coding follows the motion)."""
+    fps = frame_rate(fps)
     folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress, kind="motion", val_fraction=val_fraction)
     rows, paths = [], []
     for k in numbers:
@@ -357,34 +470,46 @@ def make_motion(
     return SynthResult(folder, paths, _write_labels(folder, rows))
 
 
-def easy_segments(rng: np.random.Generator, duration: float, fps: int) -> list[Segment]:
-    """Non-overlapping action segments of 3-8 s with at least 2 s of background between them."""
+def _frame_times(times: FrameTimes | int | Fraction, duration: float) -> FrameTimes:
+    """`times` as FrameTimes: a bare rate means constant-rate frames over `duration`."""
+    if isinstance(times, FrameTimes):
+        return times
+    rate = frame_rate(times)
+    return FrameTimes.regular(max(1, round(duration * rate)), rate)
+
+
+def easy_segments(rng: np.random.Generator, duration: float, times: FrameTimes | int | Fraction) -> list[Segment]:
+    """Non-overlapping action segments of 3-8 s with at least 2 s of background between them, on the frame
+    boundaries of `times` (a FrameTimes, or a constant frame rate)."""
+    times = _frame_times(times, duration)
     segments, t = [], rng.uniform(1.0, 4.0)
     while True:
         length = rng.uniform(3.0, 8.0)
         if t + length > duration - 1.0:
             return segments
-        start, end = round(t * fps) / fps, round((t + length) * fps) / fps  # on frame boundaries
+        start, end = times.at(times.nearest(t)), times.at(times.nearest(t + length))  # on frame boundaries
         segments.append(Segment(start, end, str(rng.choice(UNTRIMMED_CLASSES))))
         t = end + rng.uniform(2.0, 8.0)
 
 
-def hard_segments(rng: np.random.Generator, duration: float, fps: int) -> list[Segment]:
+def hard_segments(rng: np.random.Generator, duration: float, times: FrameTimes | int | Fraction) -> list[Segment]:
     """Non-overlapping actions of 0.5-20 s (log-uniform, so short ones are as common as long ones; the last
-    one cut to fit) with 0.5-6 s of background between them, each with its occluded stretches."""
+    one cut to fit) with 0.5-6 s of background between them, each with its occluded stretches; on the frame
+    boundaries of `times` (a FrameTimes, or a constant frame rate)."""
+    times = _frame_times(times, duration)
     segments, t = [], rng.uniform(0.5, 3.0)
     while t <= duration - 1.0:  # room for a 0.5 s action and 0.5 s of background after it
         length = min(np.exp(rng.uniform(np.log(0.5), np.log(20.0))), duration - 0.5 - t)
-        first = round(t * fps)
-        last = first + max(1, round(length * fps))  # on frame boundaries, at least one frame
-        start, end = first / fps, last / fps
+        first = times.nearest(t)
+        last = min(times.frames, first + times.frames_in(first, length))  # on frame boundaries, at least one frame
+        start, end = times.at(first), times.at(last)
         label = str(rng.choice(HARD_CLASSES))
-        segments.append(Segment(start, end, label, _occlusions(rng, start, end, fps)))
+        segments.append(Segment(start, end, label, _occlusions(rng, start, end, times)))
         t = end + rng.uniform(0.5, 6.0)
     return segments
 
 
-def _occlusions(rng: np.random.Generator, start: float, end: float, fps: int) -> tuple[tuple[float, float], ...]:
+def _occlusions(rng: np.random.Generator, start: float, end: float, times: FrameTimes) -> tuple[tuple[float, float], ...]:
     """0-2 stretches of 0.3-1.5 s (they may overlap) inside the middle 60% of [start, end), each at most a
     quarter of the action: its first and last 20% always show, so both halves of an order pair are seen."""
     length, stretches = end - start, []
@@ -393,56 +518,61 @@ def _occlusions(rng: np.random.Generator, start: float, end: float, fps: int) ->
         if size > length / 4:
             continue
         at = rng.uniform(start + 0.2 * length, end - 0.2 * length - size)
-        a, b = np.ceil(at * fps) / fps, np.floor((at + size) * fps) / fps  # frame boundaries inside [at, at + size]
+        # frame boundaries inside [at, at + size]
+        a, b = times.at(math.ceil(times.position(at))), times.at(math.floor(times.position(at + size)))
         if b > a:
             stretches.append((float(a), float(b)))
     return tuple(sorted(stretches))
 
 
-def _easy_frames(segments: list[Segment], n: int, fps: int, texture: np.ndarray, phase: np.ndarray):
+def _easy_frames(segments: list[Segment], times: FrameTimes, texture: np.ndarray, phase: np.ndarray):
     size = texture.shape[0] // 2
-    for j in range(n):
-        t = j / fps
+    for j in range(times.frames):
+        t = times.start(j)
         label = next((seg.label for seg in segments if seg.covers(t)), None)
         yield untrimmed_frame(label, t, _drifting(texture, t, size, phase))
 
 
-def _hard_frames(segments: list[Segment], n: int, fps: int, texture: np.ndarray, phase: np.ndarray, light: tuple[float, float]):
+def _hard_frames(segments: list[Segment], times: FrameTimes, texture: np.ndarray, phase: np.ndarray, light: tuple[float, float]):
     """light: (period in s, phase) of the background's slow +-20% brightness change."""
     size = texture.shape[0] // 2
-    for j in range(n):
-        t = (j + 0.5) / fps  # frame centres, so reversing an action maps its frames onto each other
+    for j in range(times.frames):
+        t = times.centre(j)  # frame centres, so reversing an action maps its frames onto each other
         gain = 1 + 0.2 * np.sin(2 * np.pi * t / light[0] + light[1])
         background = np.clip(_drifting(texture, t, size, phase) * gain, 0, 255).astype(np.uint8)
         yield hard_frame(next((seg for seg in segments if seg.covers(t)), None), t, background)
 
 
 def make_untrimmed(
-    out: str | Path, videos: int = 8, seconds: float = 40.0, fps: int = 8, size: int = 96, seed: int = 0,
-    val_fraction: float = 0.25, progress: bool = False, hard: bool = False,
+    out: str | Path, videos: int = 8, seconds: float = 40.0, fps: int | float | str | Fraction = 8, size: int = 96,
+    seed: int = 0, val_fraction: float = 0.25, progress: bool = False, hard: bool = False, vfr: bool = False,
 ) -> SynthResult:
     """`videos` long videos with action segments; `annotations.json` in the ActivityNet format.
-    hard: HARD_CLASSES, actions of 0.5-20 s with occluded stretches, a background whose brightness varies
-    (see hard_segments, hard_frame); off, the same seed gives the same videos as before it existed."""
-    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress, kind="untrimmed", val_fraction=val_fraction, hard=hard)
-    duration = n / fps
+    fps: the frame rate, exact (see frame_rate: 29.97 is 30000/1001). hard: HARD_CLASSES, actions of 0.5-20 s
+    with occluded stretches, a background whose brightness varies (see hard_segments, hard_frame); off, the
+    same seed gives the same videos as before it existed. vfr: a variable frame rate, each frame lasting 1 or
+    1.5 periods of `fps` at random (FrameTimes.variable); each video's `duration` is then its own."""
+    fps = frame_rate(fps)
+    folder, rng, n, numbers = _start(out, videos, seconds, fps, size, seed, progress, kind="untrimmed",
+                                     val_fraction=val_fraction, hard=hard, vfr=vfr or None)
     n_val = round(videos * val_fraction)
     database, paths = {}, []
     for k in numbers:
         video_id = f"untrimmed_{k:03d}"
-        segments = (hard_segments if hard else easy_segments)(rng, duration, fps)
+        times = FrameTimes.variable(rng, seconds, fps) if vfr else FrameTimes.regular(n, fps)
+        segments = (hard_segments if hard else easy_segments)(rng, times.duration, times)
         texture, phase = _texture(rng, size), rng.uniform(0, 2 * np.pi, size=2)
         if hard:
             light = (rng.uniform(15.0, 40.0), rng.uniform(0, 2 * np.pi))
-            frames = _hard_frames(segments, n, fps, texture, phase, light)
+            frames = _hard_frames(segments, times, texture, phase, light)
         else:
-            frames = _easy_frames(segments, n, fps, texture, phase)
+            frames = _easy_frames(segments, times, texture, phase)
         path = folder / f"{video_id}.mp4"
-        write_video(path, frames, fps, size)
+        write_video(path, frames, fps, size, times=None if times.constant else times)
         paths.append(path)
         database[video_id] = {
             "subset": "validation" if k >= videos - n_val else "training",
-            "duration": duration,
+            "duration": times.duration,
             "annotations": [{"segment": [seg.start, seg.end], "label": seg.label} for seg in segments],
         }
     annotations = folder / "annotations.json"

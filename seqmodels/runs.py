@@ -7,10 +7,12 @@ the history: it alone rebuilds the model). Tasks add their own files (metrics.js
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,12 +156,49 @@ RUN_FILES = ("config.json", "checkpoint.pt", "metrics.json", "history.json", "cu
              "skips.png", "timeline.png", "evaluation.json")
 
 
-def check_run_folder(folder: str | Path) -> None:
-    """Before training: --out is new, empty, or an earlier run (which the new one replaces); any other folder is
-    refused, so nothing of the user's is mixed into or overwritten by a run."""
+def check_run_folder(folder: str | Path, overwrite: bool = False) -> None:
+    """Before training: --out is new or empty, or (with `overwrite`) an earlier run, which the new one replaces
+    only once it is complete (`staged_run_folder`); any other folder is refused, so nothing of the user's is
+    mixed into or overwritten by a run."""
     folder = Path(folder)
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / "config.json").is_file():
-        raise FeatxError(f"--out {folder} is a non-empty folder but not a featx run; choose a new folder")
+    if folder.exists() and not folder.is_dir():
+        raise FeatxError(f"--out {folder} exists and is not a folder; choose a new folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / "config.json").is_file():
+            raise FeatxError(f"--out {folder} is a non-empty folder but not a featx run; choose a new folder")
+        if not overwrite:
+            raise FeatxError(f"--out {folder} holds a run already; choose a new folder, or --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def staged_run_folder(folder: str | Path, overwrite: bool = False):
+    """Yields a fresh hidden folder beside `folder` to write a run into; when the block succeeds it becomes
+    `folder` (an earlier run there is swapped out and removed only then), when it fails it is removed and
+    `folder` is as it was: a full disk or Ctrl-C never loses the earlier run."""
+    folder = Path(folder)
+    check_run_folder(folder, overwrite)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = folder.parent / f".{folder.name}.featx-run-{os.getpid()}.tmp"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        if folder.is_dir() and any(folder.iterdir()):
+            old = folder.parent / f".{folder.name}.featx-old-{os.getpid()}.tmp"
+            os.replace(folder, old)
+            os.replace(stage, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if folder.is_dir():
+                folder.rmdir()
+            os.replace(stage, folder)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise FeatxError(f"cannot write the run to {folder}: {exc.strerror or exc}; an earlier run there is "
+                         "unchanged") from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
 
 
 def save_run(run: Run, folder: str | Path) -> None:

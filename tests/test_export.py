@@ -219,7 +219,7 @@ def test_a_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
 
 def test_a_video_id_that_would_leave_the_folder_is_refused(tmp_path):
     root = make_store(tmp_path / "store", ids=("../escape",))
-    with pytest.raises(FeatxError, match="cannot name a file inside the export folder"):
+    with pytest.raises(FeatxError, match="cannot be a video id"):
         export_store(root, tmp_path / "out", progress=False)
     assert not (tmp_path / "escape.npy").exists() and not (tmp_path / "out").exists()
 

@@ -107,7 +107,9 @@ def test_training_again_into_a_run_folder_replaces_every_file_of_the_earlier_run
 
     _, folder = _run(tmp_path)
     (folder / "skips.png").write_bytes(b"from the earlier run")
-    check_run_folder(folder)  # an earlier run: allowed
+    with pytest.raises(FeatxError, match="holds a run already.*--overwrite"):
+        check_run_folder(folder)  # an earlier run: only when asked
+    check_run_folder(folder, overwrite=True)
     _run(tmp_path)
     assert not (folder / "skips.png").exists()
     other = tmp_path / "notes"

@@ -1,12 +1,15 @@
 import csv
 import json
+from fractions import Fraction
 
 import av
 import numpy as np
+import pytest
 
+from featx.errors import FeatxError
 from featx.synth import (
-    BLUE, HARD_CLASSES, RED, TRIMMED_CLASSES, UNTRIMMED_CLASSES, Segment, easy_segments, hard_frame, hard_segments,
-    make_trimmed, make_untrimmed, order_frame, trimmed_frame,
+    BLUE, HARD_CLASSES, RED, TRIMMED_CLASSES, UNTRIMMED_CLASSES, YELLOW, FrameTimes, Segment, easy_segments,
+    frame_rate, hard_frame, hard_segments, make_trimmed, make_untrimmed, order_frame, trimmed_frame,
 )
 
 
@@ -173,3 +176,115 @@ def test_cli_synth_hard_is_for_untrimmed_only(tmp_path):
     assert runner.invoke(app, args).exit_code == 0
     labels = {a["label"] for e in json.loads((tmp_path / "u" / "annotations.json").read_text())["database"].values() for a in e["annotations"]}
     assert labels <= set(HARD_CLASSES)
+
+
+# --- real-world and variable frame rates -------------------------------------------------------------------
+
+
+def _decoded_times(path) -> tuple[Fraction, list[Fraction], Fraction]:
+    """(average rate, start time of every decoded frame, end of the stream), exact, in seconds."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        starts = [Fraction(f.pts) * stream.time_base for f in c.decode(stream)]
+        return stream.average_rate, starts, Fraction(stream.duration) * stream.time_base
+
+
+@pytest.mark.parametrize("given, rate", [("29.97", Fraction(30000, 1001)), ("30000/1001", Fraction(30000, 1001)),
+                                         ("23.976", Fraction(24000, 1001)), (29.97, Fraction(30000, 1001)),
+                                         (25, Fraction(25)), ("25", Fraction(25)), ("12.5", Fraction(25, 2))])
+def test_frame_rate_reads_ntsc_decimals_as_their_exact_fraction(given, rate):
+    assert frame_rate(given) == rate
+
+
+@pytest.mark.parametrize("given", [0, "0", -25, "abc", "1/0", "nan", "inf", "", 1001])
+def test_frame_rate_refuses_what_is_not_a_rate(given):
+    with pytest.raises(FeatxError, match="--fps must be a frame rate"):
+        frame_rate(given)
+
+
+@pytest.mark.parametrize("fps, rate", [("29.97", Fraction(30000, 1001)), (25, Fraction(25))])
+def test_untrimmed_videos_at_real_world_rates_decode_at_that_rate(tmp_path, fps, rate):
+    result = make_untrimmed(tmp_path, videos=1, seconds=3, fps=fps, size=32, seed=1)
+    average, starts, end = _decoded_times(result.videos[0])
+    n = round(3 * rate)  # 90 frames at 29.97, 75 at 25
+    assert average == rate and len(starts) == n
+    assert starts == [j / rate for j in range(n)]  # frame j at j * 1001 / 30000 s, exactly
+    assert end == n / rate
+    entry = json.loads(result.labels.read_text())["database"]["untrimmed_000"]
+    assert entry["duration"] == float(n / rate)
+
+
+def test_variable_frame_times_last_one_or_one_and_a_half_periods():
+    times = FrameTimes.variable(np.random.default_rng(0), 10.0, Fraction(30))
+    gaps = {Fraction(int(b - a)) * times.time_base for a, b in zip(times.ticks[:-1], times.ticks[1:])}
+    assert gaps == {Fraction(1, 30), Fraction(1, 20)}
+    assert 10.0 <= times.duration < 10.0 + 1 / 20 and times.frames > 10 * 20
+
+
+def test_a_vfr_video_shows_its_frames_at_the_promised_times(tmp_path):
+    result = make_untrimmed(tmp_path, videos=1, seconds=4, fps=30, size=32, seed=3, vfr=True)
+    _, starts, end = _decoded_times(result.videos[0])
+    gaps = {b - a for a, b in zip(starts, starts[1:])}
+    assert starts[0] == 0 and gaps == {Fraction(1, 30), Fraction(1, 20)}
+    assert float(end) == json.loads(result.labels.read_text())["database"]["untrimmed_000"]["duration"]
+    again = FrameTimes.variable(np.random.default_rng(3), 4.0, Fraction(30))  # the option's promise, drawn first
+    assert starts == [Fraction(int(t)) * again.time_base for t in again.ticks[:-1]]
+
+
+def _shown(rgb: np.ndarray) -> float:
+    return max(_colour_share(rgb, colour) for colour in (RED, BLUE, YELLOW))
+
+
+@pytest.mark.parametrize("fps, vfr", [("29.97", False), ("30000/1001", True)])
+def test_segments_start_and_end_on_the_boundaries_of_shown_frames(tmp_path, fps, vfr):
+    result = make_untrimmed(tmp_path, videos=2, seconds=14, fps=fps, size=32, seed=4, vfr=vfr)
+    database = json.loads(result.labels.read_text())["database"]
+    for path in result.videos:
+        _, starts, end = _decoded_times(path)
+        boundaries = {float(t) for t in starts} | {float(end)}
+        with av.open(str(path)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        segments = [a["segment"] for a in database[path.stem]["annotations"]]
+        assert segments
+        for s, e in segments:
+            assert s in boundaries and e in boundaries
+            first, after = [float(t) for t in starts].index(s), [float(t) for t in starts].index(e)
+            # the action shows from the segment's first frame to its last, and not in the frames either side
+            assert _shown(frames[first]) > 0.02 and _shown(frames[after - 1]) > 0.02
+            assert _shown(frames[first - 1]) < 0.005 and _shown(frames[after]) < 0.005
+
+
+def test_the_featx_decoder_times_vfr_frames_by_their_timestamps(tmp_path):
+    from featx.video import FrameChunk, stream_frames
+
+    result = make_untrimmed(tmp_path, videos=1, seconds=3, fps=30, size=32, seed=5, vfr=True)
+    _, starts, _ = _decoded_times(result.videos[0])
+    every = [t for item in stream_frames(result.videos[0]) if isinstance(item, FrameChunk) for t in item.time]
+    np.testing.assert_allclose(every, [float(t) for t in starts], atol=1e-9)
+    sampled = [t for item in stream_frames(result.videos[0], fps=4) if isinstance(item, FrameChunk) for t in item.time]
+    expected = sorted({min(t for t in starts if t >= Fraction(k, 4)) for k in range(12)})  # first frame at or after k / 4
+    np.testing.assert_allclose(sampled, [float(t) for t in expected], atol=1e-9)
+
+
+@pytest.mark.parametrize("args, needle", [(["--fps", "abc"], "--fps must be a frame rate"), (["--fps", "0"], "not '0'"),
+                                          (["--vfr"], "--vfr applies to --kind untrimmed only")])
+def test_cli_synth_refuses_bad_rates_in_one_line(tmp_path, args, needle):
+    from typer.testing import CliRunner
+
+    from cli import app
+    from tests.helpers import one_error_line
+
+    one_error_line(CliRunner().invoke(app, ["synth", str(tmp_path / "s"), *args]), needle)
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_synth_writes_ntsc_vfr_videos(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    args = ["synth", str(tmp_path / "u"), "--kind", "untrimmed", "--fps", "29.97", "--vfr", "--videos", "1",
+            "--seconds", "2", "--size", "32"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    _, starts, _ = _decoded_times(tmp_path / "u" / "untrimmed_000.mp4")
+    assert {b - a for a, b in zip(starts, starts[1:])} == {Fraction(1001, 30000), Fraction(3003, 60000)}

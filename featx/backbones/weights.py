@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from featx.digests import file_sha256  # noqa: F401 (its users import it from here too)
 from featx.errors import FeatxError
 
 RANDOM_INIT = "random-init"
@@ -41,14 +42,6 @@ PREFIXES = ("module.", "_orig_mod.", "model.")
 # Plain classes a training script pickles beside its weights (timm's train.py saves its argparse options as
 # `args`); the weights-only unpickler rebuilds them by setting attributes, without running their code.
 _SAFE_GLOBALS = [argparse.Namespace]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tensors_sha256(state: dict) -> str:
