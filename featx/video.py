@@ -317,6 +317,9 @@ def check_whole(info: VideoInfo, n: int, last: float, step: float, verb: str = "
     spans_duration = info.duration > 0 and last + step >= _MIN_DECODED_SHARE * info.duration
     if info.frames and n < _MIN_DECODED_SHARE * info.frames and not spans_duration:
         raise FeatxError(f"truncated: {verb} {n} of {info.frames} declared frames")
+    # containers that declare no frame count (Matroska, WebM) still declare a duration: the frames must span it
+    if not info.frames and info.duration > 0 and not spans_duration:
+        raise FeatxError(f"truncated: {verb} {n} frames up to {last + step:.2f} s of {info.duration:.2f} s declared")
 
 
 class _FullDecode:

@@ -166,3 +166,21 @@ def test_an_exported_file_with_a_flipped_byte_does_not_import(tmp_path, fmt, nam
     result = runner.invoke(app, ["import", str(tmp_path / "out"), "--out", str(tmp_path / "back")])
     one_error_line(result, "sha256", name.split("/")[-1])
     assert not (tmp_path / "back").exists()
+
+
+def test_a_truncated_matroska_video_is_a_failed_row_not_ok(tmp_path):
+    """MKV declares no frame count, only a duration: a video cut to a quarter must not be `ok` with its first rows."""
+    from featx.store import latest_manifest
+    from tests.conftest import TINY_ARGS
+    from tests.helpers import encode_h264
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "v").mkdir()
+    full = encode_h264(tmp_path / "v" / "full.mkv", (rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(80)), 8)
+    data = full.read_bytes()
+    (tmp_path / "v" / "cut.mkv").write_bytes(data[: len(data) // 4])
+    result = runner.invoke(app, ["extract", str(tmp_path / "v"), "--out", str(tmp_path / "s"), "--fps", "2", *TINY_ARGS,
+                                 "--no-progress"])
+    manifest = latest_manifest(tmp_path / "s").set_index("video_id")
+    assert manifest.loc["full", "status"] == "ok"
+    assert manifest.loc["cut", "status"] == "error" and "truncated" in manifest.loc["cut", "error"], result.output
