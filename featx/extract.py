@@ -68,6 +68,9 @@ class ExtractSummary:
         out += [f"  failed {video_id}: {reason}" for video_id, reason in self.failures[:failures]]
         if len(self.failures) > failures:
             out.append(f"  ... and {len(self.failures) - failures} more (see `featx info {self.store}`)")
+        if self.skipped:  # the store's own parts were trusted by their footers, as every open does
+            out.append(f"  the {self.skipped} skipped videos' parts were checked by their footers, not page by page: "
+                       f"`featx info --verify {self.store}` reads every page")
         return out
 
 

@@ -35,14 +35,17 @@ class StoreProblems:
     missing: dict[str, list[str]] = field(default_factory=dict)  # part -> its videos (latest rows)
     damaged: dict[str, str] = field(default_factory=dict)  # part -> why it cannot be read
     duplicates: dict[str, list[str]] = field(default_factory=dict)  # video_id -> the parts holding it
+    stray: list[str] = field(default_factory=list)  # files featx did not write that pandas / DuckDB would read
 
     def __bool__(self) -> bool:
-        return bool(self.missing or self.damaged or self.duplicates)
+        return bool(self.missing or self.damaged or self.duplicates or self.stray)
 
     def lines(self) -> list[str]:
         out = [f"missing part {p} ({_some(v)})" for p, v in sorted(self.missing.items())]
         out += [f"damaged part {p} ({why})" for p, why in sorted(self.damaged.items())]
         out += [f"video {v!r} written twice ({', '.join(parts)})" for v, parts in sorted(self.duplicates.items())]
+        out += [f"{name} is not featx's: pandas.read_parquet(store) and DuckDB's store/*.parquet would read it as "
+                f"rows; move it out of the store (or --repair moves it to {DAMAGED_DIR}/)" for name in self.stray]
         return out
 
     def summary(self) -> str:
@@ -54,6 +57,9 @@ class StoreProblems:
             pieces.append(f"{len(self.damaged)} damaged part(s): {_some(sorted(self.damaged))}")
         if self.duplicates:
             pieces.append(f"{len(self.duplicates)} video(s) written twice: {_some(sorted(self.duplicates))}")
+        if self.stray:
+            pieces.append(f"{len(self.stray)} file(s) featx did not write, which pandas and DuckDB would read: "
+                          f"{_some(self.stray)} (move them out of the store)")
         return "; ".join(pieces)
 
 
@@ -69,7 +75,7 @@ def quick_check(root, manifest, read_footers: bool = False) -> StoreProblems:
     """Missing parts (named by a video's latest row in `manifest`, as read_manifest gives it), videos ok in
     two existing parts and, with read_footers, parts whose footer cannot be read or whose row count
     disagrees with the manifest."""
-    from featx.store import PART_GLOB, latest_rows
+    from featx.store import CONFIG_KEY, PART_GLOB, latest_rows
 
     present = {p.name: p for p in root.glob(PART_GLOB)}
     problems = StoreProblems()
@@ -84,15 +90,46 @@ def quick_check(root, manifest, read_footers: bool = False) -> StoreProblems:
         problems.duplicates[video] = sorted(group["part"])
     if read_footers:
         rows = held.groupby("part")["rows"].sum()
+        configs: dict[str, bytes] = {}
         for name, path in present.items():
             try:
-                found = location.parquet_metadata(path).num_rows
+                footer = location.parquet_metadata(path)
             except (OSError, pa.ArrowException) as exc:
                 problems.damaged[name] = _reason(exc)
                 continue
-            if name in rows.index and found != rows[name]:
-                problems.damaged[name] = f"{found} rows, the manifest says {rows[name]}"
+            configs[name] = (footer.metadata or {}).get(CONFIG_KEY, b"")
+            if name in rows.index and footer.num_rows != rows[name]:
+                problems.damaged[name] = f"{footer.num_rows} rows, the manifest says {rows[name]}"
+        problems.damaged.update(_foreign_parts(configs))
     return problems
+
+
+def _foreign_parts(configs: dict[str, bytes]) -> dict[str, str]:
+    """Parts whose extraction config differs from the store's (a part copied in from another store): the
+    store's is the config most parts hold (ties: the oldest part's; part names start with their UTC time)."""
+    from featx.config import ExtractConfig
+
+    if len(set(configs.values())) <= 1:
+        return {}
+    counts: dict[bytes, int] = {}
+    for name in sorted(configs):
+        counts[configs[name]] = counts.get(configs[name], 0) + 1
+    ours = max(counts, key=counts.get)  # the first of the most common, in part-name order
+    try:
+        store = ExtractConfig.from_json(ours.decode())
+    except (ValueError, FeatxError):
+        return {}
+    foreign = {}
+    for name, raw in configs.items():
+        if raw == ours:
+            continue
+        try:
+            diff = store.differences(ExtractConfig.from_json(raw.decode()))
+        except (ValueError, FeatxError, UnicodeDecodeError):
+            diff = ["no readable featx config"]
+        if diff:
+            foreign[name] = f"written with another extraction config ({'; '.join(diff)[:160]}): not this store's"
+    return foreign
 
 
 def _reason(exc: Exception) -> str:
@@ -107,6 +144,7 @@ def verify_store(root, progress: bool = False) -> StoreProblems:
     from featx.store import PART_GLOB, read_manifest
 
     problems = quick_check(root, read_manifest(root), read_footers=True)
+    problems.stray = stray_files(root)
     holders: dict[str, set[str]] = {}  # video_id -> the parts with rows of it
     for path in tqdm(sorted(root.glob(PART_GLOB)), unit="part", desc="verify", disable=not progress):
         if path.name in problems.damaged:
@@ -127,6 +165,17 @@ def verify_store(root, progress: bool = False) -> StoreProblems:
     return problems
 
 
+def stray_files(root) -> list[str]:
+    """Entries of a local store's folder that featx did not write and that readers of the folder would take for
+    data: pyarrow / pandas read every file and folder not starting with '_' or '.', DuckDB every *.parquet."""
+    from featx.store import PART_GLOB
+
+    if location.is_remote(root):
+        return []
+    return sorted(p.name for p in root.iterdir()
+                  if not p.name.startswith(("_", ".")) and not (p.is_file() and p.match(PART_GLOB)))
+
+
 def repair_store(root, problems: StoreProblems) -> list[str]:
     """Set damaged parts aside, record the videos of missing and damaged parts as failed (so the next
     extraction redoes them), and remove every second copy of a video. Returns what was done, one line each.
@@ -141,6 +190,11 @@ def repair_store(root, problems: StoreProblems) -> list[str]:
         done.append(f"moved damaged part {part} to {DAMAGED_DIR}/")
     for part in problems.missing:
         lost[part] = f"part {part} is missing"
+    for name in problems.stray:
+        aside = root / DAMAGED_DIR
+        aside.mkdir(exist_ok=True)
+        os.replace(root / name, aside / name)
+        done.append(f"moved {name}, which featx did not write, to {DAMAGED_DIR}/")
     if lost:
         _record_lost(root, lost)
         done.append(f"recorded the videos of {len(lost)} lost part(s) as failed: the next extraction redoes them")

@@ -184,3 +184,41 @@ def test_a_truncated_matroska_video_is_a_failed_row_not_ok(tmp_path):
     manifest = latest_manifest(tmp_path / "s").set_index("video_id")
     assert manifest.loc["full", "status"] == "ok"
     assert manifest.loc["cut", "status"] == "error" and "truncated" in manifest.loc["cut", "error"], result.output
+
+
+# -- a store is exactly what its parts and config say, for every reader ---------------------------------------
+def test_a_part_copied_in_from_a_store_with_another_config_fails_verify_and_is_set_aside(tmp_path):
+    import shutil
+
+    from featx.store import PART_GLOB, load_features
+    from featx.store_check import check_store
+
+    ours = _store(tmp_path / "ours", ids=("a", "b", "c"))
+    with StoreWriter(tmp_path / "other", toy_config(fps=5.0)) as writer:  # another sampling rate
+        add_toy_video(writer, "z", 4)
+    (foreign,) = (tmp_path / "other").glob(PART_GLOB)
+    shutil.copy(foreign, ours / foreign.name)
+
+    problems, _ = check_store(ours)
+    assert foreign.name in problems.damaged and "fps" in problems.damaged[foreign.name]
+    result = runner.invoke(app, ["info", str(ours), "--verify"])
+    assert result.exit_code == 1 and "another extraction config" in result.output
+    problems, done = check_store(ours, repair=True)
+    assert (ours / "_damaged" / foreign.name).is_file() and not (ours / foreign.name).exists()
+    assert set(load_features(ours, columns=["video_id"]).video_id) == {"a", "b", "c"}
+    assert not check_store(ours)[0]
+
+
+def test_a_stray_parquet_file_that_pandas_would_read_fails_verify_with_the_fix(tmp_path):
+    import pandas as pd
+
+    from featx.store_check import check_store
+
+    root = _store(tmp_path / "s")
+    part = next(root.glob("part-*.parquet"))
+    (root / "copy.parquet").write_bytes(part.read_bytes())  # pandas would now read every row twice
+    assert len(pd.read_parquet(root)) == 2 * (3 + 4)
+    result = runner.invoke(app, ["info", str(root), "--verify"])
+    assert result.exit_code == 1 and "copy.parquet" in result.output and "move" in result.output
+    check_store(root, repair=True)
+    assert len(pd.read_parquet(root)) == 3 + 4 and (root / "_damaged" / "copy.parquet").is_file()
