@@ -31,7 +31,8 @@ class Split:
 
     def describe(self) -> str:
         """'trained on validation (200 videos), scored on testing (213 videos)'."""
-        held = f"a random {len(self.eval)} of them" if self.eval_subset is None else f"{self.eval_subset} ({len(self.eval)} videos)"
+        held = (f"{len(self.eval)} held-out videos (a random --val-fraction share)" if self.eval_subset is None
+                else f"{self.eval_subset} ({len(self.eval)} videos)")
         return f"trained on {self.train_subset or 'the annotated videos'} ({len(self.train)} videos), scored on {held}"
 
 
