@@ -291,7 +291,7 @@ def synth(
     seconds: Annotated[Optional[float], typer.Option(help="Length of each video. Default: 3 (trimmed), 40 (untrimmed), 2 (motion).")] = None,
     fps: Annotated[str, typer.Option(help="Frame rate of the videos: 25, 30000/1001; 29.97 and 23.976 are the exact NTSC rates 30000/1001 and 24000/1001.")] = "8",
     size: Annotated[int, typer.Option(help="Width and height in pixels (even).")] = 96,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same videos.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed: the same seed gives the same videos.")] = 0,
     lead_in: Annotated[float, typer.Option(min=0.0, max=0.9, help="Trimmed: each video starts with the background alone for a random share of its length below this.")] = 0.0,
     flashes: Annotated[float, typer.Option(min=0.0, max=0.24, help="Trimmed: each colour only flashes, for this share of the video, at a random time (first before second).")] = 0.0,
     hard: Annotated[bool, typer.Option("--hard", help="Untrimmed: 0.5-20 s actions, occlusions, order-only classes.")] = False,
@@ -394,7 +394,7 @@ def train_head(
     gate_warmup: Annotated[float, typer.Option(help="Skip heads: share of the epochs, from the first, in which every step updates (the gates open) before the gates learn; 0: from the start. Without it a gate can close for good in the first epoch.")] = 0.25,
     max_steps: Annotated[Optional[int], typer.Option(help="Classification: sample at most this many steps per video, uniformly in time. Detection: training crop length (default 2304).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Validation share when the labels or annotations name no split.")] = 0.2,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed of the split, the initial weights and the batches.")] = 0,
     option: Annotated[Optional[list[str]], typer.Option(help="A head option as key=value, repeatable (e.g. hidden=128, layers=2, bidirectional=true, window=9).")] = None,
     ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out labelled videos missing from the store and store videos without a label, instead of failing.")] = False,
     background_weight: Annotated[float, typer.Option(help="Step detectors: loss weight of background steps (Montes et al.: 0.3).")] = 0.3,
@@ -567,11 +567,11 @@ def evaluate(
         if run_task(run) == "detection":
             if annotations is None:
                 raise FeatxError("a detection run is evaluated with --annotations")
-            result, scored = evaluate_detection(run, store, annotations, subset, _tiou(tiou), ignore_missing)
+            report = evaluate_detection(run, store, annotations, subset, _tiou(tiou), ignore_missing).to_dict()
             target = out or run / "evaluation.json"
-            target.write_text(json.dumps({"videos": len(scored), "subset": subset, **result.to_dict()}, indent=1))
-            typer.echo(f"scored {len(scored)} videos ({subset or 'the ones the run was scored on'})")
-            _print_map(result.to_dict())
+            target.write_text(json.dumps(report, indent=1))
+            typer.echo(f"scored {report['videos']} videos ({subset or 'the ones the run was scored on'})")
+            _print_map(report)
             typer.echo(f"wrote {target}")
             return
         if labels is None:

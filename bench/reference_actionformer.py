@@ -267,7 +267,7 @@ def run_featx(store: Path, labels: Path, run: Path, seed: int, args) -> dict:
     history = []
     with Stopwatch() as watch:
         _, metrics = train_detection(store, labels, config, run, on_epoch=history.append)
-    thumos, _ = evaluate_detection(run, store, labels, "validation", THUMOS_TIOU)
+    thumos = evaluate_detection(run, store, labels, "validation", THUMOS_TIOU).map
     return {"map@0.5": metrics["map"]["0.5"], "average_map": metrics["average_map"], "map": metrics["map"],
             "thumos_map": thumos.to_dict()["map"], "thumos_average_map": thumos.average_map,
             "epochs": len(history), "s_per_epoch": float(np.mean([h["seconds"] for h in history])),

@@ -80,6 +80,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise FeatxError(f"--task must be one of {', '.join(TASKS)}, not {self.task!r}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+            raise FeatxError(f"--seed must be an integer from 0 to 2**32 - 1, not {self.seed}")
         if not 0 < self.val_fraction < 1:
             raise FeatxError(f"--val-fraction must be between 0 and 1, not {self.val_fraction}")
         if self.max_steps is not None and self.max_steps < 1:

@@ -90,6 +90,8 @@ def test_train_head_on_a_thumos_file_records_its_subsets_tious_and_training_vide
     assert sorted(config["train_videos"]) == [f"video_validation_{k:07d}" for k in range(4)]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["tiou_thresholds"] == [0.3, 0.4, 0.5, 0.6, 0.7] and metrics["eval_subset"] == "testing"
+    assert metrics["notes"] == ["scored on only 4 videos: one segment more or less moves the mAP a lot"]
+    assert "note: scored on only 4 videos" in result.output
 
     result = runner.invoke(app, ["evaluate", str(run), str(store), "--annotations", str(anno)])
     assert result.exit_code == 0, result.output
@@ -120,3 +122,20 @@ def test_a_random_split_run_evaluates_the_videos_it_did_not_train_on(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((run / "evaluation.json").read_text())["videos"] == 2
     assert "tIoU  |   0.5 |  0.55" in result.output  # not THUMOS-shaped: ActivityNet's thresholds
+
+
+def test_classes_the_scored_videos_never_show_are_named_in_a_note():
+    from seqmodels.detection.run import sample_notes
+
+    ann = Annotations("a.json", {f"v{k}": VideoAnnotation("validation", 30.0, [Segment(1.0, 2.0, "jump")]) for k in range(6)})
+    assert sample_notes(ann, list(ann.videos), ["jump"]) == []
+    (note,) = sample_notes(ann, list(ann.videos), ["dive", "jump", "swim"])
+    assert "2 of 3 classes have no segment in the scored videos (dive, swim)" in note and "averages the other 1" in note
+
+
+def test_a_seed_outside_numpys_range_is_one_error_line():
+    from seqmodels.runs import TrainConfig
+
+    for seed in (-1, 2**32):
+        with pytest.raises(FeatxError, match="--seed must be an integer from 0 to 2\\*\\*32 - 1"):
+            TrainConfig(seed=seed)

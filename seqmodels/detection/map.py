@@ -206,4 +206,5 @@ def map_table(metrics: dict) -> list[str]:
     lines += [f"AP {cls}: " + " ".join(f"{a:.2f}" for a in row.values()) for cls, row in metrics["ap_per_class"].items()]
     if "update_fraction" in metrics:  # skip step detectors
         lines.append(f"state updates: {metrics['update_fraction']:.1%} of the steps")
+    lines += [f"note: {note}" for note in metrics.get("notes", [])]
     return lines

@@ -204,7 +204,8 @@ def train_detection(
     result = detection_map(ground_truth(annotations, val_ids), detections, config.tiou, classes,
                            ignore=annotations.ignore_regions(val_ids))
     metrics = {"videos": len(val_ids), "train_videos": len(train_ids), "train_subset": split.train_subset,
-               "eval_subset": split.eval_subset, "split": split.describe(), **result.to_dict()}
+               "eval_subset": split.eval_subset, "split": split.describe(), **result.to_dict(),
+               "notes": sample_notes(annotations, val_ids, classes)}
     if updates:
         metrics["update_fraction"] = float(np.concatenate(updates).mean())
     save_run(run, out)
@@ -214,6 +215,23 @@ def train_detection(
     shown = val_ids[:4]
     timeline(annotations, [d for d in detections if d.video_id in set(shown)], shown, out / "timeline.png")
     return run, metrics
+
+
+FEW_VIDEOS = 5  # fewer scored videos than this: a mAP that moves by whole segments
+
+
+def sample_notes(annotations: Annotations, scored: list[str], classes: list[str]) -> list[str]:
+    """What makes a mAP on these videos less than it seems, one line each: very few videos, classes absent."""
+    notes = []
+    if len(scored) < FEW_VIDEOS:
+        notes.append(f"scored on only {len(scored)} videos: one segment more or less moves the mAP a lot")
+    shown = {s.label for v in scored for s in annotations.videos[v].segments}
+    absent = [c for c in classes if c not in shown]
+    if absent:
+        notes.append(f"{len(absent)} of {len(classes)} classes have no segment in the scored videos "
+                     f"({', '.join(absent[:3])}{'...' if len(absent) > 3 else ''}): the mAP averages the other "
+                     f"{len(classes) - len(absent)}")
+    return notes
 
 
 def load_detection_run(folder: str | Path, device: str = "cpu") -> Run:
@@ -288,9 +306,9 @@ def predict_detection(run_dir: str | Path, store: str | Path, subset: str | None
 def evaluate_detection(
     run_dir: str | Path, store: str | Path, annotations_path: str | Path, subset: str | None = None,
     thresholds=None, ignore_missing: bool = False,
-) -> tuple[DetectionMAP, list[str]]:
+) -> "Evaluation":
     """mAP of the run on the annotated videos of `subset` ('all': every annotated video; None: those the run was
-    scored on) at `thresholds` (None: the run's own tIoUs); returns it and the videos scored."""
+    scored on) at `thresholds` (None: the run's own tIoUs), with the videos scored and notes on the sample."""
     run = load_detection_run(run_dir)
     columns = run_columns(run, store)
     annotations = load_annotations(annotations_path)
@@ -300,7 +318,20 @@ def evaluate_detection(
     thresholds = thresholds or run.config.tiou or default_tiou(annotations)
     result = detection_map(ground_truth(annotations, chosen), detections, thresholds, annotations.classes,
                            ignore=annotations.ignore_regions(chosen))
-    return result, chosen
+    return Evaluation(result, chosen, subset, sample_notes(annotations, chosen, run.classes))
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """`evaluate_detection`'s report."""
+
+    map: DetectionMAP
+    videos: list[str]  # the videos scored
+    subset: str | None  # as asked (None: the run's own scored videos)
+    notes: list[str]  # sample_notes
+
+    def to_dict(self) -> dict:
+        return {"videos": len(self.videos), "subset": self.subset, **self.map.to_dict(), "notes": self.notes}
 
 
 def shown_predictions(detections: list[Detection], truth_count: int) -> list[Detection]:
