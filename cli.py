@@ -361,13 +361,20 @@ def _epoch_line(row: dict) -> str:
     return line + f" | {row['seconds']:>5.1f}"
 
 
-def _metrics_lines(metrics: dict) -> list[str]:
+def _metrics_lines(metrics: dict, per_class: bool = False) -> list[str]:
     keys = ["accuracy", "macro_f1", "hit@1", "hit@5", "clip_hit@1", "video_hit@1", "video_hit@5", "update_fraction"]
-    return [f"{key:<16} {metrics[key]:.4f}" for key in keys if key in metrics] + [f"{'videos':<16} {metrics['videos']}"]
+    lines = [f"{key:<16} {metrics[key]:.4f}" + (f"  ({metrics['macro_f1_over']})" if key == "macro_f1" and "macro_f1_over" in metrics else "")
+             for key in keys if key in metrics] + [f"{'videos':<16} {metrics['videos']}"]
+    if per_class and "per_class" in metrics:
+        width = max(len(c) for c in metrics["per_class"])
+        lines.append(f"{'class':<{width}} | precision | recall |    F1 | videos")
+        lines += [f"{c:<{width}} | {m['precision']:>9.3f} | {m['recall']:>6.3f} | {m['f1']:>5.3f} | {m['support']:>6}"
+                  for c, m in metrics["per_class"].items()]
+    return lines + [f"note: {note}" for note in metrics.get("notes", [])]
 
 
-def _print_metrics(metrics: dict) -> None:
-    for line in _metrics_lines(metrics):
+def _print_metrics(metrics: dict, per_class: bool = False) -> None:
+    for line in _metrics_lines(metrics, per_class):
         typer.echo(line)
 
 
@@ -579,8 +586,8 @@ def evaluate(
         metrics = evaluate_run(run, store, labels, split, clip_steps, clips, ignore_missing)
         target = out or run / "evaluation.json"
         target.write_text(json.dumps(metrics, indent=1))
-    _print_metrics(metrics)
-    typer.echo(f"wrote {target}")
+    _print_metrics(metrics, per_class=True)
+    typer.echo(f"wrote {target} (with the confusion matrix: rows true class, columns predicted)")
 
 
 @app.command(cls=ReadableHelp)

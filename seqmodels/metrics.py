@@ -32,20 +32,40 @@ def clip_windows(length: int, clip_steps: int, clips: int) -> list[tuple[int, in
     return [(int(round(s)), int(round(s)) + clip_steps) for s in starts]
 
 
+FEW_VIDEOS = 10  # fewer scored videos than this: each one moves accuracy by more than 10 points
+
+
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, classes: list[str]) -> dict:
-    """accuracy, macro_f1, hit@1, hit@5 and the confusion matrix (rows: true class, columns: predicted)."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+    """accuracy, macro_f1 (over every class of the run: a class without a scored video counts as F1 0, and
+    `macro_f1_present` averages the classes the videos show), hit@1, hit@5, per-class precision / recall / F1 /
+    support, the confusion matrix (rows: true class, columns: predicted) and notes on a small or partial sample."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     predicted = scores.argmax(1)
     everything = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=everything, zero_division=0)
+    present = support > 0
+    notes = []
+    if len(labels) < FEW_VIDEOS:
+        notes.append(f"scored on only {len(labels)} videos: each one moves accuracy by {100 / max(len(labels), 1):.0f} points")
+    if not present.all():
+        absent = [c for c, here in zip(classes, present) if not here]
+        notes.append(f"{len(absent)} of {len(classes)} classes have no video here ({', '.join(absent[:3])}"
+                     f"{'...' if len(absent) > 3 else ''}): macro-F1 counts them as 0; over the {int(present.sum())} "
+                     f"present classes it is {float(f1[present].mean()) if present.any() else 0.0:.4f}")
     return {
         "accuracy": float(accuracy_score(labels, predicted)),
-        "macro_f1": float(f1_score(labels, predicted, average="macro", labels=everything, zero_division=0)),
+        "macro_f1": float(f1.mean()),
+        "macro_f1_over": f"all {len(classes)} classes of the run",
+        "macro_f1_present": float(f1[present].mean()) if present.any() else 0.0,
         "hit@1": hit_at_k(scores, labels, 1),
         "hit@5": hit_at_k(scores, labels, 5),
+        "per_class": {c: {"precision": float(pr), "recall": float(rc), "f1": float(f), "support": int(n)}
+                      for c, pr, rc, f, n in zip(classes, precision, recall, f1, support)},
         "confusion": confusion_matrix(labels, predicted, labels=everything).tolist(),
         "classes": list(classes),
         "videos": int(len(labels)),
+        "notes": notes,
     }
 
 
