@@ -268,6 +268,13 @@ class _ExportPlan:
             table = pq.read_table(_inside(folder, sidecar["times"])).to_pandas()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise FeatxError(f"{folder / SIDECAR}: not a readable featx export sidecar ({exc})") from None
+        kinds = [(version, int, "format_version"), (self.entries, dict, "videos"), (sidecar.get("column"), str, "column"),
+                 (sidecar.get("dtype"), str, "dtype")]
+        for value, kind, key in kinds:
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise FeatxError(f"{folder / SIDECAR}: {key} must be {kind.__name__}, not {value!r}; export the store again")
+        if not all(isinstance(e, dict) and isinstance(e.get("file"), str) for e in self.entries.values()):
+            raise FeatxError(f"{folder / SIDECAR}: every video entry needs a 'file' name; export the store again")
         if version > SIDECAR_VERSION:
             raise FeatxError(f"{folder / SIDECAR}: format_version {version}, written by a newer featx; upgrade featx")
         stream = "flow" if sidecar["column"] == "flow_feature" else "rgb" if original.stream == "both" else original.stream

@@ -273,6 +273,12 @@ def load_run(folder: str | Path, build, device: str = "cpu") -> Run:
     from featx.backbones import resolve_device
 
     ckpt = load_checkpoint(folder)
+    fields = {"train": dict, "classes": list, "in_dim": int}
+    for key, kind in fields.items():
+        if not isinstance(ckpt.get(key), kind) or isinstance(ckpt.get(key), bool):
+            raise FeatxError(f"{folder}/checkpoint.pt: '{key}' is missing or not a {kind.__name__}; train the run again")
+    if not isinstance(ckpt.get("store_config"), (dict, type(None))) or not all(isinstance(c, str) for c in ckpt["classes"]):
+        raise FeatxError(f"{folder}/checkpoint.pt: 'classes' or 'store_config' has the wrong type; train the run again")
     train = ckpt["train"]
     if "stream" not in train:  # a run from before streams read `feature`: the stream its store holds there
         store_stream = (ckpt["store_config"] or {}).get("stream")

@@ -222,3 +222,29 @@ def test_a_stray_parquet_file_that_pandas_would_read_fails_verify_with_the_fix(t
     assert result.exit_code == 1 and "copy.parquet" in result.output and "move" in result.output
     check_store(root, repair=True)
     assert len(pd.read_parquet(root)) == 3 + 4 and (root / "_damaged" / "copy.parquet").is_file()
+
+
+@pytest.mark.parametrize("key, value", [("format_version", "1"), ("videos", []), ("column", 3), ("dtype", None)])
+def test_a_sidecar_field_of_the_wrong_type_is_one_error_line(tmp_path, key, value):
+    root = _store(tmp_path / "s")
+    export_store(root, tmp_path / "out", progress=False)
+    sidecar = json.loads((tmp_path / "out" / SIDECAR).read_text())
+    sidecar[key] = value
+    (tmp_path / "out" / SIDECAR).write_text(json.dumps(sidecar))
+    result = runner.invoke(app, ["import", str(tmp_path / "out"), "--out", str(tmp_path / "back")])
+    one_error_line(result, key)
+
+
+def test_a_checkpoint_whose_fields_have_wrong_types_is_one_error_line(tmp_path):
+    import torch
+
+    from featx.digests import file_sha256
+    from seqmodels.runs import load_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"format_version": 2, "train": {}, "classes": "ab", "in_dim": 6, "store_config": None,
+                "state_dict": {}}, run / "checkpoint.pt")
+    (run / "config.json").write_text(json.dumps({"format_version": 2, "checkpoint_sha256": file_sha256(run / "checkpoint.pt")}))
+    with pytest.raises(FeatxError, match="'classes' is missing or not a list"):
+        load_run(run, lambda *a: None)
