@@ -403,7 +403,9 @@ def import_folder(folder, out, grid: Grid | None = None, fps_file: Path | None =
         todo = [s for s in todo if s.video_id not in done]
         for source in tqdm(todo, unit="video", desc="import", disable=not progress):
             began = time.monotonic()
-            array = checked(source, read_array(source, layout), dtype, dim, layout)
+            # a copy in memory: a mapped file's rows queued for the part would hold its file open until the
+            # part is flushed, and thousands of small files would exhaust the process's 1,024 descriptors
+            array = np.array(checked(source, read_array(source, layout), dtype, dim, layout))
             record = {**plan.record(source, len(array)), "video_id": source.video_id, "error": None,
                       "seconds": time.monotonic() - began, "finished_at": time.time()}
             writer.add_video(record, writer.table(source.video_id, *plan.times(source, len(array)), array))

@@ -110,3 +110,14 @@ def edit_list_cut(full, cut, seconds):
             packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
             target.mux(packet)
     return cut
+
+
+def featx_command() -> str:
+    """The installed `featx` console script beside this Python."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    path = shutil.which("featx", path=str(Path(sys.executable).parent))
+    assert path, "the featx console script is installed with the package"
+    return path

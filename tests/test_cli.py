@@ -2,9 +2,7 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,14 +12,9 @@ from cli import app
 from featx.store import read_manifest
 from featx.synth import make_trimmed
 from tests.conftest import TINY_ARGS
+from tests.helpers import featx_command
 
 runner = CliRunner()
-
-
-def featx_command() -> str:
-    path = shutil.which("featx", path=str(Path(sys.executable).parent))
-    assert path, "the featx console script is installed with the package"
-    return path
 
 
 def test_help_lists_the_commands():

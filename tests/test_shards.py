@@ -11,7 +11,7 @@ from featx.shards import parse_shard, select_shard, shard_of
 from featx.store import latest_manifest
 from featx.synth import make_trimmed
 from tests.conftest import TINY_ARGS
-from tests.test_cli import featx_command
+from tests.helpers import featx_command
 
 runner = CliRunner()
 

@@ -248,3 +248,25 @@ def test_a_checkpoint_whose_fields_have_wrong_types_is_one_error_line(tmp_path):
     (run / "config.json").write_text(json.dumps({"format_version": 2, "checkpoint_sha256": file_sha256(run / "checkpoint.pt")}))
     with pytest.raises(FeatxError, match="'classes' is missing or not a list"):
         load_run(run, lambda *a: None)
+
+
+@pytest.mark.slow
+def test_importing_more_files_than_the_open_file_limit_holds_them_open_one_at_a_time(tmp_path):
+    """Mapped .npy rows queued for a part used to keep every file open until the part was flushed."""
+    import resource
+    import subprocess
+
+    from tests.helpers import featx_command
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(300):
+        np.save(folder / f"v{i:04d}.npy", np.full((3, 4), i, np.float32))
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    done = subprocess.run([featx_command(), "import", str(folder), "--out", str(tmp_path / "s"), "--fps", "2",
+                           "--no-progress"], capture_output=True, text=True, timeout=300, preexec_fn=low_limit)
+    assert done.returncode == 0, done.stderr
+    assert "imported 300 videos" in done.stdout
