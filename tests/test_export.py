@@ -298,7 +298,7 @@ def _thumos_annotations(ids):
 
 
 def test_export_for_actionformer_writes_every_key_the_release_reads(tmp_path):
-    yaml = pytest.importorskip("yaml")
+    import yaml
     root = _sampled_store(tmp_path / "store", lengths=(60.0, 47.3, 160.0, 30.0))
     ids = ["v0", "v1", "v2", "v3"]
     summary = export_store(root, tmp_path / "out", annotations=_thumos_annotations(ids), progress=False,
@@ -320,7 +320,7 @@ def test_export_for_actionformer_writes_every_key_the_release_reads(tmp_path):
 
 
 def test_export_for_opentad_writes_its_class_map_and_whole_frame_grid(tmp_path):
-    yaml = pytest.importorskip("yaml")
+    import yaml
     root = _sampled_store(tmp_path / "store", lengths=(20.0, 25.0, 30.0))
     export_store(root, tmp_path / "out", annotations=_thumos_annotations(["v0", "v1", "v2"]), progress=False,
                  for_tool="opentad", splits=("validation", "testing"))
