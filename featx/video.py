@@ -303,7 +303,9 @@ def stream_frames(
         check_whole(info, n, last, step, "found" if plan else "decoded")
         if idx:
             yield FrameChunk(np.array(idx, np.int64), np.array(times), np.stack(pixels))
-        yield DecodedVideo(info=upright(info, turns or 0), frames_decoded=n, end_time=last + step)
+        # the last frame lasts its own duration when the stream says it (variable frame rate), else one period
+        last_frame = step if plan else frames.last_duration or step
+        yield DecodedVideo(info=upright(info, turns or 0), frames_decoded=n, end_time=last + last_frame)
     finally:
         container.close()
 
@@ -329,6 +331,7 @@ class _FullDecode:
     def __init__(self, container, stream, start: Fraction, step: float, fps: float | None):
         self._args = container, stream, start, step, fps
         self.end = (0, 0.0)
+        self.last_duration = 0.0  # seconds the last decoded frame lasts, by its own duration (0: not given)
 
     def __iter__(self):
         container, stream, start, step, fps = self._args
@@ -341,6 +344,8 @@ class _FullDecode:
                 yield n, t, frame
             n += 1
             self.end = (n, t)
+            duration = getattr(frame, "duration", None)
+            self.last_duration = float(duration * frame.time_base) if duration and frame.time_base else 0.0
 
 
 def _seek_plan(path, stream, start: Fraction, fps: float, info: VideoInfo):

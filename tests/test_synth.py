@@ -266,6 +266,15 @@ def test_the_featx_decoder_times_vfr_frames_by_their_timestamps(tmp_path):
     np.testing.assert_allclose(sampled, [float(t) for t in expected], atol=1e-9)
 
 
+def test_a_vfr_videos_last_row_ends_with_its_last_frame_not_an_average_period_later(tmp_path):
+    from featx.video import DecodedVideo, stream_frames
+
+    result = make_untrimmed(tmp_path, videos=1, seconds=3, fps=30, size=32, seed=5, vfr=True)
+    _, starts, end = _decoded_times(result.videos[0])
+    (decoded,) = [item for item in stream_frames(result.videos[0]) if isinstance(item, DecodedVideo)]
+    assert decoded.end_time == pytest.approx(float(end), abs=1e-6)  # the last frame's own duration
+
+
 @pytest.mark.parametrize("args, needle", [(["--fps", "abc"], "--fps must be a frame rate"), (["--fps", "0"], "not '0'"),
                                           (["--vfr"], "--vfr applies to --kind untrimmed only")])
 def test_cli_synth_refuses_bad_rates_in_one_line(tmp_path, args, needle):
