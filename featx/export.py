@@ -266,8 +266,8 @@ def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: s
             raise FeatxError(f"--for must be one of {', '.join(tool_configs.TOOLS)}, not {for_tool!r}")
         if annotations is None or splits is None:
             raise FeatxError(f"--for {for_tool} needs --annotations naming training and evaluation subsets")
-        if fmt == "csv":
-            raise FeatxError(f"--for {for_tool} reads npy or hdf5 features, not csv")
+        if fmt != "npy":  # the tools' THUMOS-style datasets np.load one <id>.npy per video
+            raise FeatxError(f"--for {for_tool} reads one .npy per video: use --format npy, not {fmt}")
     if fmt not in WRITERS:
         raise FeatxError(f"--format must be one of {', '.join(WRITERS)}, not {fmt!r}")
     if column not in COLUMNS:

@@ -343,3 +343,10 @@ def test_export_for_without_annotations_or_a_subset_is_one_error_line(tmp_path):
                                  "--annotations", str(anno), "--train-subset", "training", "--eval-subset", "validation"])
     one_error_line(result, "--for must be one of")
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_export_for_a_tool_needs_the_npy_layout_it_reads(tmp_path):
+    root = _sampled_store(tmp_path / "store", lengths=(20.0,))
+    with pytest.raises(FeatxError, match="use --format npy, not hdf5"):
+        export_store(root, tmp_path / "out", fmt="hdf5", annotations=_thumos_annotations(["v0"]), progress=False,
+                     for_tool="actionformer", splits=("validation", "testing"))
