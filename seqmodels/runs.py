@@ -179,10 +179,13 @@ def staged_run_folder(folder: str | Path, overwrite: bool = False):
     `folder` is as it was: a full disk or Ctrl-C never loses the earlier run."""
     folder = Path(folder)
     check_run_folder(folder, overwrite)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     stage = folder.parent / f".{folder.name}.featx-run-{os.getpid()}.tmp"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+    except OSError as exc:
+        raise FeatxError(f"cannot write the run beside {folder}: {exc.strerror or exc}") from None
     try:
         yield stage
         if folder.is_dir() and any(folder.iterdir()):
