@@ -13,9 +13,37 @@ import typer
 from featx.config import DEFAULT_BACKBONE
 from featx.errors import FeatxError
 
+from typer._click.core import Context as _Context
+from typer._click.formatting import HelpFormatter as _HelpFormatter
+
+_UNBROKEN_HYPHEN = "\u2011"  # a hyphen that text wrapping does not break at
+
+
+class _WholeWordsFormatter(_HelpFormatter):
+    """Help wrapped at spaces only: an option name (--clip-len) or a value (s3://bucket/x-y) is never split
+    across two lines at a hyphen, as textwrap does by default."""
+
+    def write_text(self, text: str) -> None:
+        super().write_text(text.replace("-", _UNBROKEN_HYPHEN))
+
+    def write_dl(self, rows, *args, **kwargs) -> None:
+        rows = [(a.replace("-", _UNBROKEN_HYPHEN), b.replace("-", _UNBROKEN_HYPHEN)) for a, b in rows]
+        super().write_dl(rows, *args, **kwargs)
+
+    def getvalue(self) -> str:
+        return super().getvalue().replace(_UNBROKEN_HYPHEN, "-")
+
+
+class _WholeWordsContext(_Context):
+    formatter_class = _WholeWordsFormatter
+
+
 class ReadableHelp(typer.core.TyperCommand):
     """Help that reads well at 80 columns: values named in capitals (STORE, FPS) instead of type tags such
-    as <str> or <list[str]>, and a plain usage line: `featx extract [OPTIONS] INPUTS...`."""
+    as <str> or <list[str]>, a plain usage line (`featx extract [OPTIONS] INPUTS...`), and lines broken at
+    spaces only."""
+
+    context_class = _WholeWordsContext
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -37,6 +65,8 @@ class ReadableHelp(typer.core.TyperCommand):
 class OneLineErrors(typer.core.TyperGroup):
     """Usage errors (an unknown option, a value of the wrong type) keep the contract of every other bad input:
     one `error:` line on stderr and exit code 1, not click's usage block and exit code 2."""
+
+    context_class = _WholeWordsContext
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -92,18 +122,28 @@ RESUME_HINT = "finished videos were committed; run the same command again to res
 @contextlib.contextmanager
 def user_errors(on_interrupt: str = "nothing was written"):
     """At the CLI boundary a FeatxError is one line on stderr and exit code 1, never a traceback; Ctrl-C is
-    one line saying what was kept, and exit code 130."""
-    try:
-        yield
-    except FeatxError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except OSError as exc:  # the system refused: disk full, read-only, permissions, an unreachable bucket
-        typer.echo(f"error: {os_reason(exc)}", err=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted: {on_interrupt}", err=True)
-        raise typer.Exit(130) from None
+    one line saying what was kept, and exit code 130. Library warnings raised meanwhile are held back: shown
+    after a command that succeeds, dropped when the error line says what went wrong."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            yield
+        except FeatxError as exc:
+            _fail(f"error: {exc}", 1)
+        except OSError as exc:  # the system refused: disk full, read-only, permissions, an unreachable bucket
+            _fail(f"error: {os_reason(exc)}", 1)
+        except UnicodeDecodeError as exc:  # a text input that is not UTF-8, where the reader did not name it
+            _fail(f"error: a text file given is not UTF-8 ({exc.reason} at offset {exc.start}); save it as UTF-8", 1)
+        except KeyboardInterrupt:
+            _fail(f"interrupted: {on_interrupt}", 130)
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _fail(line: str, code: int):
+    typer.echo(line, err=True)
+    raise typer.Exit(code) from None
 
 
 def os_reason(exc: OSError) -> str:
@@ -203,15 +243,15 @@ def extract(
             resize_on=resize_on,
             decoder=decoder,
         )
-        videos = collect_inputs(inputs)
-        if config.weights == "auto" and backbone != DEFAULT_BACKBONE:
-            typer.echo(f"fetching pretrained weights for {backbone} from timm's hub (offline? use --weights PATH)", err=True)
         from featx.shards import parse_shard
 
         options = RunOptions(
             batch_size=batch_size, workers=workers, device=device, progress=progress, part_mb=part_mb,
             shard=parse_shard(shard) if shard else None, compile=compile,
         )
+        videos = collect_inputs(inputs)
+        if config.weights == "auto" and backbone != DEFAULT_BACKBONE:
+            typer.echo(f"fetching pretrained weights for {backbone} from timm's hub (offline? use --weights PATH)", err=True)
         if engine == "ray":
             if shard:
                 raise FeatxError("--engine ray makes its own shards: use --shards N, not --shard")
@@ -241,6 +281,8 @@ def _format_info(info: dict) -> str:
             lines.append(f"  shard {shard}: {counts['ok']} ok, {counts['failed']} failed")
     for fail in info["failed"]:
         lines.append(f"  failed {fail['video_id']} ({fail['path']}): {fail['error']}")
+    if not info.get("pages_read", True):
+        lines.append(f"pages      not read, footers only: `featx info --verify {info['store']}` reads every page")
     for problem in info["problems"]:
         lines.append(f"problem    {problem}")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from featx.batches import Batcher, BatchRunner, check_device_filter
 from featx.clips import ClipWindow, clip_spans
 from featx.config import ExtractConfig
 from featx.decode_pool import Decoded, Event, Failed, Frames, decode_events
+from featx.errors import FeatxError
 from featx.flow import CPU_METHODS, RAFT_MODELS, FlowFields, FlowStacker, check_method, load_raft
 from featx.inputs import VideoInput
 from featx.shards import select_shard
@@ -40,6 +41,15 @@ class RunOptions:
     shard: tuple[int, int] | None = None  # (i, N): extract only shard i of N (featx.shards)
     compile: bool = False  # torch.compile the backbone; every batch is then padded to batch_size
 
+    def __post_init__(self) -> None:
+        import math
+
+        if self.batch_size < 1 or self.workers is not None and self.workers < 0:
+            raise FeatxError(f"--batch-size must be >= 1 and --workers >= 0, not {self.batch_size} and {self.workers}")
+        for name, value in (("--part-mb", self.part_mb), ("flush_seconds", self.flush_seconds)):
+            if not (math.isfinite(value) and value > 0):
+                raise FeatxError(f"{name} must be a positive number, not {value}")
+
 
 @dataclass
 class ExtractSummary:
@@ -47,6 +57,8 @@ class ExtractSummary:
     ok: int = 0
     failed: int = 0
     skipped: int = 0  # already ok in the store
+    pages_read: bool = True  # the store's parts were read page by page when opened (else trusted by footers)
+    repairs: list[str] = field(default_factory=list)  # what opening the store repaired (featx.store_check)
     frames: int = 0  # rows embedded in this run: frames, or clips for clip backbones (see unit)
     unit: str = "frames"
     seconds: float = 0.0  # wall time of the whole run, loading the backbone included
@@ -65,10 +77,11 @@ class ExtractSummary:
             f"{self.frames} {self.unit} in {self.seconds:.1f} s ({self.frames_per_second:.1f} {self.unit}/s after "
             f"loading the model) -> {self.store}"
         ]
+        out += [f"  repaired: {line}" for line in self.repairs]
         out += [f"  failed {video_id}: {reason}" for video_id, reason in self.failures[:failures]]
         if len(self.failures) > failures:
             out.append(f"  ... and {len(self.failures) - failures} more (see `featx info {self.store}`)")
-        if self.skipped:  # the store's own parts were trusted by their footers, as every open does
+        if self.skipped and not self.pages_read:  # a large store's parts were trusted by their footers
             out.append(f"  the {self.skipped} skipped videos' parts were checked by their footers, not page by page: "
                        f"`featx info --verify {self.store}` reads every page")
         return out
@@ -341,7 +354,7 @@ def extract(
         inputs = select_shard(inputs, *options.shard)
     with StoreWriter(out, store_config, part_mb=options.part_mb, flush_seconds=options.flush_seconds, shard=shard) as writer:
         todo = [v for v in inputs if v.video_id not in writer.ok_ids]
-        summary.skipped = len(inputs) - len(todo)
+        summary.skipped, summary.pages_read, summary.repairs = len(inputs) - len(todo), writer.pages_read, writer.repairs
         bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not options.progress)
         run = _Extraction(todo, config, _networks(backbone, config, options), writer, summary, bar, options, raft,
                           resize=pre if pre.resize_on == "device" else None)

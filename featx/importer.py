@@ -150,10 +150,12 @@ def read_array(source: Source, layout: str = "TC") -> np.ndarray:
     except Exception as exc:  # every reader's own failure (bad header, pickle refused, truncated...) is one line
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise FeatxError(f"{source}: cannot be read as {suffix} ({reason})") from None
+    array = np.asarray(array)  # an HDF5 scalar reads as a bare value (bytes, str, a number)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        what = "text" if array.dtype.kind in "SUO" else f"values of type {array.dtype}"
+        raise FeatxError(f"{source}: holds {what}, not numbers (features are a (T, D) array of numbers)")
     if array.ndim != 2:
         raise FeatxError(f"{source}: expected a 2-d (T, D) array of features, got shape {tuple(array.shape)}")
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise FeatxError(f"{source}: values of type {array.dtype}, not numbers")
     array = array.T if layout == "CT" else array
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise FeatxError(f"{source}: an empty array (shape {tuple(array.shape)})")

@@ -7,6 +7,7 @@ names in different folders never collide.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -50,17 +51,28 @@ def _scan_folder(folder: Path) -> list[VideoInput]:
     return [VideoInput(p.resolve(), _video_id(p, folder)) for p in files]
 
 
+def read_text(path: Path, what: str = "") -> str:
+    """A text file the user gave, as UTF-8 (a byte-order mark is dropped); one error line when it is not."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FeatxError(f"{what}{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                         "save it as UTF-8") from None
+
+
 def _read_list(list_file: Path) -> list[VideoInput]:
     base = list_file.parent.resolve()
+    text = read_text(list_file)
     if list_file.suffix.lower() == ".csv":
-        with open(list_file, newline="") as fh:
-            reader = csv.DictReader(fh)
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""))
             if "path" not in (reader.fieldnames or []):
                 raise FeatxError(f"{list_file}: a CSV list needs a 'path' column (found {reader.fieldnames})")
-            rows = [(r["path"].strip(), (r.get("video_id") or "").strip()) for r in reader if r["path"].strip()]
+            rows = [(r["path"].strip(), (r.get("video_id") or "").strip()) for r in reader if (r["path"] or "").strip()]
+        except csv.Error as exc:
+            raise FeatxError(f"{list_file}: not a readable CSV ({exc})") from None
     else:
-        lines = list_file.read_text().splitlines()
-        rows = [(line.strip(), "") for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        rows = [(line.strip(), "") for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     out = []
     for raw, given_id in rows:
         path = Path(raw).expanduser()
@@ -77,7 +89,7 @@ def collect_inputs(items: list[str | Path]) -> list[VideoInput]:
     that do not exist are kept: they become `error` rows, so a missing file is reported, not skipped."""
     videos: list[VideoInput] = []
     for item in items:
-        path = Path(item).expanduser()
+        path = _local_path(str(item))
         if path.is_dir():
             found = _scan_folder(path)
             if not found:
@@ -90,6 +102,20 @@ def collect_inputs(items: list[str | Path]) -> list[VideoInput]:
         else:
             videos.append(VideoInput(path.resolve(), _video_id(path, None)))
     return _unique(videos)
+
+
+def _local_path(item: str) -> Path:
+    """An input as a local path: `file:///abs/path` is one; any other URI is refused in one line."""
+    scheme, sep, rest = item.partition("://")
+    if not sep or "/" in scheme or not scheme.replace("+", "").isalnum():
+        return Path(item).expanduser()
+    if scheme.lower() == "file" and rest.startswith("/"):
+        return Path(rest)
+    if scheme.lower() == "file":
+        raise FeatxError(f"{item}: a file:// URI takes an absolute path (file:///home/me/video.mp4); "
+                         "or give the path itself")
+    raise FeatxError(f"{item}: featx reads videos from local files, not {scheme}:// URIs; download the videos "
+                     "first (a store can live at a URI: --out s3://bucket/store)")
 
 
 def _unique(videos: list[VideoInput]) -> list[VideoInput]:

@@ -15,8 +15,11 @@ import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from featx.errors import FeatxError, exception_line
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,15 @@ def store_path(root) -> Path | RemotePath:
         return Path(text)
     from pyarrow.fs import FileSystem
 
-    fs, path = FileSystem.from_uri(text)
+    scheme = text.partition("://")[0].lower()
+    if scheme == "file" and not text[len("file://"):].startswith("/"):
+        raise FeatxError(f"{text}: a file:// URI takes an absolute path (file:///data/store); or give the path itself")
+    try:
+        fs, path = FileSystem.from_uri(text)
+    except (pa.ArrowException, ValueError) as exc:
+        known = "s3://, gs://, hdfs://, abfs:// or file:///absolute/path"
+        raise FeatxError(f"{text}: not a store location featx can open ({exception_line(exc)}); "
+                         f"use a local path or {known}") from None
     return RemotePath(fs, path, text)
 
 

@@ -51,4 +51,6 @@ def extract_on_ray(
         merged.seconds = max(merged.seconds, s.seconds)
         merged.decode_seconds = max(merged.decode_seconds, s.decode_seconds)
         merged.failures += s.failures
+        merged.pages_read = merged.pages_read and s.pages_read
+        merged.repairs += s.repairs
     return merged

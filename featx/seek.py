@@ -25,10 +25,20 @@ SEEK_WHEN_BELOW = 0.5
 
 @dataclass(frozen=True)
 class PacketIndex:
-    """The video stream's packets in presentation order: frame k of a full decode is packet k here."""
+    """The video stream's shown frames in presentation order: frame k of a full decode is entry k here.
+
+    A packet the container marks to discard (the pre-roll an MP4 edit list hides, e.g. after `ffmpeg -ss T -c
+    copy`) is decoded but never shown, so it is no frame; a group of pictures whose keyframe is hidden starts,
+    for seeking, at its first shown frame, and a seek there goes to the hidden keyframe (`seek_pts`).
+    """
 
     pts: np.ndarray  # (N,) int64 presentation timestamps, in the stream's time base, ascending
-    keyframe: np.ndarray  # (N,) bool
+    keyframe: np.ndarray  # (N,) bool: decoding can start at this frame's group (after a seek to seek_pts)
+    seek_pts: np.ndarray  # (N,) int64: where to seek to start decoding at this frame's group
+
+    def shown_first(self, frame: int) -> bool:
+        """Whether the first frame a seek for `frame`'s group yields is that group's keyframe itself."""
+        return bool(self.seek_pts[frame] == self.pts[frame])
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,7 @@ def packet_index(path: str | Path) -> PacketIndex | None:
 
     with av.open(str(path), metadata_errors="ignore") as container:
         stream = container.streams.video[0]
-        pts, key = [], []
+        pts, key, hidden = [], [], []
         for packet in container.demux(stream):
             if packet.size == 0:  # the demuxer's end-of-stream marker
                 continue
@@ -53,8 +63,26 @@ def packet_index(path: str | Path) -> PacketIndex | None:
                 return None
             pts.append(packet.pts)
             key.append(packet.is_keyframe)
+            hidden.append(packet.is_discard)
     order = np.argsort(pts, kind="stable")
-    return PacketIndex(np.asarray(pts, np.int64)[order], np.asarray(key, bool)[order])
+    return _shown_frames(np.asarray(pts, np.int64)[order], np.asarray(key, bool)[order], np.asarray(hidden, bool)[order])
+
+
+def _shown_frames(pts: np.ndarray, key: np.ndarray, hidden: np.ndarray) -> PacketIndex:
+    """The index of the frames shown, from every packet's pts, keyframe flag and discard flag (pts order)."""
+    shown_pts, group_start, seek_to = [], [], []
+    pending_key = None  # pts of a hidden keyframe whose group has shown no frame yet
+    for p, k, h in zip(pts.tolist(), key.tolist(), hidden.tolist()):
+        if h:
+            if k:
+                pending_key = p
+            continue
+        starts = bool(k) or pending_key is not None
+        shown_pts.append(p)
+        group_start.append(starts)
+        seek_to.append(p if k or pending_key is None else pending_key)
+        pending_key = None
+    return PacketIndex(np.asarray(shown_pts, np.int64), np.asarray(group_start, bool), np.asarray(seek_to, np.int64))
 
 
 def reach(position: int, target: int, keyframes: np.ndarray, seek_cost: int = SEEK_COST_FRAMES) -> tuple[int, int, int]:
@@ -95,7 +123,7 @@ def worth_seeking(total_frames: int, cost: int) -> bool:
 def decode_runs(container, stream, index: PacketIndex, runs: list[Run]):
     """Yield (frame number, frame) for every target of `runs`, seeking to each run's keyframe."""
     for run in runs:
-        container.seek(int(index.pts[run.start]), stream=stream, backward=True, any_frame=False)
+        container.seek(int(index.seek_pts[run.start]), stream=stream, backward=True, any_frame=False)
         wanted = iter(run.targets)
         target = next(wanted)
         for frame in container.decode(stream):
@@ -209,8 +237,9 @@ class FramesOnDemand:
         key, onward, jump = reach(self._position, target, self._keyframes)
         seeked = jump < onward
         if seeked:
-            self._container.seek(int(self._index.pts[key]), stream=self._stream, backward=True, any_frame=False)
+            self._container.seek(int(self._index.seek_pts[key]), stream=self._stream, backward=True, any_frame=False)
             self.seeks += 1
+            seeked = self._index.shown_first(key)  # else the group's keyframe is hidden: the first shown is not one
             self._decoder = self._container.decode(self._stream)
         elif self._decoder is None:  # decoding from the start
             self._decoder = self._container.decode(self._stream)
@@ -235,7 +264,7 @@ class FramesOnDemand:
         """Decode from the start to `target`, never seeking again: a seek landed on a frame the file called a
         keyframe but the decoder did not (decoding on from there would give other pixels)."""
         self._keyframes = np.array([0])
-        self._container.seek(int(self._index.pts[0]), stream=self._stream, backward=True, any_frame=False)
+        self._container.seek(int(self._index.seek_pts[0]), stream=self._stream, backward=True, any_frame=False)
         self._decoder, self._position = self._container.decode(self._stream), -1
         return self._decode_to(target)
 

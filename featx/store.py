@@ -32,12 +32,15 @@ from featx.config import ExtractConfig
 from featx.errors import FeatxError
 from featx.lease import LEASE_DIR, WriterLease
 from featx.location import store_path
-from featx.store_check import DAMAGED_DIR, quick_check, refuse_problems, repair_store
+from featx.store_check import DAMAGED_DIR, quick_check, read_every_page, refuse_problems, repair_store
 
 CONFIG_KEY = b"featx"
 PART_VIDEOS_KEY = b"featx.videos"
 MANIFEST_DIR = "_videos"
 PART_GLOB = "part-*.parquet"
+# `featx info` and a writer opening a store read every page (checksums verified) of a store up to this size;
+# above it, parts are trusted by their footers.
+READ_PAGES_BELOW = 256 * 2**20
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -208,7 +211,11 @@ class StoreWriter:
             self._lease = WriterLease(self.root, shard).acquire()
         _remove_dead_tmp_files(self.root)
         repair_manifest(self.root)
-        self.repairs = repair_store(self.root, quick_check(self.root, read_manifest(self.root), read_footers=True))
+        problems = quick_check(self.root, read_manifest(self.root), read_footers=True)
+        self.pages_read = small_enough_to_read(self.root)
+        if self.pages_read:  # a flipped byte in a page is found now, and its videos redone, not trusted
+            read_every_page(self.root, problems)
+        self.repairs = repair_store(self.root, problems)
         self.ok_ids = ok_video_ids(self.root)
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -525,15 +532,32 @@ def _grouped_in_step_order(ids: np.ndarray, steps: np.ndarray) -> bool:
     return bool(np.array_equal(steps, expected))
 
 
+def small_enough_to_read(root, size: int | None = None) -> bool:
+    """Whether opening the store reads every page of its parts: a local store of at most READ_PAGES_BELOW bytes
+    (a fraction of a second); a larger or remote one is trusted by its footers (`featx info --verify` reads all)."""
+    if location.is_remote(root):
+        return False
+    size = sum(p.stat().st_size for p in root.glob(PART_GLOB)) if size is None else size
+    return size <= READ_PAGES_BELOW
+
+
 def store_info(root: str | Path) -> dict:
     """A summary of a store: config, parts, rows, videos ok / failed (with reasons), and problems: missing or
-    damaged parts and videos written twice (featx.store_check; footers only, `verify_store` reads all)."""
+    damaged parts and videos written twice (featx.store_check; every page of a small store, see
+    small_enough_to_read, else footers only: `verify_store` reads all)."""
     root = store_path(root)
     _require_store(root)
     parts = sorted(root.glob(PART_GLOB))
     manifest = read_manifest(root)
     latest = latest_rows(manifest)
-    problems = quick_check(root, manifest, read_footers=True)
+    size = sum(p.stat().st_size for p in parts)
+    pages_read = small_enough_to_read(root, size)
+    if pages_read:  # a small store costs a fraction of a second to read whole: damage shows without --verify
+        from featx.store_check import verify_store
+
+        problems = verify_store(root)
+    else:
+        problems = quick_check(root, manifest, read_footers=True)
     rows = sum(location.parquet_metadata(p).num_rows for p in parts if p.name not in problems.damaged)
     failed = latest[latest["status"] == "error"]
     config = read_config(root)
@@ -543,7 +567,8 @@ def store_info(root: str | Path) -> dict:
         "feature_dim": config.feature_dim if config else None,
         "dtype": config.dtype if config else None,
         "parts": len(parts),
-        "bytes": sum(p.stat().st_size for p in parts),
+        "bytes": size,
+        "pages_read": pages_read,  # every page read and its checksum verified (else footers only)
         "rows": rows,
         "videos_ok": int((latest["status"] == "ok").sum()),
         "videos_failed": len(failed),

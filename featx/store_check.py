@@ -146,14 +146,8 @@ def verify_store(root, progress: bool = False) -> StoreProblems:
     problems = quick_check(root, read_manifest(root), read_footers=True)
     problems.stray = stray_files(root)
     holders: dict[str, set[str]] = {}  # video_id -> the parts with rows of it
-    for path in tqdm(sorted(root.glob(PART_GLOB)), unit="part", desc="verify", disable=not progress):
-        if path.name in problems.damaged:
-            continue
-        try:
-            table = location.read_table(path)  # decodes every page, checking its CRC
-        except (OSError, pa.ArrowException) as exc:
-            problems.damaged[path.name] = _reason(exc)
-            continue
+    parts = tqdm(sorted(root.glob(PART_GLOB)), unit="part", desc="verify", disable=not progress)
+    for path, table in _read_pages(parts, problems.damaged):
         keys = table.select(["video_id", "step"]).group_by(["video_id", "step"]).aggregate([([], "count_all")])
         for video in keys.filter(pc.greater(keys["count_all"], 1))["video_id"].unique().to_pylist():
             problems.duplicates[video] = [path.name]  # twice inside one part
@@ -163,6 +157,28 @@ def verify_store(root, progress: bool = False) -> StoreProblems:
         if len(parts) > 1:
             problems.duplicates[video] = sorted(parts)
     return problems
+
+
+def _read_pages(parts, damaged: dict[str, str]):
+    """Yield (path, table) for each part not already in `damaged`, decoding every page and checking its CRC; a
+    part that fails is added to `damaged` with the reason instead."""
+    for path in parts:
+        if path.name in damaged:
+            continue
+        try:
+            table = location.read_table(path)
+        except (OSError, pa.ArrowException) as exc:
+            damaged[path.name] = _reason(exc)
+            continue
+        yield path, table
+
+
+def read_every_page(root, problems: StoreProblems) -> None:
+    """Add to `problems.damaged` every part of `root` whose pages do not all decode with their checksums."""
+    from featx.store import PART_GLOB
+
+    for _ in _read_pages(sorted(root.glob(PART_GLOB)), problems.damaged):
+        pass
 
 
 def stray_files(root) -> list[str]:

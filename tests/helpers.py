@@ -73,11 +73,12 @@ def encode_h264(path, images, fps=8, pix_fmt="yuv420p", rotation=None, options=N
 
     images = list(images)
     h, w = images[0].shape[:2]
+    options = dict(options or {})
+    if gop is not None:  # libx264 takes the interval from its own options (codec_context.gop_size is ignored)
+        options.update(g=str(gop), keyint_min=str(gop), sc_threshold="0")
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("h264", rate=fps, options=options or {})
+        stream = container.add_stream("h264", rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-        if gop is not None:
-            stream.codec_context.gop_size = gop
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for image in images:
@@ -89,14 +90,15 @@ def encode_h264(path, images, fps=8, pix_fmt="yuv420p", rotation=None, options=N
 
 
 def gray_ramp_video(path, frames=40, gop=None):
-    """32x32 h264 frames of one grey level each (k * 6 for frame k), 8 fps, no B-frames."""
-    images = (np.full((32, 32, 3), k * 6, np.uint8) for k in range(frames))
+    """32x32 h264 frames of one grey level each (k * 6 for frame k, modulo 252), 8 fps, no B-frames."""
+    images = (np.full((32, 32, 3), k * 6 % 252, np.uint8) for k in range(frames))
     return encode_h264(path, images, 8, options={"bf": "0"}, gop=gop)
 
 
 def edit_list_cut(full, cut, seconds):
-    """A `-c copy` cut of `full`: every packet shifted `seconds` earlier, so those before the cut point keep
-    negative timestamps and the MP4's edit list hides them (the frame count still declares them)."""
+    """A `-c copy` cut of `full` (what `ffmpeg -ss T -c copy` writes): every packet shifted `seconds` earlier, so
+    those before the cut point keep negative timestamps and the MP4's edit list hides them (the frame count
+    still declares them); the demuxer keeps the hidden ones from the cut's keyframe on, marked to discard."""
     import av
     from fractions import Fraction
 

@@ -33,11 +33,17 @@ def test_train_head_writes_a_complete_run(labelled_store, tmp_path, head):
 def test_evaluate_and_predict_use_the_run(labelled_store, tmp_path):
     store, labels = labelled_store
     run = tmp_path / "run"
-    assert runner.invoke(app, ["train-head", str(store), "--labels", str(labels), "--head", "lstm", "--out", str(run),
-                               "--epochs", "2", "--no-progress"]).exit_code == 0
+    trained = runner.invoke(app, ["train-head", str(store), "--labels", str(labels), "--head", "lstm", "--out", str(run),
+                                  "--epochs", "2", "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    assert "note: scored on only 4 videos" in trained.output  # a handful of validation videos is said so
     result = runner.invoke(app, ["evaluate", str(run), str(store), "--labels", str(labels), "--clip-steps", "3", "--clips", "2"])
     assert result.exit_code == 0, result.output
+    assert "note: scored on only 4 videos" in result.output and "| precision | recall |" in result.output
     evaluation = json.loads((run / "evaluation.json").read_text())
+    classes = json.loads((run / "config.json").read_text())["classes"]
+    assert set(evaluation["per_class"]) == set(classes) and len(evaluation["confusion"]) == len(classes)
+    assert sum(map(sum, evaluation["confusion"])) == 4
     saved = json.loads((run / "metrics.json").read_text())
     assert evaluation["videos"] == saved["videos"] == 4  # the run's own validation split
     assert evaluation["clips"] == 8 and {"clip_hit@1", "video_hit@1", "video_hit@5"} <= set(evaluation)

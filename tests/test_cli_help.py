@@ -22,6 +22,19 @@ def test_help_at_80_columns_has_no_type_tags_or_cut_lines(command):
     assert "{" not in usage and "<" not in usage
 
 
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_at_80_columns_never_splits_an_option_name_or_value_at_a_hyphen(command):
+    args = [command, "-h"] if command else ["-h"]
+    text = CliRunner().invoke(app, args, prog_name="featx", terminal_width=80, env={"COLUMNS": "80"}).stdout
+    broken = [line for line in text.splitlines() if re.search(r"\w-$", line.rstrip())]
+    assert not broken, broken  # textwrap's default would end lines with "--clip-" and start the next with "len"
+    if command:
+        from typer.main import get_command
+
+        options = [o for p in get_command(app).commands[command].params for o in p.opts if o.startswith("--")]
+        assert options and all(o in text.split() or f"{o}," in text.split() for o in options), options
+
+
 def test_usage_names_arguments_in_capitals():
     text = CliRunner().invoke(app, ["predict", "--help"], prog_name="featx", terminal_width=80).stdout
     assert text.splitlines()[0] == "Usage: featx predict [OPTIONS] RUN SOURCES..."

@@ -91,29 +91,61 @@ def test_frames_on_demand_checks_the_end_like_a_full_decode(tmp_path):
     assert source.skip(100) == 20 and source.take() is None and source.converted == 0
 
 
-def _edit_list_cut(tmp_path):
-    """A `-c copy` cut whose first 20 of 40 packets keep negative timestamps (the MP4's edit list hides them)."""
-    full = gray_ramp_video(tmp_path / "full.mp4", gop=10)
-    return edit_list_cut(full, tmp_path / "cut.mp4", Fraction(20, 8))
+def _edit_list_cut(tmp_path, frames=40):
+    """A `-c copy` cut 23 frames into a video with keyframes every 10: frames 20-22 are decoded (their group
+    starts at keyframe 20) but hidden by the MP4's edit list; `frames` - 23 frames are shown."""
+    full = gray_ramp_video(tmp_path / "full.mp4", frames, gop=10)
+    return edit_list_cut(full, tmp_path / "cut.mp4", Fraction(23, 8))
 
 
-def test_frames_on_demand_of_an_edit_list_cut_are_the_frames_shown(tmp_path):
-    cut = _edit_list_cut(tmp_path)
-    pre = Preprocess(28, (24, 24), "bilinear")
-    _, every = _sampled(cut, None, pre)
-    source = seek.FramesOnDemand(cut, None, pre)
+def _take_every_third(source):
     taken = []
     while source.skip(2) == 2 and (pixels := source.take()) is not None:
         taken.append(pixels)
-    np.testing.assert_array_equal(np.stack(taken), every[2::3])
+    return np.stack(taken)
 
 
-def test_frames_on_demand_seek_in_a_file_whose_packets_all_claim_to_be_keyframes(tmp_path):
-    cut = _edit_list_cut(tmp_path)  # its copied packets all claim to be keyframes (encoded with a GOP of 10)
-    assert seek.packet_index(cut).keyframe.all()
+def test_an_edit_list_cut_hides_its_pre_roll_from_the_packet_index(tmp_path):
+    index = seek.packet_index(_edit_list_cut(tmp_path))
+    assert len(index.pts) == 17 and index.keyframe.sum() == 2 and index.pts[0] == 0  # the hidden frames 20-22 are not frames
+    assert index.keyframe[0] and not index.shown_first(0)  # a seek for frame 0 goes to the hidden keyframe
+    assert index.seek_pts[0] < 0 and index.keyframe[7] and index.shown_first(7)  # frame 7 is keyframe 30
+
+
+def test_frames_on_demand_of_an_edit_list_cut_are_the_frames_shown(tmp_path):
+    cut = _edit_list_cut(tmp_path, frames=80)
+    pre = Preprocess(28, (24, 24), "bilinear")
+    _, every = _sampled(cut, None, pre)
+    assert len(every) == 57
+    np.testing.assert_array_equal(_take_every_third(seek.FramesOnDemand(cut, None, pre)), every[2::3])
+    source = seek.FramesOnDemand(cut, None, pre)
+    assert source.take() is not None and source.skip(36) == 36  # frame 37 is keyframe 60: a seek is cheaper
+    np.testing.assert_array_equal(source.take(), every[37])
+    assert source.seeks == 1
+
+
+def test_seeking_an_edit_list_cut_yields_the_frames_of_a_full_decode(tmp_path, monkeypatch):
+    cut = _edit_list_cut(tmp_path, frames=80)  # at 0.25 fps: frames 0 and 32; a seek reaches 32 from frame 27
+    runs = []
+    original = seek.decode_runs
+    monkeypatch.setattr(seek, "decode_runs", lambda *a: (runs.append(a[3]), (yield from original(*a)))[1])
+    pre = Preprocess(28, (24, 24), "bilinear")
+    seeked = [c for c in stream_frames(cut, 0.25, pre, seek=True) if isinstance(c, FrameChunk)]
+    assert [(r.start, r.targets) for r in runs[0]] == [(0, [0]), (27, [32])]
+    full = [c for c in stream_frames(cut, 0.25, pre, seek=False) if isinstance(c, FrameChunk)]
+    for key in ("index", "time", "pixels"):
+        np.testing.assert_array_equal(np.concatenate([getattr(c, key) for c in seeked]), np.concatenate([getattr(c, key) for c in full]))
+    assert np.concatenate([c.time for c in full])[0] == 0.0
+
+
+def test_frames_on_demand_seek_in_a_file_whose_packets_all_claim_to_be_keyframes(tmp_path, monkeypatch):
+    cut = _edit_list_cut(tmp_path, frames=60)  # a GOP of 10; the container below flags every packet a keyframe
+    honest = seek.packet_index(cut)
+    claimed = seek.PacketIndex(honest.pts, np.ones_like(honest.keyframe), honest.pts)
+    monkeypatch.setattr(seek, "packet_index", lambda path: claimed)
     pre = Preprocess(28, (24, 24), "bilinear")
     _, every = _sampled(cut, None, pre)
     source = seek.FramesOnDemand(cut, None, pre)
-    assert source.skip(17) == 17  # a seek to frame 17 "keyframe" is cheaper than decoding 18 frames
-    np.testing.assert_array_equal(source.take(), every[17])
+    assert source.skip(25) == 25  # a seek to frame 25, a "keyframe", is cheaper than decoding 26 frames
+    np.testing.assert_array_equal(source.take(), every[25])
     assert source.seeks == 1

@@ -219,7 +219,7 @@ def test_info_verify_names_a_damaged_part_in_one_error_line_and_repair_fixes_it(
     flip_a_feature_byte(part)
     runner = CliRunner()
     plain = runner.invoke(app, ["info", str(root)])
-    assert plain.exit_code == 0  # footers are fine: only reading the pages finds this
+    assert plain.exit_code == 0 and f"problem    damaged part {part.name}" in plain.stdout  # a small store is read whole
     checked = runner.invoke(app, ["info", str(root), "--verify"])
     assert checked.exit_code == 1
     errors = [line for line in checked.stderr.splitlines() if line.strip() and not line.startswith("verify:")]  # the bar
@@ -251,3 +251,31 @@ def test_a_store_inside_another_store_is_refused(store):
     root, _ = store
     with pytest.raises(FeatxError, match="is inside the store"):
         StoreWriter(root / "nested", toy_config())
+
+
+def test_opening_a_small_store_to_write_reads_every_page_and_redoes_a_damaged_parts_videos(store):
+    root, _ = store
+    part = part_of(root, "c")
+    flip_a_feature_byte(part)  # the footer still reads: only the page's checksum tells
+    with StoreWriter(root, toy_config()) as writer:
+        assert writer.pages_read and writer.ok_ids == {"a", "b"}
+        assert writer.repairs[0] == f"moved damaged part {part.name} to {DAMAGED_DIR}/"
+
+
+def test_a_store_above_the_page_reading_size_is_trusted_by_footers_and_says_how_to_read_it(store, monkeypatch):
+    from typer.testing import CliRunner
+
+    import featx.store
+    from cli import app
+    from featx.extract import ExtractSummary
+
+    root, _ = store
+    monkeypatch.setattr(featx.store, "READ_PAGES_BELOW", 0)
+    flip_a_feature_byte(part_of(root, "c"))
+    with StoreWriter(root, toy_config()) as writer:
+        assert not writer.pages_read and writer.ok_ids == {"a", "b", "c"} and not writer.repairs
+    plain = CliRunner().invoke(app, ["info", str(root)])
+    assert f"pages      not read, footers only: `featx info --verify {root}` reads every page" in plain.stdout
+    said = ExtractSummary(store=str(root), skipped=3, pages_read=False).lines()
+    assert "checked by their footers" in said[1] and f"featx info --verify {root}" in said[1]
+    assert len(ExtractSummary(store=str(root), skipped=3, pages_read=True).lines()) == 1

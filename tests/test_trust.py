@@ -270,3 +270,102 @@ def test_importing_more_files_than_the_open_file_limit_holds_them_open_one_at_a_
                            "--no-progress"], capture_output=True, text=True, timeout=300, preexec_fn=low_limit)
     assert done.returncode == 0, done.stderr
     assert "imported 300 videos" in done.stdout
+
+
+# Principle 5: every bad input is one `error:` line.
+
+@pytest.mark.parametrize("suffix, body", [(".txt", b"a.mp4\ncaf\xe9.mp4\n"), (".csv", b"path,video_id\na.mp4,caf\xe9\n")])
+def test_a_list_file_that_is_not_utf8_is_one_error_line_naming_it(tmp_path, suffix, body):
+    listed = tmp_path / f"list{suffix}"
+    listed.write_bytes(body)
+    result = runner.invoke(app, ["extract", str(listed), "--out", str(tmp_path / "s")])
+    one_error_line(result, f"list{suffix}: not UTF-8 text (byte 0xe9")
+
+
+def test_a_csv_list_saved_with_a_byte_order_mark_reads_its_path_column(tmp_path):
+    from featx.inputs import collect_inputs
+
+    listed = tmp_path / "list.csv"
+    listed.write_bytes("path,video_id\nv/a.mp4,first\n".encode("utf-8-sig"))  # as Excel saves "CSV UTF-8"
+    assert [v.video_id for v in collect_inputs([listed])] == ["first"]
+
+
+@pytest.mark.parametrize("uri, needle", [("ftp://host/v.mp4", "not ftp:// URIs"), ("https://host/v.mp4", "not https://"),
+                                         ("file://v.mp4", "takes an absolute path")])
+def test_a_video_uri_featx_cannot_read_is_one_error_line(tmp_path, uri, needle):
+    one_error_line(runner.invoke(app, ["extract", uri, "--out", str(tmp_path / "s")]), uri, needle)
+
+
+def test_a_file_uri_with_an_absolute_path_is_that_file(tmp_path):
+    from featx.inputs import collect_inputs
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    assert [v.path for v in collect_inputs([f"file://{video}"])] == [video]
+
+
+@pytest.mark.parametrize("command", [["info"], ["info", "--verify"], ["export", "--out", "e"]])
+@pytest.mark.parametrize("uri, needle", [("nosuch://host/store", "not a store location featx can open"),
+                                         ("file://relative/store", "takes an absolute path")])
+def test_a_store_uri_featx_cannot_open_is_one_error_line(tmp_path, command, uri, needle):
+    args = [command[0], uri, *command[1:]]
+    one_error_line(runner.invoke(app, args), uri, needle)
+
+
+def test_library_warnings_before_an_error_are_not_printed_and_after_success_are(capsys):
+    import warnings
+
+    import typer
+
+    from cli import user_errors
+
+    with warnings.catch_warnings(record=True) as shown, pytest.raises(typer.Exit):
+        with user_errors():
+            warnings.warn("a library's remark", UserWarning)
+            raise FeatxError("the store is broken")
+    assert capsys.readouterr().err == "error: the store is broken\n" and not shown
+    with pytest.warns(UserWarning, match="a library's remark"):
+        with user_errors():
+            warnings.warn("a library's remark", UserWarning)
+
+
+def _numeric_options():
+    """(command, option) for every int or float option of every command."""
+    import typing
+
+    from typer.main import get_command
+
+    for name, command in get_command(app).commands.items():
+        for param in command.params:
+            kind = param.type_descriptor.annotation
+            if kind in (int, float) or set(typing.get_args(kind)) & {int, float}:
+                yield name, param.opts[0]
+
+
+# Arguments that are otherwise fine to parse (the paths need not exist: a bad number is refused before any is read).
+_BASE = {"extract": ["extract", "v", "--out", "s"], "synth": ["synth", "v"], "info": ["info", "s"],
+         "train-head": ["train-head", "s", "--labels", "l.csv", "--out", "r"], "evaluate": ["evaluate", "r", "s"],
+         "predict": ["predict", "r", "s", "--out", "p.csv"], "import": ["import", "f", "--out", "s"],
+         "demo": ["demo", "--out", "d"], "export": ["export", "s", "--out", "e"]}
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_every_numeric_option_refuses_a_value_that_makes_no_sense_in_one_line_naming_it(tmp_path, monkeypatch, value):
+    monkeypatch.chdir(tmp_path)
+    options = list(_numeric_options())
+    assert len(options) >= 30 and ("extract", "--part-mb") in options
+    for command, option in options:
+        one_error_line(runner.invoke(app, [*_BASE[command], option, value]), option)
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+@pytest.mark.parametrize("text", [np.array([b"v1", b"v2"]), "a scalar string"])
+def test_an_hdf5_text_dataset_is_one_error_line(tmp_path, text):
+    import h5py
+
+    (tmp_path / "f").mkdir()
+    with h5py.File(tmp_path / "f" / "feats.h5", "w") as file:
+        file["v1"] = np.ones((5, 8), np.float32)
+        file.create_dataset("names", data=text, dtype=h5py.string_dtype() if isinstance(text, str) else None)
+    result = runner.invoke(app, ["import", str(tmp_path / "f"), "--out", str(tmp_path / "s"), "--fps", "2", "--no-progress"])
+    one_error_line(result, "feats.h5[names]: holds text, not numbers")
