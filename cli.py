@@ -208,60 +208,23 @@ def extract(
 
     Re-running on the same --out skips videos already extracted. Unreadable videos become `error` rows in the store's manifest (see `featx info`) and the run goes on; the exit code is 0 unless --strict.
     """
-    from featx.extract import RunOptions
-    from featx.extract import extract as run_extract
-    from featx.inputs import collect_inputs
+    import featx.api
 
     with user_errors(on_interrupt=RESUME_HINT):
         if weights is not None and random_init:
             raise FeatxError("--weights and --random-init exclude each other")
-        if recipe is not None:
-            from featx.recipes import apply_recipe
-
-            given = {name for name in ("backbone", "fps", "clip_len", "clip_stride")  # typed, not defaults
-                     if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT")}
-            filled = apply_recipe(recipe, dict(backbone=backbone, fps=fps, clip_len=clip_len, clip_stride=clip_stride), given)
-            backbone, fps, clip_len, clip_stride = (filled[k] for k in ("backbone", "fps", "clip_len", "clip_stride"))
-        from featx.backbones import extraction_config
-
-        config = extraction_config(
-            backbone=backbone,
-            weights="random-init" if random_init else str(weights) if weights else "auto",
-            fps=fps,
-            dtype=dtype,
-            precision=precision,
-            clip_len=clip_len,
-            clip_stride=clip_stride,
-            clip_tail=clip_tail,
-            inflate=inflate,
-            inflate_time=inflate_time,
-            mean_cube=str(mean_cube) if mean_cube else None,
-            stream=stream,
-            flow_len=flow_len,
-            flow_method=flow,
-            flow_weights=str(weights_flow) if weights_flow else None,
-            resize_on=resize_on,
-            decoder=decoder,
-        )
-        from featx.shards import parse_shard
-
-        options = RunOptions(
-            batch_size=batch_size, workers=workers, device=device, progress=progress, part_mb=part_mb,
-            shard=parse_shard(shard) if shard else None, compile=compile,
-        )
-        videos = collect_inputs(inputs)
-        if config.weights == "auto" and backbone != DEFAULT_BACKBONE:
-            typer.echo(f"fetching pretrained weights for {backbone} from timm's hub (offline? use --weights PATH)", err=True)
-        if engine == "ray":
-            if shard:
-                raise FeatxError("--engine ray makes its own shards: use --shards N, not --shard")
-            from featx.ray_engine import extract_on_ray
-
-            summary = extract_on_ray(videos, out, config, options, shards, ray_address)
-        elif engine == "local":
-            summary = run_extract(videos, out, config, options)
-        else:
-            raise FeatxError(f"--engine must be local or ray, not {engine!r}")
+        options = dict(backbone=backbone, weights="random-init" if random_init else weights, fps=fps, dtype=dtype,
+                       precision=precision, clip_len=clip_len, clip_stride=clip_stride, clip_tail=clip_tail,
+                       inflate=inflate, inflate_time=inflate_time, mean_cube=mean_cube, stream=stream,
+                       flow_len=flow_len, flow=flow, weights_flow=weights_flow, resize_on=resize_on, decoder=decoder,
+                       batch_size=batch_size, workers=workers, device=device, progress=progress, part_mb=part_mb,
+                       shard=shard, compile=compile)
+        if recipe is not None:  # the recipe fills what was not typed
+            for name in featx.api.RECIPE_FILLS:
+                if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("COMMANDLINE", "ENVIRONMENT"):
+                    options[name] = None
+        summary = featx.api.extract(inputs, out, recipe=recipe, engine=engine, shards=shards, ray_address=ray_address,
+                                    note=lambda line: typer.echo(line, err=True), **options)
     _print_summary(summary)
     if strict and summary.failed:
         raise typer.Exit(1)
@@ -301,7 +264,7 @@ def info(
 
     with user_errors():
         if verify or repair:
-            from featx.store_check import check_store
+            from featx.store.check import check_store
 
             problems, repairs = check_store(store, repair=repair, progress=not as_json)
             for line in repairs:
@@ -380,46 +343,6 @@ def _parse_options(options: list[str]) -> dict:
     return parsed
 
 
-def _heading(row: dict) -> str:
-    """The line before a head's first epoch when one head per stream trains (late fusion)."""
-    return f"{row['stream']} head:\n" if "stream" in row and row["epoch"] == 1 else ""
-
-
-def _trained(run) -> str:
-    """'trained 30 epochs on rgb features', or per head of a late fusion."""
-    counts = {}
-    for row in run.history:
-        counts[row.get("stream")] = counts.get(row.get("stream"), 0) + 1
-    epochs = ", ".join(f"{n} epochs ({s} head)" if s else f"{n} epochs" for s, n in counts.items())
-    fusion = f", {run.config.fusion} fusion" if run.config.fusion else ""
-    return f"trained {epochs} on {run.config.stream} features{fusion}"
-
-
-def _epoch_line(row: dict) -> str:
-    line = (f"{row['epoch']:>5} | {row['train_loss']:>10.4f} | {row['train_accuracy']:>9.3f} | "
-            f"{row['val_loss']:>8.4f} | {row['val_accuracy']:>7.3f}")
-    if "val_update_fraction" in row:
-        line += f" | {row['val_update_fraction']:>7.3f}"
-    return line + f" | {row['seconds']:>5.1f}"
-
-
-def _metrics_lines(metrics: dict, per_class: bool = False) -> list[str]:
-    keys = ["accuracy", "macro_f1", "hit@1", "hit@5", "clip_hit@1", "video_hit@1", "video_hit@5", "update_fraction"]
-    lines = [f"{key:<16} {metrics[key]:.4f}" + (f"  ({metrics['macro_f1_over']})" if key == "macro_f1" and "macro_f1_over" in metrics else "")
-             for key in keys if key in metrics] + [f"{'videos':<16} {metrics['videos']}"]
-    if per_class and "per_class" in metrics:
-        width = max(len(c) for c in metrics["per_class"])
-        lines.append(f"{'class':<{width}} | precision | recall |    F1 | videos")
-        lines += [f"{c:<{width}} | {m['precision']:>9.3f} | {m['recall']:>6.3f} | {m['f1']:>5.3f} | {m['support']:>6}"
-                  for c, m in metrics["per_class"].items()]
-    return lines + [f"note: {note}" for note in metrics.get("notes", [])]
-
-
-def _print_metrics(metrics: dict, per_class: bool = False) -> None:
-    for line in _metrics_lines(metrics, per_class):
-        typer.echo(line)
-
-
 @app.command("train-head", cls=ReadableHelp)
 def train_head(
     store: Annotated[str, typer.Argument(help="A store written by `featx extract` (a directory or a pyarrow filesystem URI).")],
@@ -458,19 +381,17 @@ def train_head(
     """Train a head on a store's features: a video classifier (--labels) or a temporal activity detector
     (--annotations), under one protocol (AdamW, warm-up + cosine, weight EMA; fixed epochs or --holdout);
     print a per-epoch table and the validation metrics."""
+    from tqdm.auto import tqdm
+
     from featx.store import refuse_output_in_store
-    from seqmodels.runs import TrainConfig
+    from seqmodels.runs import TrainConfig, check_run_folder, staged_run_folder
+    from seqmodels.tasks import Targets, task_named
 
     with user_errors():
         refuse_output_in_store(out, folder=True)
-        from seqmodels.runs import check_run_folder, staged_run_folder
-
         check_run_folder(out, overwrite)  # before training, not after
-        if task == "auto":
-            from seqmodels.multilabel import has_several_labels
-
-            several = labels is not None and has_several_labels(labels)
-            task = "detection" if annotations is not None else "multilabel" if several else "classification"
+        targets = Targets(labels, annotations)
+        task, trainer = task_named(task, targets)
         config = TrainConfig.with_defaults(
             task, head, head_options=_parse_options(option or []), epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay, holdout=holdout,
@@ -480,97 +401,10 @@ def train_head(
         )
         if (train_subset or eval_subset or tiou) and task != "detection":
             raise FeatxError("--train-subset, --eval-subset and --tiou apply to detection (--annotations) only")
-        if task == "classification" and labels is None:
-            raise FeatxError("classification needs --labels CSV (or --annotations for detection)")
         with staged_run_folder(out, overwrite) as stage:  # an earlier run is replaced only by a finished one
-            if task == "detection":
-                lines = _train_detection(store, stage, annotations, config, ignore_missing, progress)
-            elif task == "multilabel":
-                lines = _train_multilabel(store, stage, labels, annotations, config, ignore_missing, progress)
-            else:
-                lines = _train_classifier(store, stage, labels, config, ignore_missing, progress)
+            lines = trainer.train(store, targets, config, stage, ignore_missing, progress, show=tqdm.write)
     for line in lines:
         typer.echo(line.replace(str(stage), str(out)))
-
-
-def _train_classifier(store, out, labels, config, ignore_missing, progress) -> list[str]:
-    from tqdm.auto import tqdm
-
-    from seqmodels.classify import train_on_store
-
-    header = ("epoch | train loss | train acc | val loss | val acc" + (" | updates" if "skip" in config.head else "")
-              + " |     s")
-    run, metrics = train_on_store(
-        store, labels, config, out, ignore_missing, progress=progress,
-        on_epoch=lambda row: tqdm.write(_heading(row) + (header + "\n" if row["epoch"] == 1 else "") + _epoch_line(row)),
-    )
-    return [f"{_trained(run)} (saved: the weights' moving average); validation:", *_metrics_lines(metrics),
-            f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, curves.png, confusion.png"
-            + (", skips.png)" if "update_fraction" in metrics else ")")]
-
-
-def _train_multilabel(store, out, labels, annotations, config, ignore_missing, progress) -> list[str]:
-    from tqdm.auto import tqdm
-
-    from seqmodels.multilabel import train_multilabel
-
-    skip = "skip" in config.head
-    header = "epoch | train loss | val loss | val mAP" + (" | updates" if skip else "") + " |     s"
-
-    def show(r: dict) -> None:
-        if _shown(r, config.epochs):
-            updates = f" | {r['val_update_fraction']:>7.1%}" if "val_update_fraction" in r else ""
-            tqdm.write(_heading(r) + (header + "\n" if r["epoch"] == 1 else "")
-                       + f"{r['epoch']:>5} | {r['train_loss']:>10.4f} | {r['val_loss']:>8.4f} | {r['val_mAP']:>7.3f}"
-                       + updates + f" | {r['seconds']:>5.1f}")
-
-    run, metrics = train_multilabel(store, config, out, labels, annotations, ignore_missing, on_epoch=show,
-                                    progress=progress)
-    from seqmodels.multilabel import metric_lines
-
-    return [f"{config.head}: {_trained(run)} (saved: the weights' moving average); "
-            f"validation ({metrics['videos']} videos, never used for training decisions):", *metric_lines(metrics),
-            f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, curves.png)"]
-
-
-def _print_multilabel(metrics: dict) -> None:
-    from seqmodels.multilabel import metric_lines
-
-    for line in metric_lines(metrics):
-        typer.echo(line)
-
-
-def _train_detection(store, out, annotations, config, ignore_missing, progress) -> list[str]:
-    from tqdm.auto import tqdm
-
-    from seqmodels.detection.run import train_detection
-
-    if annotations is None:
-        raise FeatxError("--task detection needs --annotations (ActivityNet JSON or CSV video_id,start,end,label)")
-
-    def show(r: dict) -> None:
-        if _shown(r, config.epochs):
-            held = f" | {r['holdout_loss']:>12.4f}" if "holdout_loss" in r else ""
-            tqdm.write(_heading(r) + ("epoch | train loss" + (" | holdout loss" if held else "") + "\n" if r["epoch"] == 1 else "")
-                       + f"{r['epoch']:>5} | {r['train_loss']:>10.4f}{held}")
-
-    run, metrics = train_detection(store, annotations, config, out, ignore_missing, on_epoch=show, progress=progress)
-    from seqmodels.detection.map import map_table
-
-    return [f"{config.head}: {_trained(run)} (saved: the weights' moving average); {metrics['split']} "
-            "(never used for training decisions):", *map_table(metrics),
-            f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, timeline.png)"]
-
-
-def _shown(row: dict, epochs: int) -> bool:
-    return row["epoch"] <= 3 or row["epoch"] % 10 == 0 or row["epoch"] == epochs
-
-
-def _print_map(metrics: dict) -> None:
-    from seqmodels.detection.map import map_table
-
-    for line in map_table(metrics):
-        typer.echo(line)
 
 
 def _tiou(value: str | None) -> tuple[float, ...] | None:
@@ -595,41 +429,17 @@ def evaluate(
 ) -> None:
     """Print and write a run's metrics: accuracy, macro-F1, hit@k, clip vs video hit@1 for a classifier; mAP per
     tIoU threshold and class (ActivityNet protocol) for a detector. The run reads the streams it was trained on."""
-    from seqmodels.classify import evaluate_run
-    from seqmodels.detection.run import evaluate_detection
-    from seqmodels.runs import run_task
+    from seqmodels.tasks import EvaluateOptions, Targets, task_of_run
 
     with user_errors():
         if out is not None:
             from featx.store import refuse_output_in_store
 
             refuse_output_in_store(out)
-        if run_task(run) == "multilabel":
-            from seqmodels.multilabel import evaluate_multilabel
-
-            metrics = evaluate_multilabel(run, store, labels, annotations, split, ignore_missing)
-            target = out or run / "evaluation.json"
-            target.write_text(json.dumps(metrics, indent=1))
-            _print_multilabel(metrics)
-            typer.echo(f"wrote {target}")
-            return
-        if run_task(run) == "detection":
-            if annotations is None:
-                raise FeatxError("a detection run is evaluated with --annotations")
-            report = evaluate_detection(run, store, annotations, subset, _tiou(tiou), ignore_missing).to_dict()
-            target = out or run / "evaluation.json"
-            target.write_text(json.dumps(report, indent=1))
-            typer.echo(f"scored {report['videos']} videos ({subset or 'the ones the run was scored on'})")
-            _print_map(report)
-            typer.echo(f"wrote {target}")
-            return
-        if labels is None:
-            raise FeatxError("a classification run is evaluated with --labels")
-        metrics = evaluate_run(run, store, labels, split, clip_steps, clips, ignore_missing)
-        target = out or run / "evaluation.json"
-        target.write_text(json.dumps(metrics, indent=1))
-    _print_metrics(metrics, per_class=True)
-    typer.echo(f"wrote {target} (with the confusion matrix: rows true class, columns predicted)")
+        options = EvaluateOptions(split, clip_steps, clips, subset, _tiou(tiou), ignore_missing)
+        lines = task_of_run(run).evaluate(run, store, Targets(labels, annotations), options, out or run / "evaluation.json")
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command(cls=ReadableHelp)
@@ -646,64 +456,15 @@ def predict(
     """Predict the top-k labels of every video in a store, or, with --adaptive, straight from videos; with a
     detection run, the scored segments of every video as ActivityNet results JSON. The run reads the streams it
     was trained on."""
-    from seqmodels.classify import predict_store, write_table
     from featx.store import refuse_output_in_store
-    from seqmodels.detection.run import predict_detection
-    from seqmodels.runs import run_task
+    from seqmodels.tasks import PredictOptions, task_of_run
 
     with user_errors():
         refuse_output_in_store(out)
-        if run_task(run) == "multilabel":
-            from seqmodels.multilabel import predict_multilabel
-
-            if adaptive or len(sources) != 1:
-                raise FeatxError("a multilabel run predicts on one store (no --adaptive)")
-            table = predict_multilabel(run, sources[0])
-            write_table(table, out)
-            typer.echo(f"wrote {len(table)} step probabilities ({table.video_id.nunique()} videos) to {out}")
-            return
-        if run_task(run) == "detection":
-            if out.suffix.lower() != ".json":
-                raise FeatxError(f"--out {out}: detection results are written as .json (ActivityNet format)")
-            if adaptive:
-                from featx.inputs import collect_inputs
-                from seqmodels.adaptive import adaptive_detect
-
-                results, result = adaptive_detect(run, collect_inputs(sources), device)
-                out.write_text(json.dumps(results, indent=1))
-                count = sum(len(v) for v in results["results"].values())
-                typer.echo(f"wrote {count} segments for {len(results['results'])} videos to {out}")
-                _print_adaptive(result)
-                return
-            if len(sources) != 1:
-                raise FeatxError("a detection run predicts on one store (or video inputs with --adaptive)")
-            results = predict_detection(run, sources[0], subset, annotations)
-            out.write_text(json.dumps(results, indent=1))
-            count = sum(len(v) for v in results["results"].values())
-            typer.echo(f"wrote {count} segments for {len(results['results'])} videos to {out}")
-            return
-        if adaptive:
-            from featx.inputs import collect_inputs
-            from seqmodels.adaptive import adaptive_predict
-
-            result = adaptive_predict(run, collect_inputs(sources), top_k, device)
-            table = result.table
-        else:
-            if len(sources) != 1:
-                raise FeatxError("predict takes one store (or video inputs with --adaptive)")
-            table = predict_store(run, sources[0], top_k)
-        write_table(table, out)
-    typer.echo(f"wrote {len(table)} predictions to {out}")
-    if adaptive:
-        _print_adaptive(result)
-
-
-def _print_adaptive(result) -> None:
-    share = result.backbone_calls / max(1, result.frames)
-    typer.echo(f"backbone calls {result.backbone_calls} of {result.frames} frames sampled ({share:.1%}); "
-               f"{result.seconds:.1f} s")
-    for video_id, reason in result.failures:
-        typer.echo(f"  failed {video_id}: {reason}")
+        options = PredictOptions(top_k, adaptive, device, subset, annotations)
+        lines = task_of_run(run).predict(run, sources, out, options)
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command(cls=ReadableHelp)

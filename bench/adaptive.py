@@ -22,7 +22,7 @@ from _common import Column, Stopwatch, add_out, make_parser, markdown_table, wri
 
 from featx.backbones import resolve_device
 from featx.config import ExtractConfig
-from featx.extract import RunOptions, extract
+from featx.pipeline import RunOptions, extract
 from featx.inputs import VideoInput, collect_inputs
 from featx.synth import make_trimmed
 from featx.video import FrameChunk, stream_frames

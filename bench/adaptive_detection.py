@@ -21,7 +21,7 @@ import numpy as np
 from _common import Column, Stopwatch, add_out, make_parser, markdown_table, write_results
 
 from featx.config import ExtractConfig
-from featx.extract import RunOptions, extract
+from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
 from featx.synth import make_untrimmed
 from seqmodels.detection.run import train_detection

@@ -11,7 +11,7 @@ import numpy as np
 from _common import make_parser
 
 from featx.config import ExtractConfig
-from featx.extract import RunOptions, extract
+from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
 from featx.store import load_sequences, read_config
 from featx.synth import make_trimmed

@@ -23,10 +23,11 @@ from _common import Column, Stopwatch, add_out, make_parser, markdown_table, wri
 
 from featx.backbones import resolve_device
 from featx.config import ExtractConfig
-from featx.extract import RunOptions, extract
+from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
 from featx.synth import make_untrimmed
-from seqmodels.detection.run import DETECTION_HEADS, train_detection
+from seqmodels.detection.run import train_detection
+from seqmodels.registry import heads
 from seqmodels.runs import TrainConfig
 
 SET_SEED = {"easy": 100, "hard": 200}  # video seeds: 100 + seed, 200 + seed (development used others)
@@ -58,7 +59,7 @@ COLUMNS = [Column("set", "<"), Column("fps"), Column("head", "<"), Column("mAP@0
 def table(rows: list[dict]) -> str:
     """Mean ± standard deviation over seeds of each (set, fps, head) cell."""
     cells = []
-    keys = sorted({(r["set"], r["fps"], r["head"]) for r in rows}, key=lambda k: (k[0], k[1], list(DETECTION_HEADS).index(k[2])))
+    keys = sorted({(r["set"], r["fps"], r["head"]) for r in rows}, key=lambda k: (k[0], k[1], list(heads("detection")).index(k[2])))
     for kind, fps, head in keys:
         cell = [r for r in rows if (r["set"], r["fps"], r["head"]) == (kind, fps, head)]
         at5, avg = np.array([r["map@0.5"] for r in cell]), np.array([r["average_map"] for r in cell])
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["easy", "hard"], choices=list(SET_SEED))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--fps", nargs="+", type=float, default=[2.0, 4.0], help="feature rates")
-    parser.add_argument("--heads", nargs="+", default=list(DETECTION_HEADS), choices=list(DETECTION_HEADS))
+    parser.add_argument("--heads", nargs="+", default=list(heads("detection")), choices=list(heads("detection")))
     parser.add_argument("--videos", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=50)
     add_out(parser, "detection.json")

@@ -43,7 +43,7 @@ from _common import Column, Stopwatch, add_out, make_parser, markdown_table, wri
 
 from featx.backbones import resolve_device
 from featx.config import ExtractConfig
-from featx.extract import RunOptions, extract
+from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
 from featx.store import load_features
 from featx.synth import frame_rate, make_untrimmed

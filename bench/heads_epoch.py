@@ -17,7 +17,7 @@ from _common import Column, Stopwatch, add_out, make_parser, markdown_table, wri
 
 from featx.backbones import resolve_device
 from seqmodels.data import SequenceSet
-from seqmodels.heads import HEADS
+from seqmodels.registry import heads
 from seqmodels.heads import build_head
 from seqmodels.protocol import fit
 from seqmodels.train import TrainConfig, classification_loss
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--heads", nargs="+", default=list(HEADS))
+    parser.add_argument("--heads", nargs="+", default=list(heads("classification")))
     parser.add_argument("--device", default="auto")
     add_out(parser, "heads_epoch.json")
     args = parser.parse_args()

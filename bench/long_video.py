@@ -24,7 +24,7 @@ from featx.synth import make_untrimmed
 _RSS_SCRIPT = """
 import sys, threading, time, psutil
 from featx.config import ExtractConfig
-from featx.extract import RunOptions, extract
+from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
 peak, stop = [0], []
 def watch():

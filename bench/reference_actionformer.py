@@ -226,7 +226,7 @@ def ema_initial_share(steps: int, decay: float = 0.999) -> float:
 def make_store(tmp: Path, seed: int, args) -> tuple[Path, Path, Path]:
     """The hard set of `seed`, extracted and exported: (store, annotations, export folder)."""
     from featx.config import ExtractConfig
-    from featx.extract import RunOptions, extract
+    from featx.pipeline import RunOptions, extract
     from featx.inputs import collect_inputs
     from featx.synth import make_untrimmed
 

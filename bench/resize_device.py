@@ -5,7 +5,7 @@ worker only converts to RGB at the decoded size, and the batch is resized (torch
 and normalised on `--device` (featx.batches.resize_crop). Per source size, `--videos` synthetic h264 clips
 (`_common.synthetic_clip`: a panning colour field, a moving disc, sensor noise) are extracted by both paths with the
 bundled tf_efficientnet_lite0 (ImageNet weights: features that mean something), float32 storage; the paths take
-turns, best of `--repeats` runs each. frames/s is `featx.extract`'s own (after loading the model); CPU ms per frame
+turns, best of `--repeats` runs each. frames/s is `featx.pipeline.extract`'s own (after loading the model); CPU ms per frame
 counts this process and its decoding workers. Since the model's time is the same in both, the stage that differs
 is also timed alone, in this process: decode + resize + crop (cpu: `stream_frames` with the resize; device:
 `stream_frames` at the decoded size, then `resize_crop` on `--device`, synchronised), frames/s of wall time.
@@ -28,7 +28,7 @@ from _common import Column, Stopwatch, add_out, make_parser, make_videos, markdo
 
 from featx.batches import resize_crop
 from featx.config import ExtractConfig
-from featx.extract import RunOptions, auto_workers, extract
+from featx.pipeline import RunOptions, auto_workers, extract
 from featx.inputs import collect_inputs
 from featx.store import load_sequences
 from featx.video import FrameChunk, Preprocess, stream_frames

@@ -3,7 +3,7 @@
 - model alone: the backbone on frames already decoded, resized and (on CUDA) already on the card: the ceiling;
 - plain script: serial PyAV decode of each whole video in this process, then the same backbone (same precision,
   channels_last) on it in batches of 32;
-- featx: `featx.extract.extract` end to end (decoding workers, batching, writing the store).
+- featx: `featx.pipeline.extract` end to end (decoding workers, batching, writing the store).
 
 `--decoders pyav nvdec` adds, per backbone and batch size, rows with `--decoder nvdec` (featx.nvdec: NVDEC decodes
 in the main process, frames stay on the card and are resized there; "workers" is then 0 and "decode only" counts
@@ -36,7 +36,7 @@ from _common import (Column, Stopwatch, add_out, make_parser, make_videos, markd
 from featx.backbones import load_backbone
 from featx.config import ExtractConfig
 from featx.decode_pool import Frames, decode_events
-from featx.extract import RunOptions, auto_workers, extract
+from featx.pipeline import RunOptions, auto_workers, extract
 from featx.inputs import collect_inputs
 from featx.store import read_config
 from featx.video import FrameChunk, stream_frames

@@ -1,5 +1,8 @@
 """featx: extract video features once into a Parquet store, train light temporal heads many times.
 
+The Python interface (docs/python.md): `featx.extract(sources, out, **options)` -> summary,
+`featx.embed(video, **options)` -> (times, features) in memory, `featx.open_store(path)` -> Store.
+
 Only cheap imports here (the decoding workers import this package): the store readers load pandas and
 pyarrow on first use, and torch and timm load when a backbone is built.
 """
@@ -8,8 +11,9 @@ from featx.errors import FeatxError
 
 __version__ = "0.1.0"
 
-_STORE_API = ("load_features", "load_sequences", "read_manifest", "store_info")
-__all__ = ["FeatxError", "__version__", *_STORE_API]
+_STORE_API = ("Store", "open_store", "load_features", "load_sequences", "read_manifest", "store_info")
+_RUN_API = ("extract", "embed")
+__all__ = ["FeatxError", "__version__", *_RUN_API, *_STORE_API]
 
 
 def __getattr__(name: str):
@@ -17,4 +21,8 @@ def __getattr__(name: str):
         from featx import store
 
         return getattr(store, name)
+    if name in _RUN_API:
+        from featx import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'featx' has no attribute {name!r}")

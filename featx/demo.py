@@ -27,7 +27,7 @@ def run_demo(out: Path, videos: int = 64, untrimmed: int = 16, say: Callable[[st
 
 def _extract(folder: Path, store: Path, **config):
     from featx.config import ExtractConfig
-    from featx.extract import RunOptions, extract
+    from featx.pipeline import RunOptions, extract
     from featx.inputs import collect_inputs
 
     return extract(collect_inputs([folder]), store, ExtractConfig(**config), RunOptions())

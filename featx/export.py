@@ -32,12 +32,13 @@ import pyarrow.parquet as pq
 
 from featx.config import DTYPES
 from featx.errors import FeatxError
-from featx.location import store_path
+from featx.store.lease import pid_alive
+from featx.store.location import store_path
 from featx import tool_configs
 from featx.digests import file_sha256
 from featx.ids import check_video_id, file_inside
 from featx.timegrid import TimeGrid
-from featx.store import _pid_alive, latest_manifest, load_features, load_sequences, read_config, refuse_output_in_store
+from featx.store import latest_manifest, load_features, load_sequences, read_config, refuse_output_in_store
 
 SIDECAR = "featx_export.json"
 SIDECAR_VERSION = 1
@@ -295,7 +296,7 @@ def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: s
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.featx-export-*.tmp"):  # of exports killed before finishing
         pid = stale.name.rsplit("-", 1)[-1].removesuffix(".tmp")
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

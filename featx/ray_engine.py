@@ -13,7 +13,7 @@ from pathlib import Path
 
 from featx.config import ExtractConfig
 from featx.errors import FeatxError
-from featx.extract import ExtractSummary, RunOptions, extract
+from featx.pipeline import ExtractSummary, RunOptions, extract
 from featx.inputs import VideoInput
 
 

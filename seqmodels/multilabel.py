@@ -31,7 +31,7 @@ from seqmodels.detection.annotations import Segment, load_annotations
 from featx.timegrid import TimeGrid
 from seqmodels.detection.steps import load_steps
 from seqmodels.detection.subsets import thumos_shaped
-from seqmodels.heads import SKIP_HEADS, build_head
+from seqmodels.registry import build_head, find_head
 from seqmodels.heads.skip_rnn import budget_loss
 from seqmodels.metrics import multilabel_map
 from seqmodels.protocol import fit
@@ -263,7 +263,7 @@ def _report(data: StepTargets, classes: list[str], config: TrainConfig, device):
 def _build(config: TrainConfig, in_dim: int, classes: list[str]) -> torch.nn.Module:
     if config.task != "multilabel":
         raise FeatxError(f"this is a {config.task} run, not a multilabel run")
-    return streams.build(config, in_dim, lambda width: build_head(config.head, width, len(classes), per_step=True,
+    return streams.build(config, in_dim, lambda width: build_head(config.head, width, len(classes), task="multilabel",
                                                                    **config.head_options))
 
 
@@ -278,7 +278,7 @@ def train_multilabel(
     extract_config = store_config(store)
     config, columns = streams.resolve(config, extract_config.stream, store)
     data, classes, split = load_targets(store, labels, annotations, columns, ignore_missing=ignore_missing)
-    build_head(config.head, 1, max(1, len(classes)), per_step=True, **config.head_options)  # bad head: fail first
+    build_head(config.head, 1, max(1, len(classes)), task="multilabel", **config.head_options)  # bad head: fail first
     if not classes:
         raise FeatxError("the labels or annotations name no class")
     train_set, val_set = train_val_split(data, split, config.val_fraction, config.seed)
@@ -288,7 +288,7 @@ def train_multilabel(
     def fit_one(cols: slice, on_epoch, desc: str):
         fit_set, val = train_set.columns(cols), val_set.columns(cols)
         torch.manual_seed(config.seed)
-        model = build_head(config.head, fit_set.features[0].shape[1], len(classes), per_step=True,
+        model = build_head(config.head, fit_set.features[0].shape[1], len(classes), task="multilabel",
                            **config.head_options).to(device)
         return fit(model, list(range(len(fit_set))), loss_function(fit_set, config, device), config.protocol,
                    _report(val, classes, config, device), on_epoch, progress, desc=desc)
@@ -297,7 +297,7 @@ def train_multilabel(
     run = Run(model, config, classes, in_dim, extract_config.to_dict(), history)
     probs, updates = predict_probabilities(model, val_set, config.batch_size)
     metrics = {**score(probs, val_set, classes), "split": "val"}
-    if config.head in SKIP_HEADS:
+    if find_head("multilabel", config.head).skip:
         metrics["update_fraction"] = float(np.concatenate(updates).mean())
     save_run(run, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -322,7 +322,7 @@ def evaluate_multilabel(run_dir, store, labels=None, annotations=None, split: st
         data = val_set if split == "val" else train_set
     probs, updates = predict_probabilities(run.model, data, run.config.batch_size)
     metrics = {**score(probs, data, run.classes), "split": split}
-    if run.config.head in SKIP_HEADS:
+    if find_head("multilabel", run.config.head).skip:
         metrics["update_fraction"] = float(np.concatenate(updates).mean())
     return metrics
 

@@ -20,30 +20,11 @@ import torch
 
 from featx.backbones.weights import file_sha256
 from featx.errors import FeatxError
-from seqmodels import streams
+from seqmodels import registry, streams
 from seqmodels.protocol import Protocol
+from seqmodels.registry import TASKS
 
 RUN_FORMAT_VERSION = 2  # 2: one config for every task, EMA weights, the shared protocol
-TASKS = ("classification", "detection", "multilabel")
-
-# Training defaults per head; the CLI's unset options take these. Classification heads train on whole
-# videos; ActionFormer takes its THUMOS14 recipe (lr 1e-4, wd 0.05, 5 warm-up epochs, EMA) with more epochs
-# and a larger batch than its 35 x batch 2, because datasets here are small (bench/detection.py).
-_CLASSIFY = dict(epochs=30, batch_size=32, lr=1e-3, weight_decay=1e-2, warmup_epochs=2)
-_STEPS = dict(epochs=40, batch_size=8, lr=1e-3, weight_decay=1e-2, warmup_epochs=2)
-HEAD_DEFAULTS = {
-    "classification": {None: _CLASSIFY},
-    "detection": {
-        "actionformer": dict(epochs=60, batch_size=4, lr=2e-4, weight_decay=0.05, warmup_epochs=5),
-        "montes-lstm": _STEPS,
-        "linear": _STEPS,
-        "skip-lstm": _STEPS,  # the Skip RNN step detectors (adaptive detection)
-        "skip-gru": _STEPS,
-    },
-    "multilabel": {None: {**_STEPS, "lr": 1e-2}},  # per-step heads (seqmodels.heads.steps): bench/multilabel.py
-}
-DETECTION_ONLY = ("actionformer", "montes-lstm", "linear")  # heads no other task has
-DEFAULT_HEAD = {"classification": "lstm", "detection": "actionformer", "multilabel": "lstm"}
 
 
 @dataclass(frozen=True)
@@ -102,18 +83,12 @@ class TrainConfig:
     @classmethod
     def with_defaults(cls, task: str, head: str | None = None, **given) -> "TrainConfig":
         """The config for `head` (the task's default head when None): options left None take the head's
-        defaults (HEAD_DEFAULTS); an unset warm-up is at most a fifth of the epochs."""
-        if task not in TASKS:
-            raise FeatxError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
-        head = head or DEFAULT_HEAD[task]
-        if task != "detection" and head in DETECTION_ONLY:
-            raise FeatxError(f"{head} is a detection head: train it with --annotations (and --task detection)")
-        table = HEAD_DEFAULTS[task]
-        defaults = table.get(head, table.get(None, {}))
-        values = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+        defaults (seqmodels.registry); an unset warm-up is at most a fifth of the epochs."""
+        found = registry.find_head(task, head)
+        values = {**found.defaults, **{k: v for k, v in given.items() if v is not None}}
         if given.get("warmup_epochs") is None and "warmup_epochs" in values:  # a short run warms up for a fifth of it
             values["warmup_epochs"] = min(values["warmup_epochs"], values.get("epochs", cls.epochs) / 5)
-        return cls(task=task, head=head, **values)
+        return cls(task=task, head=found.name, **values)
 
     @property
     def protocol(self) -> Protocol:

@@ -12,7 +12,7 @@ from featx.backbones import resolve_device
 from featx.errors import FeatxError
 from seqmodels import runs, streams
 from seqmodels.data import SequenceSet, batches, pad
-from seqmodels.heads import SKIP_HEADS, build_head
+from seqmodels.registry import build_head, find_head
 from seqmodels.heads.skip_rnn import budget_loss
 from seqmodels.protocol import fit
 from seqmodels.runs import Run, TrainConfig
@@ -119,4 +119,4 @@ def load_run(folder: str | Path, device: str = "cpu") -> Run:
 
 
 def is_skip(run: Run) -> bool:
-    return run.config.head in SKIP_HEADS
+    return find_head(run.task, run.config.head).skip

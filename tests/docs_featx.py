@@ -34,7 +34,7 @@ import traceback
 PRELOAD = [
     "cli", "torch", "timm", "torchvision", "torchvision.models.video", "av", "pandas", "pyarrow.parquet",
     "pyarrow.dataset", "sklearn.metrics", "matplotlib.pyplot", "safetensors.torch", "duckdb", "h5py",
-    "featx.extract", "featx.backbones", "featx.synth", "featx.store", "featx.store_check", "featx.export",
+    "featx.pipeline", "featx.api", "featx.backbones", "featx.synth", "featx.store", "featx.store.check", "featx.export",
     "featx.importer", "featx.recipes", "seqmodels.classify", "seqmodels.adaptive", "seqmodels.detection.run",
 ]
 HEADER = struct.Struct("!Q")  # the length of the JSON request that follows

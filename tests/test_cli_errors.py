@@ -27,7 +27,7 @@ def toy_store(tmp_path):
 
 @pytest.mark.slow
 def test_a_full_disk_during_extraction_is_one_line_and_leaves_no_half_written_part(tmp_path, tiny_videos, monkeypatch):
-    from featx import location
+    from featx.store import location
 
     class FullDisk:
         def __init__(self, path, *args, **kwargs):

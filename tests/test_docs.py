@@ -139,6 +139,15 @@ def test_every_page_is_in_the_readme_contents():
         assert f"](docs/{page.name})" in readme, f"README.md's Documentation list does not link docs/{page.name}"
 
 
+def test_the_layout_page_names_every_module_and_only_modules():
+    text = (ROOT / "docs" / "layout.md").read_text()
+    named = set(re.findall(r"^((?:featx|seqmodels)/\S+\.py|cli\.py)\s", text, flags=re.M))
+    modules = {p.relative_to(ROOT).as_posix() for p in [ROOT / "cli.py", *(ROOT / "featx").rglob("*.py"),
+                                                        *(ROOT / "seqmodels").rglob("*.py")]}
+    assert named - modules == set(), "docs/layout.md names modules that do not exist"
+    assert modules - named == set(), "docs/layout.md leaves modules out"
+
+
 def _slug(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
     text = re.sub(r"[^\w\- ]", "", heading.strip().lower())

@@ -10,7 +10,7 @@ import torch
 from featx.backbones import load_backbone
 from featx.config import ExtractConfig
 from featx.errors import FeatxError
-from featx.extract import RunOptions, extract
+from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
 from featx.store import load_sequences, read_config, read_manifest
 from featx.video import FrameChunk, sample_indices, stream_frames

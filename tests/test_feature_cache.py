@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from featx import feature_cache, store
+from featx import feature_cache
+from featx.store import reader
 from featx.errors import FeatxError
 from featx.store import StoreWriter, load_sequences
 
@@ -32,7 +33,7 @@ def no_parts(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("read the parts")
 
-    monkeypatch.setattr(store, "_read", refuse)
+    monkeypatch.setattr(reader, "_read", refuse)
 
 
 def assert_sequences(got: dict, expected: dict) -> None:

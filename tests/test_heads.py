@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from featx.errors import FeatxError
-from seqmodels.heads import HEADS, SKIP_HEADS, build_head
+from seqmodels.registry import build_head, heads
+
+HEADS = heads("classification")
 
 D, C = 12, 3
 
@@ -17,7 +19,7 @@ def test_every_head_gives_logits_and_the_same_structure_in_train_and_eval(name):
     for mode in (True, False):
         out = head.train(mode)(x, mask)
         assert out.logits.shape == (4, C)
-        assert (out.updates is not None) == (name in SKIP_HEADS)
+        assert (out.updates is not None) == HEADS[name].skip
         if out.updates is not None:
             assert out.updates.shape == (4, 9)
 
@@ -59,3 +61,37 @@ def test_out_of_range_head_options_are_one_line_errors(name, options):
 def test_options_of_the_wrong_type_or_unknown_are_named_not_passed_to_torch(name, options, message):
     with pytest.raises(FeatxError, match=re.escape(message)):
         build_head(name, 8, 3, **options)
+
+
+def test_each_task_lists_its_own_heads_from_the_one_registry():
+    assert list(heads("classification")) == ["lstm", "avgpool", "late-fusion", "maxpool", "skip-gru", "skip-lstm",
+                                             "slow-fusion", "transformer"]
+    assert list(heads("multilabel")) == ["lstm", "gru", "skip-gru", "skip-lstm"]
+    assert list(heads("detection")) == ["actionformer", "linear", "montes-lstm", "skip-gru", "skip-lstm"]
+    assert heads("detection")["actionformer"].defaults["lr"] == 2e-4 and heads("multilabel")["gru"].defaults["lr"] == 1e-2
+    assert heads("detection")["montes-lstm"].outputs(4) == 5 and heads("detection")["actionformer"].outputs(4) == 4
+
+
+def test_a_head_registered_at_its_definition_trains_under_its_defaults(monkeypatch):
+    from seqmodels import registry
+    from seqmodels.heads.pooling import PoolHead
+    from seqmodels.runs import TrainConfig
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # registered for this test only
+
+    @registry.register_head("tiny-pool", classification=dict(epochs=3, lr=0.5))
+    def tiny_pool(in_dim: int, num_classes: int, dropout: float = 0.0) -> PoolHead:
+        return PoolHead(in_dim, num_classes, "avg", hidden=4, dropout=dropout)
+
+    assert build_head("tiny-pool", D, C)(torch.randn(2, 5, D), torch.ones(2, 5, dtype=torch.bool)).logits.shape == (2, C)
+    config = TrainConfig.with_defaults("classification", "tiny-pool")
+    assert (config.epochs, config.lr, config.batch_size) == (3, 0.5, 32)
+    with pytest.raises(FeatxError, match="bad option for head 'tiny-pool': no option 'hidden'"):
+        build_head("tiny-pool", D, C, hidden=8)
+    with pytest.raises(FeatxError, match="'tiny-pool' is not a detection head"):
+        build_head("tiny-pool", D, C, task="detection")
+
+
+def test_a_detection_head_named_for_classification_says_how_to_train_it():
+    with pytest.raises(FeatxError, match="montes-lstm is a detection head: train it with --annotations"):
+        build_head("montes-lstm", D, C)

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from featx.location import RemotePath, store_path
+from featx.store.location import RemotePath, store_path
 from featx.store import load_features, load_sequences, read_config, read_manifest, store_info
 from tests.conftest import TINY_ARGS
 

@@ -74,7 +74,7 @@ def test_step_targets_hold_several_classes_where_segments_overlap():
 @pytest.mark.parametrize("name", ["lstm", "gru", "skip-lstm", "skip-gru"])
 def test_per_step_heads_are_causal_and_score_every_step(name):
     torch.manual_seed(0)
-    head = build_head(name, 4, 3, per_step=True, hidden=8, dropout=0.0).eval()
+    head = build_head(name, 4, 3, task="multilabel", hidden=8, dropout=0.0).eval()
     x = torch.randn(2, 7, 4)
     mask = torch.ones(2, 7, dtype=torch.bool)
     out = head(x, mask)
@@ -88,7 +88,7 @@ def test_per_step_heads_are_causal_and_score_every_step(name):
 
 def test_a_skipped_step_repeats_the_previous_steps_output():
     torch.manual_seed(0)
-    head = build_head("skip-gru", 4, 3, per_step=True, hidden=8, dropout=0.0, update_bias=-3.0).eval()
+    head = build_head("skip-gru", 4, 3, task="multilabel", hidden=8, dropout=0.0, update_bias=-3.0).eval()
     out = head(torch.randn(1, 12, 4), torch.ones(1, 12, dtype=torch.bool))
     updates = out.updates[0]
     assert updates[0] == 1 and (updates == 0).any()  # the first step always updates; sigmoid(-3) then skips

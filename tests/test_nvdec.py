@@ -20,7 +20,7 @@ from featx.backbones import extraction_config, load_backbone
 from featx.batches import BatchRunner
 from featx.config import ExtractConfig
 from featx.errors import FeatxError
-from featx.extract import RunOptions, extract
+from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
 from featx.nvdec import FrameSelector, select_frames, unavailable
 from featx.store import load_features, load_sequences, read_config, read_manifest

@@ -56,7 +56,7 @@ def test_extract_runs_with_the_resolved_values_and_the_store_records_them_not_th
         seen["config"] = config
         raise FeatxError("stopped here")
 
-    monkeypatch.setattr("featx.extract.extract", fake_extract)
+    monkeypatch.setattr("featx.pipeline.extract", fake_extract)
     args = ["extract", str(tiny_videos), "--out", str(tmp_path / "s"), "--recipe", "anet-tsp-style", "--clip-stride", "8",
             "--random-init", "--no-progress"]
     result = runner.invoke(app, args)

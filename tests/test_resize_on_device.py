@@ -18,7 +18,7 @@ from featx.batches import BatchRunner, check_device_filter, resize_crop
 from featx.config import ExtractConfig
 from featx.decode_pool import Frames, decode_events
 from featx.errors import FeatxError
-from featx.extract import RunOptions, extract
+from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
 from featx.store import load_sequences, read_config, read_manifest
 from featx.video import FrameChunk, Preprocess, stream_frames

@@ -255,7 +255,7 @@ def test_gate_warmup_holds_the_gates_open_for_its_first_epochs_then_releases_the
     from seqmodels.protocol import Protocol, fit
 
     torch.manual_seed(0)
-    model = build_head("skip-gru", D, C, per_step=True, update_bias=-20.0)
+    model = build_head("skip-gru", D, C, task="multilabel", update_bias=-20.0)
     x, mask = torch.randn(4, 10, D), torch.ones(4, 10, dtype=torch.bool)
     targets = (torch.rand(4, 10, C) > 0.5).float()
 

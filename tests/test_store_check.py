@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from featx.errors import FeatxError
-from featx.lease import LEASE_DIR, WriterLease, conflicts
+from featx.store.lease import LEASE_DIR, WriterLease, conflicts
 from featx.store import StoreWriter, load_features, load_sequences, ok_video_ids, read_manifest, store_info
-from featx.store_check import DAMAGED_DIR, repair_store, verify_store
+from featx.store.check import DAMAGED_DIR, repair_store, verify_store
 from tests.helpers import add_toy_video, toy_config
 
 
@@ -72,7 +72,7 @@ def test_writers_of_different_shards_of_one_count_run_side_by_side(tmp_path):
 
 HOLD_LEASE = """
 import sys, time
-from featx.lease import WriterLease
+from featx.store.lease import WriterLease
 lease = WriterLease(sys.argv[1], None).acquire()
 print("held", flush=True)
 time.sleep(60)
@@ -267,10 +267,10 @@ def test_a_store_above_the_page_reading_size_is_trusted_by_footers_and_says_how_
 
     import featx.store
     from cli import app
-    from featx.extract import ExtractSummary
+    from featx.pipeline import ExtractSummary
 
     root, _ = store
-    monkeypatch.setattr(featx.store, "READ_PAGES_BELOW", 0)
+    monkeypatch.setattr(featx.store.reader, "READ_PAGES_BELOW", 0)
     flip_a_feature_byte(part_of(root, "c"))
     with StoreWriter(root, toy_config()) as writer:
         assert not writer.pages_read and writer.ok_ids == {"a", "b", "c"} and not writer.repairs

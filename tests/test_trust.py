@@ -191,7 +191,7 @@ def test_a_part_copied_in_from_a_store_with_another_config_fails_verify_and_is_s
     import shutil
 
     from featx.store import PART_GLOB, load_features
-    from featx.store_check import check_store
+    from featx.store.check import check_store
 
     ours = _store(tmp_path / "ours", ids=("a", "b", "c"))
     with StoreWriter(tmp_path / "other", toy_config(fps=5.0)) as writer:  # another sampling rate
@@ -212,7 +212,7 @@ def test_a_part_copied_in_from_a_store_with_another_config_fails_verify_and_is_s
 def test_a_stray_parquet_file_that_pandas_would_read_fails_verify_with_the_fix(tmp_path):
     import pandas as pd
 
-    from featx.store_check import check_store
+    from featx.store.check import check_store
 
     root = _store(tmp_path / "s")
     part = next(root.glob("part-*.parquet"))

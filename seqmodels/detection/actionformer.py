@@ -30,6 +30,7 @@ from torch import nn
 
 from seqmodels.detection.nms import class_wise_soft_nms
 from seqmodels.detection.points import DecodeOptions, assign, candidates, diou_loss, level_points, sigmoid_focal_loss
+from seqmodels.registry import ACTIONFORMER, register_head
 
 
 NARROW, WIDE = 256, 512  # default widths below / from 1024 input dimensions
@@ -152,6 +153,7 @@ class Head(nn.Module):
         return self.last(x, mask)[0]
 
 
+@register_head("actionformer", detection=ACTIONFORMER)
 class ActionFormerHead(nn.Module):
     kind = "segments"
 

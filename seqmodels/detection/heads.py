@@ -6,9 +6,12 @@ import torch
 from torch import nn
 
 from seqmodels.heads.common import HeadOutput
+from seqmodels.heads.skip_rnn import SkipRNNHead
 from seqmodels.heads.steps import StepSkipRNN
+from seqmodels.registry import STEPS, register_head
 
 
+@register_head("montes-lstm", detection=STEPS)
 class MontesLSTM(nn.Module):
     """Montes et al. 2016: BatchNorm -> dropout -> LSTM (512 units) -> per-step linear over K + 1 classes.
     BatchNorm statistics come from real steps only, never from padding."""
@@ -30,6 +33,7 @@ class MontesLSTM(nn.Module):
         return self.out(self.dropout(h))
 
 
+@register_head("linear", detection=STEPS)
 class StepLinear(nn.Module):
     """The trivial baseline: BatchNorm -> one linear layer per step over K + 1 classes (no temporal context
     except the post-processing's smoothing)."""
@@ -47,6 +51,8 @@ class StepLinear(nn.Module):
         return self.out(normed)
 
 
+@register_head("skip-lstm", cell="lstm", options_of=SkipRNNHead, skip=True, detection=STEPS)
+@register_head("skip-gru", cell="gru", options_of=SkipRNNHead, skip=True, detection=STEPS)
 class SkipSteps(nn.Module):
     """A Skip RNN (Campos et al. 2018) as a per-step detector: Montes et al.'s causal per-step classifier over
     K + 1 classes, whose recurrent state updates only on the steps its gate chooses; a skipped step copies the
@@ -67,13 +73,3 @@ class SkipSteps(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
         return self.net(x, mask)
-
-
-def skip_steps(cell: str):
-    """The detection head `skip-<cell>`: SkipSteps with that cell."""
-
-    def build(in_dim: int, num_classes: int, **options) -> SkipSteps:
-        return SkipSteps(in_dim, num_classes, cell=cell, **options)
-
-    build.kind = SkipSteps.kind
-    return build

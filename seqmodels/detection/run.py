@@ -16,10 +16,8 @@ import torch
 
 from featx.errors import FeatxError
 from featx.store import ok_video_ids
-from seqmodels import streams
-from seqmodels.detection.actionformer import ActionFormerHead
+from seqmodels import registry, streams
 from seqmodels.detection.annotations import Annotations, check_videos, load_annotations, step_targets
-from seqmodels.detection.heads import MontesLSTM, StepLinear, skip_steps
 from seqmodels.detection.map import Detection, DetectionMAP, detection_map
 from seqmodels.detection.postprocess import segments_from_probs
 from seqmodels.detection.steps import StepData, load_steps
@@ -29,8 +27,6 @@ from seqmodels.data import pad
 from seqmodels.protocol import fit
 from seqmodels.runs import Run, TrainConfig, load_run, run_columns, save_run, store_config
 
-DETECTION_HEADS = {"actionformer": ActionFormerHead, "montes-lstm": MontesLSTM, "linear": StepLinear,
-                   "skip-lstm": skip_steps("lstm"), "skip-gru": skip_steps("gru")}
 RESULTS_VERSION = "featx detection results 1"
 MAX_LEN = 2304  # training crop length when --max-steps is not given (ActionFormer's THUMOS14 max_seq_len)
 CROP_RATIO = (0.9, 1.0)  # segment heads: each epoch sees a random 90-100 % window of every video
@@ -38,14 +34,8 @@ TRUNC_THRESH = 0.5  # a cropped segment is kept when this share of it stays insi
 
 
 def single_head(config: TrainConfig, in_dim: int, classes: list[str]) -> torch.nn.Module:
-    """One head: step heads output K + 1 classes (0: background); segment heads K."""
-    if config.head not in DETECTION_HEADS:
-        raise FeatxError(f"--head {config.head!r} is not a detection head; choose from {', '.join(DETECTION_HEADS)}")
-    head = DETECTION_HEADS[config.head]
-    try:
-        return head(in_dim, len(classes) + (1 if head.kind == "steps" else 0), **config.head_options)
-    except TypeError as exc:
-        raise FeatxError(f"bad option for head {config.head!r}: {exc}") from None
+    """One head: step heads output K + 1 classes (0: background); segment heads K (seqmodels.registry)."""
+    return registry.build_head(config.head, in_dim, len(classes), task="detection", **config.head_options)
 
 
 def build_head(config: TrainConfig, in_dim: int, classes: list[str]) -> torch.nn.Module:

@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqmodels.heads.common import HeadOutput, last_valid, masked_mean, mlp
+from seqmodels.registry import CLASSIFY, register_head
 
 
+@register_head("late-fusion", classification=CLASSIFY)
 class LateFusion(nn.Module):
     def __init__(
         self,
@@ -32,6 +34,7 @@ class LateFusion(nn.Module):
         return HeadOutput(self.classifier(pair))
 
 
+@register_head("slow-fusion", classification=CLASSIFY)
 class SlowFusion(nn.Module):
     def __init__(
         self,

@@ -8,8 +8,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.heads.common import HeadOutput, masked_mean
+from seqmodels.registry import CLASSIFY, register_head
 
 
+@register_head("lstm", classification=CLASSIFY)
 class LSTMHead(nn.Module):
     def __init__(
         self,

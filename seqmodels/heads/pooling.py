@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from seqmodels.heads.common import HeadOutput, masked_max, masked_mean, mlp
+from seqmodels.registry import CLASSIFY, register_head
 
 
 class PoolHead(nn.Module):
@@ -28,12 +29,12 @@ class PoolHead(nn.Module):
         return HeadOutput(self.classifier(pooled))
 
 
+@register_head("avgpool", options_of=PoolHead, classification=CLASSIFY)
 def avgpool(in_dim: int, num_classes: int, **cfg) -> PoolHead:
     return PoolHead(in_dim, num_classes, pool="avg", **cfg)
 
 
+@register_head("maxpool", options_of=PoolHead, classification=CLASSIFY)
 def maxpool(in_dim: int, num_classes: int, **cfg) -> PoolHead:
     return PoolHead(in_dim, num_classes, pool="max", **cfg)
 
-
-avgpool.options_of = maxpool.options_of = PoolHead  # where their options are declared (featx checks them there)

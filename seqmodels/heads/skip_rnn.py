@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from seqmodels.heads.common import HeadOutput
+from seqmodels.registry import CLASSIFY, register_head
 
 GRU_KINDS = ("reference", "torch")
 
@@ -113,6 +114,8 @@ class _Layer(nn.Module):
         return torch.lerp(cand, h, z), None  # (1 - z) n + z h
 
 
+@register_head("skip-lstm", cell="lstm", skip=True, classification=CLASSIFY)
+@register_head("skip-gru", cell="gru", skip=True, classification=CLASSIFY)
 class SkipRNNHead(nn.Module):
     def __init__(
         self,

@@ -17,8 +17,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.heads.common import HeadOutput
 from seqmodels.heads.skip_rnn import SkipRNNHead
+from seqmodels.registry import MULTILABEL, register_head
 
 
+@register_head("lstm", cell="lstm", multilabel=MULTILABEL)
+@register_head("gru", cell="gru", multilabel=MULTILABEL)
 class StepRNN(nn.Module):
     """An LSTM or GRU over the steps (causal: step t sees steps 1..t), packed so that padding never enters the
     state, and a per-step linear read-out."""
@@ -49,6 +52,8 @@ class StepRNN(nn.Module):
         return HeadOutput(self.classifier(out), multilabel=True)  # (B, T, C)
 
 
+@register_head("skip-lstm", cell="lstm", options_of=SkipRNNHead, skip=True, multilabel=MULTILABEL)
+@register_head("skip-gru", cell="gru", options_of=SkipRNNHead, skip=True, multilabel=MULTILABEL)
 class StepSkipRNN(nn.Module):
     """A Skip RNN (seqmodels.heads.skip_rnn) read out at every step: the output of step t is the classifier on
     the state after step t, which a skipped step copies from the step before."""

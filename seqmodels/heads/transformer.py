@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from seqmodels.heads.common import HeadOutput, masked_mean
+from seqmodels.registry import CLASSIFY, register_head
 
 
 def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:
@@ -24,6 +25,7 @@ def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:
     return table
 
 
+@register_head("transformer", classification=CLASSIFY)
 class TransformerHead(nn.Module):
     def __init__(
         self,

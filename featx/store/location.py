@@ -12,6 +12,7 @@ completes (S3, GCS: whole-object writes are atomic), and object stores have no r
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,3 +158,22 @@ def dataset(paths: list) -> ds.Dataset:
     if paths and is_remote(paths[0]):
         return ds.dataset([p.path for p in paths], filesystem=paths[0].fs, format=checked)
     return ds.dataset([str(p) for p in paths], format=checked)
+
+
+def tmp_path(final: Path) -> Path:
+    """The hidden name a local file is written under before its rename into place."""
+    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+
+
+def is_tmp(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def write_atomic(table, final, **options) -> None:
+    """Write `table` to `final` so that readers see the whole file or nothing."""
+    if is_remote(final):  # an object appears whole when its upload completes
+        write_table(table, final, **options)
+        return
+    tmp = tmp_path(final)
+    write_table(table, tmp, **options)
+    os.replace(tmp, final)

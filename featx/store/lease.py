@@ -10,7 +10,7 @@ both write the same shard, or their shard counts differ (shard 0/2 and shard 0/3
 i/N and j/N with i != j are disjoint and run side by side.
 
 Object stores (s3://, gs://) have no locks: there, run at most one writer per shard yourself; readers and
-`featx info` still detect any video written twice (featx.store_check).
+`featx info` still detect any video written twice (featx.store.check).
 """
 
 from __future__ import annotations
@@ -110,3 +110,14 @@ def _read_holder(fd: int) -> dict:
         # a lease being written (no content yet) counts as a whole-store writer: the safe side
         "shard": tuple(shard) if shard else None,
     }
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from featx import location
 from featx.errors import FeatxError
+from featx.store import location
+from featx.store.format import CONFIG_KEY, MANIFEST_DIR, MANIFEST_SCHEMA, PART_GLOB, PART_VIDEOS_KEY, manifest_table
+from featx.store.manifest import latest_manifest, latest_rows, read_config, read_manifest, require_store
 
 DAMAGED_DIR = "_damaged"
 
@@ -75,7 +77,6 @@ def quick_check(root, manifest, read_footers: bool = False) -> StoreProblems:
     """Missing parts (named by a video's latest row in `manifest`, as read_manifest gives it), videos ok in
     two existing parts and, with read_footers, parts whose footer cannot be read or whose row count
     disagrees with the manifest."""
-    from featx.store import CONFIG_KEY, PART_GLOB, latest_rows
 
     present = {p.name: p for p in root.glob(PART_GLOB)}
     problems = StoreProblems()
@@ -141,7 +142,6 @@ def verify_store(root, progress: bool = False) -> StoreProblems:
     looking for repeated (video_id, step) rows."""
     from tqdm.auto import tqdm
 
-    from featx.store import PART_GLOB, read_manifest
 
     problems = quick_check(root, read_manifest(root), read_footers=True)
     problems.stray = stray_files(root)
@@ -175,7 +175,6 @@ def _read_pages(parts, damaged: dict[str, str]):
 
 def read_every_page(root, problems: StoreProblems) -> None:
     """Add to `problems.damaged` every part of `root` whose pages do not all decode with their checksums."""
-    from featx.store import PART_GLOB
 
     for _ in _read_pages(sorted(root.glob(PART_GLOB)), problems.damaged):
         pass
@@ -184,7 +183,6 @@ def read_every_page(root, problems: StoreProblems) -> None:
 def stray_files(root) -> list[str]:
     """Entries of a local store's folder that featx did not write and that readers of the folder would take for
     data: pyarrow / pandas read every file and folder not starting with '_' or '.', DuckDB every *.parquet."""
-    from featx.store import PART_GLOB
 
     if location.is_remote(root):
         return []
@@ -195,7 +193,7 @@ def stray_files(root) -> list[str]:
 def repair_store(root, problems: StoreProblems) -> list[str]:
     """Set damaged parts aside, record the videos of missing and damaged parts as failed (so the next
     extraction redoes them), and remove every second copy of a video. Returns what was done, one line each.
-    Only for a writer that holds the store's lease (featx.lease), or when no writer runs."""
+    Only for a writer that holds the store's lease (featx.store.lease), or when no writer runs."""
     done = []
     lost: dict[str, str] = {}  # part -> why its videos are gone
     for part, why in problems.damaged.items():
@@ -221,7 +219,6 @@ def repair_store(root, problems: StoreProblems) -> list[str]:
 
 
 def _record_lost(root, lost: dict[str, str]) -> None:
-    from featx.store import MANIFEST_DIR, MANIFEST_SCHEMA, _manifest_table, _write_atomic, latest_manifest, read_config
 
     latest = latest_manifest(root)
     rows = _ok_rows(latest)
@@ -234,14 +231,13 @@ def _record_lost(root, lost: dict[str, str]) -> None:
     records = rows.where(rows.notna(), None).to_dict("records")  # NaN -> null
     config = read_config(root)
     name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}000000-check-{os.getpid()}-00000.parquet"
-    _write_atomic(_manifest_table(records, config.to_json() if config else "{}"), root / MANIFEST_DIR / name)
+    location.write_atomic(manifest_table(records, config.to_json() if config else "{}"), root / MANIFEST_DIR / name)
 
 
 def _drop_second_copies(root, duplicates: dict[str, list[str]]) -> None:
     """Keep each video in the part its latest manifest row names (else the newest part); rewrite the others
     without it: the part first (one rename), then its manifest fragment, so a stop between them is repaired
     by running again."""
-    from featx.store import latest_manifest
 
     latest = latest_manifest(root).set_index("video_id")["part"]
     drop: dict[str, set[str]] = {}
@@ -255,7 +251,6 @@ def _drop_second_copies(root, duplicates: dict[str, list[str]]) -> None:
 
 
 def _rewrite_part(root, part: str, videos: set[str]) -> None:
-    from featx.store import MANIFEST_DIR, PART_VIDEOS_KEY, _write_atomic
 
     path = root / part
     table = location.read_table(path)
@@ -267,7 +262,7 @@ def _rewrite_part(root, part: str, videos: set[str]) -> None:
     if keep.num_rows == 0:
         path.unlink()
     else:  # encoded as StoreWriter writes parts: dictionary for video_id only (featx.store, bench/read.py)
-        _write_atomic(keep.replace_schema_metadata(meta), path, use_dictionary=["video_id"])
+        location.write_atomic(keep.replace_schema_metadata(meta), path, use_dictionary=["video_id"])
     if fragment.exists():
         rows = location.read_table(fragment)
         stale = pc.and_(pc.is_in(rows["video_id"], pa.array(sorted(videos))), pc.equal(rows["part"], part))
@@ -275,18 +270,17 @@ def _rewrite_part(root, part: str, videos: set[str]) -> None:
         if rest.num_rows == 0:
             fragment.unlink()
         else:
-            _write_atomic(rest, fragment)
+            location.write_atomic(rest, fragment)
 
 
 def check_store(root, repair: bool = False, progress: bool = False) -> tuple[StoreProblems, list[str]]:
     """`featx info --verify / --repair`: every check (verify_store); with repair, under the store's writer
     lease, what repair_store does. Returns (problems found, repairs done)."""
-    from featx.lease import WriterLease
-    from featx.location import is_remote, store_path
-    from featx.store import _require_store
+    from featx.store.lease import WriterLease
+    from featx.store.location import is_remote, store_path
 
     root = store_path(root)
-    _require_store(root)
+    require_store(root)
     if not repair:
         return verify_store(root, progress), []
     if is_remote(root):

@@ -58,7 +58,7 @@ class ExtractSummary:
     failed: int = 0
     skipped: int = 0  # already ok in the store
     pages_read: bool = True  # the store's parts were read page by page when opened (else trusted by footers)
-    repairs: list[str] = field(default_factory=list)  # what opening the store repaired (featx.store_check)
+    repairs: list[str] = field(default_factory=list)  # what opening the store repaired (featx.store.check)
     frames: int = 0  # rows embedded in this run: frames, or clips for clip backbones (see unit)
     unit: str = "frames"
     seconds: float = 0.0  # wall time of the whole run, loading the backbone included

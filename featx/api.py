@@ -1,0 +1,112 @@
+"""The Python interface to stage 1, what `featx extract` calls: `featx.extract` into a store, and
+`featx.embed` of one video into memory for a notebook. Options are the CLI's, as keywords
+(`featx extract --clip-len 16` is `clip_len=16`); docs/python.md shows each call."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from featx.config import DEFAULT_BACKBONE
+from featx.errors import FeatxError
+
+# The options that decide the features (the store's identity) and those that only decide how the run goes.
+CONFIG_OPTIONS = ("backbone", "weights", "fps", "dtype", "precision", "clip_len", "clip_stride", "clip_tail", "inflate",
+                  "inflate_time", "mean_cube", "stream", "flow_len", "flow", "weights_flow", "resize_on", "decoder")
+RUN_OPTIONS = ("batch_size", "workers", "device", "progress", "part_mb", "shard", "compile")
+RECIPE_FILLS = ("backbone", "fps", "clip_len", "clip_stride")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def extract(sources: Iterable[str | Path] | str | Path, out: str | Path, *, recipe: str | None = None,
+            engine: str = "local", shards: int = 2, ray_address: str | None = None,
+            note: Callable[[str], None] = _stderr, **options):
+    """Extract features of every video in `sources` (video files, folders searched recursively, list files)
+    into the store `out` (created, or resumed: videos already ok there are skipped). Returns the run's
+    ExtractSummary (ok, failed, skipped, frames, failures with reasons).
+
+    options: backbone (default tf_efficientnet_lite0, bundled weights), weights (a local file, "random-init", or
+    None: the backbone's own), fps (None: every frame), clip_len / clip_stride / clip_tail (clip backbones),
+    inflate / inflate_time, mean_cube, stream ("rgb", "flow", "both"), flow_len, flow, weights_flow,
+    resize_on, decoder, dtype, precision; batch_size, workers, device, progress, part_mb, shard ("i/N"),
+    compile. `recipe` fills backbone, fps, clip_len and clip_stride where they are not given (None). Unknown
+    options, and values that make no sense, are one FeatxError line.
+    """
+    from featx.backbones import extraction_config
+    from featx.pipeline import RunOptions
+    from featx.pipeline import extract as run_extract
+    from featx.inputs import collect_inputs
+    from featx.shards import parse_shard
+
+    unknown = sorted(set(options) - set(CONFIG_OPTIONS) - set(RUN_OPTIONS))
+    if unknown:
+        raise FeatxError(f"featx.extract: unknown option(s) {', '.join(unknown)} (options: "
+                         f"{', '.join(CONFIG_OPTIONS + RUN_OPTIONS)})")
+    if recipe is not None:
+        from featx.recipes import apply_recipe
+
+        given = {name for name in RECIPE_FILLS if options.get(name) is not None}
+        options.update(apply_recipe(recipe, {name: options.get(name) for name in RECIPE_FILLS}, given))
+    config = extraction_config(**_config_fields({k: v for k, v in options.items() if k in CONFIG_OPTIONS}))
+    run = {k: v for k, v in options.items() if k in RUN_OPTIONS}
+    if run.get("shard") is not None:
+        run["shard"] = parse_shard(run["shard"])
+    run_options = RunOptions(**run)
+    videos = collect_inputs([sources] if isinstance(sources, (str, Path)) else list(sources))
+    if config.weights == "auto" and config.backbone != DEFAULT_BACKBONE:
+        note(f"fetching pretrained weights for {config.backbone} from timm's hub (offline? use --weights PATH)")
+    if engine == "ray":
+        if run_options.shard:
+            raise FeatxError("--engine ray makes its own shards: use --shards N, not --shard")
+        from featx.ray_engine import extract_on_ray
+
+        return extract_on_ray(videos, out, config, run_options, shards, ray_address)
+    if engine != "local":
+        raise FeatxError(f"--engine must be local or ray, not {engine!r}")
+    return run_extract(videos, out, config, run_options)
+
+
+def _config_fields(given: dict) -> dict:
+    """The CLI's option names and values as ExtractConfig's fields."""
+    fields = {k: v for k, v in given.items() if k not in ("weights", "mean_cube", "flow", "weights_flow")}
+    weights = given.get("weights")
+    fields["weights"] = "auto" if weights is None else str(weights)
+    fields["backbone"] = given.get("backbone") or DEFAULT_BACKBONE
+    if given.get("mean_cube") is not None:
+        fields["mean_cube"] = str(given["mean_cube"])
+    if given.get("flow") is not None:
+        fields["flow_method"] = given["flow"]
+    if given.get("weights_flow") is not None:
+        fields["flow_weights"] = str(given["weights_flow"])
+    return fields
+
+
+def embed(video: str | Path, **options) -> tuple[pd.DataFrame, np.ndarray]:
+    """One video's features in memory: (its rows' times, a (T, D) float32 array), exactly what `featx.extract`
+    would store for it with the same options (it extracts into a temporary store, then reads it back).
+    The times: t_start, t_end (seconds; t_center for clips), frame_start, frame_end (frames [start, end)).
+    A video that cannot be decoded is one FeatxError line with the reason."""
+    from featx.store import open_store
+
+    path = Path(video)
+    if not path.is_file():
+        raise FeatxError(f"{path}: no such video file")
+    options.setdefault("progress", False)
+    with tempfile.TemporaryDirectory(prefix="featx-embed-") as tmp:
+        summary = extract([path], Path(tmp) / "store", **options)
+        if summary.failed:
+            raise FeatxError(f"{path}: {summary.failures[0][1]}")
+        store = open_store(Path(tmp) / "store")
+        video_id = store.ok_ids()[0]
+        rows = store.rows(ids=[video_id]).sort_values("step")
+        features = np.stack(rows.pop("feature").to_numpy()).astype(np.float32)
+        times = rows.drop(columns=[c for c in ("video_id", "step", "flow_feature") if c in rows]).reset_index(drop=True)
+    return times, features
