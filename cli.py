@@ -433,9 +433,13 @@ def evaluate(
 
     with user_errors():
         if out is not None:
+            from featx.inputs import refuse_writing_over
             from featx.store import refuse_output_in_store
 
+            if out.suffix.lower() != ".json":
+                raise FeatxError(f"--out {out}: the metrics are written as JSON: give a .json file")
             refuse_output_in_store(out)
+            refuse_writing_over(out, [labels, annotations])
         options = EvaluateOptions(split, clip_steps, clips, subset, _tiou(tiou), ignore_missing)
         lines = task_of_run(run).evaluate(run, store, Targets(labels, annotations), options, out or run / "evaluation.json")
     for line in lines:
@@ -460,7 +464,10 @@ def predict(
     from seqmodels.tasks import PredictOptions, task_of_run
 
     with user_errors():
+        from featx.inputs import refuse_writing_over
+
         refuse_output_in_store(out)
+        refuse_writing_over(out, [annotations, *sources])
         options = PredictOptions(top_k, adaptive, device, subset, annotations)
         lines = task_of_run(run).predict(run, sources, out, options)
     for line in lines:

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from featx.config import DTYPES
 from featx.errors import FeatxError
+from featx.interrupts import held_interrupts
 from featx.store.lease import pid_alive
 from featx.store.location import store_path
 from featx import tool_configs
@@ -439,16 +440,21 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     if clash:
         raise FeatxError(f"--out {out}: {clash[0]} is not from an earlier featx export and would be replaced; "
                          "move it away or choose a new folder")
-    _remove_earlier_export(out)
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    for path in files:
-        target = out / path.relative_to(tmp)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
+    outside = [p.relative_to(tmp).as_posix() for p in files if file_inside(out, p.relative_to(tmp).as_posix()) is None]
+    if outside:  # a symbolic link inside --out leads elsewhere: nothing is written through it
+        raise FeatxError(f"--out {out}: {outside[0]} would be written outside {out} (through a symbolic link); "
+                         "remove the link or choose a new folder")
+    with held_interrupts():  # the earlier export or the new one, never half of each
+        _remove_earlier_export(out)
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        if not out.exists():
+            os.replace(tmp, out)
+            return
+        for path in files:
+            target = out / path.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
     shutil.rmtree(tmp)
 
 

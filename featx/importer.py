@@ -189,7 +189,7 @@ def _inside(folder: Path, name) -> Path:
 def find_sources(folder: Path, key: str | None = None, exclude: set[Path] = frozenset()) -> list[Source]:
     """Every video array below `folder`, sorted by id; two files giving one id are refused."""
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in READERS and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                   and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
                    and p.resolve() not in exclude)
     sources: dict[str, Source] = {}
     for path in files:

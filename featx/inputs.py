@@ -104,6 +104,15 @@ def collect_inputs(items: list[str | Path]) -> list[VideoInput]:
     return _unique(videos)
 
 
+def refuse_writing_over(out: str | Path, inputs, option: str = "--out") -> None:
+    """Before any work: refuse an output file that is one of the command's input files (it would be replaced
+    by what the command writes)."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if given is not None and Path(given).exists() and Path(given).resolve() == target:
+            raise FeatxError(f"{option} {out} is also an input of this command ({given}); write to another file")
+
+
 def _local_path(item: str) -> Path:
     """An input as a local path: `file:///abs/path` is one; any other URI is refused in one line."""
     scheme, sep, rest = item.partition("://")

@@ -59,6 +59,7 @@ class ExtractSummary:
     skipped: int = 0  # already ok in the store
     pages_read: bool = True  # the store's parts were read page by page when opened (else trusted by footers)
     repairs: list[str] = field(default_factory=list)  # what opening the store repaired (featx.store.check)
+    elsewhere: list[tuple[str, str, str]] = field(default_factory=list)  # skipped: (id, stored path, given path)
     frames: int = 0  # rows embedded in this run: frames, or clips for clip backbones (see unit)
     unit: str = "frames"
     seconds: float = 0.0  # wall time of the whole run, loading the backbone included
@@ -78,6 +79,11 @@ class ExtractSummary:
             f"loading the model) -> {self.store}"
         ]
         out += [f"  repaired: {line}" for line in self.repairs]
+        if self.elsewhere:
+            video_id, stored, given = self.elsewhere[0]
+            out.append(f"  note: {len(self.elsewhere)} skipped video(s) were extracted from another file under the same "
+                       f"id ({video_id!r}: {stored}, now {given}); the stored features were kept: give the new files "
+                       "other ids (a CSV list's video_id column) or another --out to extract them")
         out += [f"  failed {video_id}: {reason}" for video_id, reason in self.failures[:failures]]
         if len(self.failures) > failures:
             out.append(f"  ... and {len(self.failures) - failures} more (see `featx info {self.store}`)")
@@ -85,6 +91,18 @@ class ExtractSummary:
             out.append(f"  the {self.skipped} skipped videos' parts were checked by their footers, not page by page: "
                        f"`featx info --verify {self.store}` reads every page")
         return out
+
+
+def _stored_from_elsewhere(root, skipped) -> list[tuple[str, str, str]]:
+    """(video_id, stored path, given path) of each skipped input whose stored rows came from another file."""
+    if not skipped:
+        return []
+    from featx.store import latest_manifest
+
+    latest = latest_manifest(root)
+    stored = dict(zip(latest["video_id"], latest["path"]))
+    return [(v.video_id, stored[v.video_id], str(v.path)) for v in skipped
+            if stored.get(v.video_id) not in (None, str(v.path))]
 
 
 @dataclass
@@ -354,6 +372,7 @@ def extract(
         inputs = select_shard(inputs, *options.shard)
     with StoreWriter(out, store_config, part_mb=options.part_mb, flush_seconds=options.flush_seconds, shard=shard) as writer:
         todo = [v for v in inputs if v.video_id not in writer.ok_ids]
+        summary.elsewhere = _stored_from_elsewhere(writer.root, [v for v in inputs if v.video_id in writer.ok_ids])
         summary.skipped, summary.pages_read, summary.repairs = len(inputs) - len(todo), writer.pages_read, writer.repairs
         bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not options.progress)
         run = _Extraction(todo, config, _networks(backbone, config, options), writer, summary, bar, options, raft,

@@ -20,6 +20,7 @@ import torch
 
 from featx.backbones.weights import file_sha256
 from featx.errors import FeatxError
+from featx.interrupts import held_interrupts
 from seqmodels import registry, streams
 from seqmodels.protocol import Protocol
 from seqmodels.registry import TASKS
@@ -147,6 +148,16 @@ def check_run_folder(folder: str | Path, overwrite: bool = False) -> None:
             raise FeatxError(f"--out {folder} holds a run already; choose a new folder, or --overwrite to replace it")
 
 
+def _remove_dead_stages(folder: Path) -> None:
+    """Stages and swapped-out runs beside `folder` left by featx processes that died (kill -9, SIGTERM)."""
+    from featx.store.lease import pid_alive
+
+    for left in folder.parent.glob(f".{folder.name}.featx-*-*.tmp"):
+        pid = left.name.rsplit("-", 1)[-1].removesuffix(".tmp")
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_run_folder(folder: str | Path, overwrite: bool = False):
     """Yields a fresh hidden folder beside `folder` to write a run into; when the block succeeds it becomes
@@ -157,21 +168,25 @@ def staged_run_folder(folder: str | Path, overwrite: bool = False):
     stage = folder.parent / f".{folder.name}.featx-run-{os.getpid()}.tmp"
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_stages(folder)
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir()
     except OSError as exc:
         raise FeatxError(f"cannot write the run beside {folder}: {exc.strerror or exc}") from None
     try:
         yield stage
-        if folder.is_dir() and any(folder.iterdir()):
-            old = folder.parent / f".{folder.name}.featx-old-{os.getpid()}.tmp"
-            os.replace(folder, old)
-            os.replace(stage, folder)
+        old = folder.parent / f".{folder.name}.featx-old-{os.getpid()}.tmp"
+        try:
+            with held_interrupts():  # the old run or the new one, never neither
+                if folder.is_dir() and any(folder.iterdir()):
+                    os.replace(folder, old)
+                    os.replace(stage, folder)
+                else:
+                    if folder.is_dir():
+                        folder.rmdir()
+                    os.replace(stage, folder)
+        finally:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            if folder.is_dir():
-                folder.rmdir()
-            os.replace(stage, folder)
     except OSError as exc:
         shutil.rmtree(stage, ignore_errors=True)
         raise FeatxError(f"cannot write the run to {folder}: {exc.strerror or exc}; an earlier run there is "

@@ -369,3 +369,159 @@ def test_an_hdf5_text_dataset_is_one_error_line(tmp_path, text):
         file.create_dataset("names", data=text, dtype=h5py.string_dtype() if isinstance(text, str) else None)
     result = runner.invoke(app, ["import", str(tmp_path / "f"), "--out", str(tmp_path / "s"), "--fps", "2", "--no-progress"])
     one_error_line(result, "feats.h5[names]: holds text, not numbers")
+
+
+# The adversarial pass of this round (helper): symbolic links, interrupts mid-swap, outputs over inputs.
+
+def _toy_store(root, ids=("a", "b")):
+    with StoreWriter(root, toy_config()) as writer:
+        for n, vid in enumerate(ids):
+            add_toy_video(writer, vid, 3 + n, seed=n)
+    return root
+
+
+def test_an_out_through_a_symbolic_link_into_a_store_is_refused(tmp_path):
+    store = _toy_store(tmp_path / "s")
+    (tmp_path / "into_manifest").symlink_to(store / "_videos")
+    (tmp_path / "into_store").symlink_to(store)
+    for out in ("into_manifest", "into_store/sub", "into_manifest/p.parquet"):
+        args = ["export", str(store), "--out", str(tmp_path / out)] if "." not in out else \
+            ["predict", str(tmp_path / "run"), str(store), "--out", str(tmp_path / out)]
+        one_error_line(runner.invoke(app, args), "is inside the store")
+    assert sorted(p.name for p in (store / "_videos").iterdir()) == sorted(
+        p.name.removeprefix("part-") for p in store.glob("part-*.parquet"))
+
+
+def test_a_table_put_in_the_manifest_folder_is_no_manifest_row_and_fails_verify(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from featx.store import ok_video_ids, open_store
+    from featx.store.check import check_store
+
+    store = _toy_store(tmp_path / "s")
+    pq.write_table(pa.table({"video_id": ["a"], "t_start": [0.0]}), store / "_videos" / "featx_times.parquet")
+    assert ok_video_ids(store) == {"a", "b"}  # the stray table is not read as manifest rows
+    assert open_store(store).verify().stray == ["_videos/featx_times.parquet"]
+    problems, repairs = check_store(store, repair=True)
+    assert (store / "_damaged" / "featx_times.parquet").is_file() and not open_store(store).verify()
+
+
+def _interrupt_on_call(monkeypatch, module, nth: int):
+    """Make the `nth` os.replace made through `module` send this process SIGINT first (Ctrl-C mid-swap)."""
+    import os
+    import signal
+
+    real, calls = os.replace, []
+
+    def replace(a, b):
+        calls.append(1)
+        if len(calls) == nth:
+            os.kill(os.getpid(), signal.SIGINT)
+        real(a, b)
+
+    monkeypatch.setattr(module.os, "replace", replace)
+    return calls
+
+
+def test_ctrl_c_while_export_overwrite_swaps_files_is_held_until_the_new_export_is_whole(tmp_path, monkeypatch):
+    import featx.export
+
+    store = _toy_store(tmp_path / "s", ids=("a", "b", "c"))
+    out = tmp_path / "e"
+    export_store(store, out, progress=False)
+    (out / "notes.txt").write_text("mine")  # a file of the user's stays: the new export moves in file by file
+    calls = _interrupt_on_call(monkeypatch, featx.export, 2)
+    with pytest.raises(KeyboardInterrupt):
+        export_store(store, out, overwrite=True, progress=False)
+    assert len(calls) >= 3  # the moves went on after the interrupt arrived
+    sidecar = json.loads((out / SIDECAR).read_text())
+    assert sorted(sidecar["videos"]) == ["a", "b", "c"]
+    assert all((out / entry["file"]).is_file() for entry in sidecar["videos"].values())
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_ctrl_c_while_a_retrained_run_replaces_the_old_one_keeps_exactly_one(tmp_path, monkeypatch):
+    import seqmodels.runs
+    from seqmodels.runs import staged_run_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    _interrupt_on_call(monkeypatch, seqmodels.runs, 1)
+    with pytest.raises(KeyboardInterrupt):
+        with staged_run_folder(run, overwrite=True) as stage:
+            (stage / "metrics.json").write_text("{}")
+    assert sorted(p.name for p in run.iterdir()) == ["metrics.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_stages_left_by_a_dead_training_process_are_removed(tmp_path):
+    from seqmodels.runs import staged_run_folder
+
+    dead = tmp_path / ".run.featx-run-4194303.tmp"  # beyond the default pid_max: no such process
+    dead.mkdir()
+    with staged_run_folder(tmp_path / "run") as stage:
+        (stage / "config.json").write_text("{}")
+    assert not dead.exists() and (tmp_path / "run" / "config.json").is_file()
+
+
+def test_export_never_writes_through_a_symbolic_link_out_of_its_folder(tmp_path):
+    store = _toy_store(tmp_path / "s", ids=("sub/a", "b"))
+    out, outside = tmp_path / "e", tmp_path / "outside"
+    export_store(store, out, progress=False)
+    outside.mkdir()
+    import shutil
+
+    shutil.rmtree(out / "sub")
+    (out / "sub").symlink_to(outside)
+    with pytest.raises(FeatxError, match="sub/a.npy would be written outside"):
+        export_store(store, out, overwrite=True, progress=False)
+    assert not any(outside.iterdir()) and (out / "b.npy").is_file()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_an_out_that_is_an_input_file_is_refused(tmp_path, command):
+    annotations = tmp_path / "a.json"
+    annotations.write_text('{"database": {}}')
+    before = annotations.read_text()
+    args = [command, str(tmp_path / "run"), str(tmp_path / "s"), "--annotations", str(annotations), "--out", str(annotations)]
+    one_error_line(runner.invoke(app, args), "is also an input of this command")
+    assert annotations.read_text() == before
+
+
+def test_evaluate_writes_its_metrics_only_as_json(tmp_path):
+    one_error_line(runner.invoke(app, ["evaluate", str(tmp_path / "r"), str(tmp_path / "s"), "--out", str(tmp_path / "m.csv")]),
+                   "give a .json file")
+
+
+def test_import_of_a_folder_holding_a_store_leaves_the_stores_own_files_alone(tmp_path):
+    from featx.importer import find_sources
+
+    (tmp_path / "f" / "store" / "_cache").mkdir(parents=True)
+    np.save(tmp_path / "f" / "a.npy", np.ones((3, 4), np.float32))
+    np.save(tmp_path / "f" / "store" / "_cache" / "feature-1.npy", np.ones((9, 4), np.float32))
+    assert [s.video_id for s in find_sources(tmp_path / "f")] == ["a"]
+
+
+def test_a_skipped_video_stored_from_another_file_is_said_so(tmp_path):
+    from pathlib import Path
+
+    from featx.inputs import VideoInput
+    from featx.pipeline import ExtractSummary, _stored_from_elsewhere
+
+    store = _toy_store(tmp_path / "s")  # toy records say /data/<id>.mp4
+    given = [VideoInput(Path("/data/a.mp4"), "a"), VideoInput(Path("/elsewhere/b.mp4"), "b")]
+    elsewhere = _stored_from_elsewhere(store, given)
+    assert elsewhere == [("b", "/data/b.mp4", "/elsewhere/b.mp4")]
+    lines = ExtractSummary(store=str(store), skipped=2, elsewhere=elsewhere).lines()
+    assert "1 skipped video(s) were extracted from another file under the same id ('b': /data/b.mp4" in lines[1]
+
+
+def test_an_annotation_json_saved_with_a_byte_order_mark_reads(tmp_path):
+    from seqmodels.detection.annotations import load_annotations
+
+    path = tmp_path / "a.json"
+    text = '{"database": {"v": {"subset": "validation", "duration": 9, "annotations": [{"segment": [1, 2], "label": "x"}]}}}'
+    path.write_bytes(text.encode("utf-8-sig"))
+    assert list(load_annotations(path).videos) == ["v"]

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from featx.errors import FeatxError
 from featx.store import location
 from featx.store.format import CONFIG_KEY, MANIFEST_DIR, MANIFEST_SCHEMA, PART_GLOB, PART_VIDEOS_KEY, manifest_table
-from featx.store.manifest import latest_manifest, latest_rows, read_config, read_manifest, require_store
+from featx.store.manifest import is_fragment, latest_manifest, readable_table, latest_rows, read_config, read_manifest, require_store
 
 DAMAGED_DIR = "_damaged"
 
@@ -186,8 +186,15 @@ def stray_files(root) -> list[str]:
 
     if location.is_remote(root):
         return []
-    return sorted(p.name for p in root.iterdir()
-                  if not p.name.startswith(("_", ".")) and not (p.is_file() and p.match(PART_GLOB)))
+    stray = [p.name for p in root.iterdir() if not p.name.startswith(("_", ".")) and not (p.is_file() and p.match(PART_GLOB))]
+    fragments = root / MANIFEST_DIR  # featx's readers take every readable manifest table there for manifest rows
+    for path in sorted(fragments.iterdir()) if fragments.is_dir() else []:
+        if path.name.startswith("."):
+            continue
+        table = readable_table(path) if path.is_file() and path.suffix == ".parquet" else None
+        if not is_fragment(table):
+            stray.append(f"{MANIFEST_DIR}/{path.name}")
+    return sorted(stray)
 
 
 def repair_store(root, problems: StoreProblems) -> list[str]:
@@ -207,7 +214,7 @@ def repair_store(root, problems: StoreProblems) -> list[str]:
     for name in problems.stray:
         aside = root / DAMAGED_DIR
         aside.mkdir(exist_ok=True)
-        os.replace(root / name, aside / name)
+        os.replace(root / name, aside / name.rsplit("/", 1)[-1])
         done.append(f"moved {name}, which featx did not write, to {DAMAGED_DIR}/")
     if lost:
         _record_lost(root, lost)

@@ -35,13 +35,21 @@ def read_config(root: str | Path) -> ExtractConfig | None:
     return None
 
 
+MANIFEST_CORE = ("path", "video_id", "status", "rows", "part", "finished_at")  # in every fragment ever written
+
+
+def is_fragment(table: pa.Table | None) -> bool:
+    """Whether a table read from `_videos/` is a manifest fragment (and not a file someone put there)."""
+    return table is not None and set(MANIFEST_CORE) <= set(table.column_names)
+
+
 def read_manifest(root: str | Path) -> pd.DataFrame:
     """Every manifest row ever written (a video retried after an error has several), oldest first. Rows of a
     part whose fragment a crash left unwritten come from the part itself, so the manifest always agrees
     with the feature rows, even before the next run repairs the store."""
     root = store_path(root)
-    fragments = [_readable_table(p) for p in sorted((root / MANIFEST_DIR).glob("*.parquet"))]
-    frames = [table.to_pandas() for table in fragments if table is not None]  # unreadable: rebuilt below
+    fragments = [readable_table(p) for p in sorted((root / MANIFEST_DIR).glob("*.parquet"))]
+    frames = [table.to_pandas() for table in fragments if is_fragment(table)]  # unreadable: rebuilt below
     frames += [table.to_pandas() for _, table in orphan_parts(root)]
     if not frames:
         return MANIFEST_SCHEMA.empty_table().to_pandas()
@@ -64,7 +72,7 @@ def ok_video_ids(root: str | Path) -> set[str]:
     return set(latest.loc[latest["status"] == "ok", "video_id"])
 
 
-def _readable_table(path) -> pa.Table | None:
+def readable_table(path) -> pa.Table | None:
     try:
         return location.read_table(path)
     except (OSError, pa.ArrowException):
@@ -77,7 +85,7 @@ def orphan_parts(root):
     themselves are left to featx.store.check."""
     for part in sorted(root.glob(PART_GLOB)):
         fragment = root / MANIFEST_DIR / part.name.removeprefix("part-")
-        if fragment.exists() and _readable_table(fragment) is not None:
+        if fragment.exists() and readable_table(fragment) is not None:
             continue
         try:
             meta = location.parquet_metadata(part).metadata or {}

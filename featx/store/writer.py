@@ -228,9 +228,12 @@ def refuse_output_in_store(path: str | Path, option: str = "--out", folder: bool
     path = Path(path).absolute()
     if folder and path.exists() and not path.is_dir():
         raise FeatxError(f"{option} {path} is a file; give a folder")
-    for place in [path, *path.parents]:
+    resolved = path.resolve()  # a symbolic link into a store leads inside it too
+    for place in dict.fromkeys([path, *path.parents, resolved, *resolved.parents]):
         if place.is_dir() and (place / MANIFEST_DIR).is_dir():
             raise FeatxError(f"{option} {path} is inside the store {place}; write it elsewhere")
+        if place.name == MANIFEST_DIR and (place.parent / MANIFEST_DIR).is_dir():
+            raise FeatxError(f"{option} {path} is inside the store {place.parent}; write it elsewhere")
     existing = next(place for place in path.parents if place.exists())
     if not existing.is_dir():
         raise FeatxError(f"{option} {path}: {existing} is a file, not a folder")

@@ -126,7 +126,7 @@ def _subset(where: str, value) -> str | None:
 
 def _from_json(path: Path) -> Annotations:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FeatxError(f"{path}: not valid JSON ({exc})") from None
     database = data.get("database") if isinstance(data, dict) else None
