@@ -383,28 +383,20 @@ def train_head(
     print a per-epoch table and the validation metrics."""
     from tqdm.auto import tqdm
 
-    from featx.store import refuse_output_in_store
-    from seqmodels.runs import TrainConfig, check_run_folder, staged_run_folder
-    from seqmodels.tasks import Targets, task_named
+    import seqmodels.api
 
     with user_errors():
-        refuse_output_in_store(out, folder=True)
-        check_run_folder(out, overwrite)  # before training, not after
-        targets = Targets(labels, annotations)
-        task, trainer = task_named(task, targets)
-        config = TrainConfig.with_defaults(
-            task, head, head_options=_parse_options(option or []), epochs=epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay, holdout=holdout,
-            patience=patience, budget=budget, gate_warmup=gate_warmup, max_steps=max_steps, val_fraction=val_fraction, seed=seed,
-            device=device, background_weight=background_weight, smooth=smooth, threshold=threshold, stream=stream,
-            fusion=fusion, train_subset=train_subset, eval_subset=eval_subset, tiou=_tiou(tiou),
+        run = seqmodels.api.train(
+            store, out, labels, annotations, task, head, head_options=_parse_options(option or []),
+            overwrite=overwrite, ignore_missing=ignore_missing, progress=progress, show=tqdm.write, epochs=epochs,
+            batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, ema_decay=ema_decay,
+            holdout=holdout, patience=patience, budget=budget, gate_warmup=gate_warmup, max_steps=max_steps,
+            val_fraction=val_fraction, seed=seed, device=device, background_weight=background_weight, smooth=smooth,
+            threshold=threshold, stream=stream, fusion=fusion, train_subset=train_subset, eval_subset=eval_subset,
+            tiou=tiou,
         )
-        if (train_subset or eval_subset or tiou) and task != "detection":
-            raise FeatxError("--train-subset, --eval-subset and --tiou apply to detection (--annotations) only")
-        with staged_run_folder(out, overwrite) as stage:  # an earlier run is replaced only by a finished one
-            lines = trainer.train(store, targets, config, stage, ignore_missing, progress, show=tqdm.write)
-    for line in lines:
-        typer.echo(line.replace(str(stage), str(out)))
+    for line in run.report:
+        typer.echo(line)
 
 
 def _tiou(value: str | None) -> tuple[float, ...] | None:

@@ -29,7 +29,7 @@ from featx.video import FrameChunk, stream_frames
 from seqmodels import adaptive
 from seqmodels.adaptive import adaptive_predict
 from seqmodels.classify import predict_store, train_on_store
-from seqmodels.train import TrainConfig
+from seqmodels.classifier import TrainConfig
 
 
 def _plot(rows: list[dict], path: Path) -> None:

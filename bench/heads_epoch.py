@@ -20,7 +20,7 @@ from seqmodels.data import SequenceSet
 from seqmodels.registry import heads
 from seqmodels.heads import build_head
 from seqmodels.protocol import fit
-from seqmodels.train import TrainConfig, classification_loss
+from seqmodels.classifier import TrainConfig, classification_loss
 
 
 def main() -> None:

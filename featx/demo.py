@@ -36,7 +36,7 @@ def _extract(folder: Path, store: Path, **config):
 def _classification(out: Path, videos: int, say) -> Path:
     from featx import synth
     from seqmodels.classify import train_on_store
-    from seqmodels.train import TrainConfig
+    from seqmodels.classifier import TrainConfig
 
     data = synth.make_trimmed(out / "videos", videos=videos, fps=4, val_fraction=0.5, progress=True)
     say(f"1. synthetic videos: {len(data.videos)} in {data.folder} (labels: {data.labels})")

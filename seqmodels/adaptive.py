@@ -31,7 +31,7 @@ from featx.inputs import VideoInput
 from featx.seek import FramesOnDemand
 from seqmodels.classify import top_k_columns
 from seqmodels.heads.skip_rnn import SkipRNNHead
-from seqmodels.train import load_run
+from seqmodels.classifier import load_run
 
 
 @dataclass

@@ -18,7 +18,7 @@ from seqmodels.data import (SequenceSet, finite_sequences, load_labelled, match_
 from seqmodels.metrics import classification_metrics, clip_windows, hit_at_k, video_scores
 from seqmodels import streams
 from seqmodels.runs import run_columns, store_config
-from seqmodels.train import Run, TrainConfig, is_skip, load_run, predict_scores, save_run, train
+from seqmodels.classifier import Run, TrainConfig, is_skip, load_run, predict_scores, save_run, train
 
 
 

@@ -123,30 +123,38 @@ class Classification:
                 f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, curves.png, confusion.png"
                 + (", skips.png)" if "update_fraction" in metrics else ")")]
 
-    def evaluate(self, run: Path, store, targets: Targets, options: EvaluateOptions, target: Path) -> list[str]:
+    def metrics(self, run: Path, store, targets: Targets, options: EvaluateOptions) -> dict:
         from seqmodels.classify import evaluate_run
 
         if targets.labels is None:
             raise FeatxError("a classification run is evaluated with --labels")
-        metrics = evaluate_run(run, store, targets.labels, options.split, options.clip_steps, options.clips,
-                               options.ignore_missing)
+        return evaluate_run(run, store, targets.labels, options.split, options.clip_steps, options.clips,
+                            options.ignore_missing)
+
+    def evaluate(self, run: Path, store, targets: Targets, options: EvaluateOptions, target: Path) -> list[str]:
+        metrics = self.metrics(run, store, targets, options)
         _write_json(metrics, target)
         return [*metrics_lines(metrics, per_class=True),
                 f"wrote {target} (with the confusion matrix: rows true class, columns predicted)"]
 
-    def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
-        from seqmodels.classify import predict_store, write_table
+    def predictions(self, run: Path, sources: list, options: PredictOptions):
+        """(the top-k table, lines on an adaptive run's backbone calls)."""
+        from seqmodels.classify import predict_store
 
         if options.adaptive:
             from featx.inputs import collect_inputs
             from seqmodels.adaptive import adaptive_predict
 
             result = adaptive_predict(run, collect_inputs(sources), options.top_k, options.device)
-            write_table(result.table, out)
-            return [f"wrote {len(result.table)} predictions to {out}", *_adaptive_lines(result)]
-        table = predict_store(run, _one_store(sources, "a classification run"), options.top_k)
+            return result.table, _adaptive_lines(result)
+        return predict_store(run, _one_store(sources, "a classification run"), options.top_k), []
+
+    def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
+        from seqmodels.classify import write_table
+
+        table, extra = self.predictions(run, sources, options)
         write_table(table, out)
-        return [f"wrote {len(table)} predictions to {out}"]
+        return [f"wrote {len(table)} predictions to {out}", *extra]
 
 
 class MultiLabel:
@@ -170,21 +178,30 @@ class MultiLabel:
                 f"validation ({metrics['videos']} videos, never used for training decisions):", *metric_lines(metrics),
                 f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, curves.png)"]
 
-    def evaluate(self, run: Path, store, targets: Targets, options: EvaluateOptions, target: Path) -> list[str]:
-        from seqmodels.multilabel import evaluate_multilabel, metric_lines
+    def metrics(self, run: Path, store, targets: Targets, options: EvaluateOptions) -> dict:
+        from seqmodels.multilabel import evaluate_multilabel
 
-        metrics = evaluate_multilabel(run, store, targets.labels, targets.annotations, options.split,
-                                      options.ignore_missing)
+        return evaluate_multilabel(run, store, targets.labels, targets.annotations, options.split, options.ignore_missing)
+
+    def evaluate(self, run: Path, store, targets: Targets, options: EvaluateOptions, target: Path) -> list[str]:
+        from seqmodels.multilabel import metric_lines
+
+        metrics = self.metrics(run, store, targets, options)
         _write_json(metrics, target)
         return [*metric_lines(metrics), f"wrote {target}"]
 
-    def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
-        from seqmodels.classify import write_table
+    def predictions(self, run: Path, sources: list, options: PredictOptions):
+        """(one row per video, step and class with its probability, no extra lines)."""
         from seqmodels.multilabel import predict_multilabel
 
         if options.adaptive or len(sources) != 1:
             raise FeatxError("a multilabel run predicts on one store (no --adaptive)")
-        table = predict_multilabel(run, sources[0])
+        return predict_multilabel(run, sources[0]), []
+
+    def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
+        from seqmodels.classify import write_table
+
+        table, _ = self.predictions(run, sources, options)
         write_table(table, out)
         return [f"wrote {len(table)} step probabilities ({table.video_id.nunique()} videos) to {out}"]
 
@@ -211,32 +228,38 @@ class Detection:
                 "(never used for training decisions):", *map_table(metrics),
                 f"wrote {out}/ (config.json, checkpoint.pt, metrics.json, history.json, timeline.png)"]
 
-    def evaluate(self, run: Path, store, targets: Targets, options: EvaluateOptions, target: Path) -> list[str]:
-        from seqmodels.detection.map import map_table
+    def metrics(self, run: Path, store, targets: Targets, options: EvaluateOptions) -> dict:
         from seqmodels.detection.run import evaluate_detection
 
         if targets.annotations is None:
             raise FeatxError("a detection run is evaluated with --annotations")
-        report = evaluate_detection(run, store, targets.annotations, options.subset, options.tiou,
-                                    options.ignore_missing).to_dict()
+        return evaluate_detection(run, store, targets.annotations, options.subset, options.tiou,
+                                  options.ignore_missing).to_dict()
+
+    def evaluate(self, run: Path, store, targets: Targets, options: EvaluateOptions, target: Path) -> list[str]:
+        from seqmodels.detection.map import map_table
+
+        report = self.metrics(run, store, targets, options)
         _write_json(report, target)
         return [f"scored {report['videos']} videos ({options.subset or 'the ones the run was scored on'})",
                 *map_table(report), f"wrote {target}"]
 
-    def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
+    def predictions(self, run: Path, sources: list, options: PredictOptions):
+        """(ActivityNet results: {"results": {video_id: [segments]}, ...}, lines on an adaptive run)."""
         from seqmodels.detection.run import predict_detection
 
-        if out.suffix.lower() != ".json":
-            raise FeatxError(f"--out {out}: detection results are written as .json (ActivityNet format)")
-        extra: list[str] = []
         if options.adaptive:
             from featx.inputs import collect_inputs
             from seqmodels.adaptive import adaptive_detect
 
             results, result = adaptive_detect(run, collect_inputs(sources), options.device)
-            extra = _adaptive_lines(result)
-        else:
-            results = predict_detection(run, _one_store(sources, "a detection run"), options.subset, options.annotations)
+            return results, _adaptive_lines(result)
+        return predict_detection(run, _one_store(sources, "a detection run"), options.subset, options.annotations), []
+
+    def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
+        if out.suffix.lower() != ".json":
+            raise FeatxError(f"--out {out}: detection results are written as .json (ActivityNet format)")
+        results, extra = self.predictions(run, sources, options)
         _write_json(results, out)
         count = sum(len(v) for v in results["results"].values())
         return [f"wrote {count} segments for {len(results['results'])} videos to {out}", *extra]

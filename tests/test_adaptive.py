@@ -8,7 +8,7 @@ from featx.errors import FeatxError
 from featx.inputs import collect_inputs
 from seqmodels.adaptive import adaptive_predict
 from seqmodels.classify import predict_store
-from seqmodels.train import TrainConfig, load_run, save_run
+from seqmodels.classifier import TrainConfig, load_run, save_run
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from seqmodels.data import SequenceSet, finite_sequences
 from seqmodels.heads import build_head
 from seqmodels.heads.common import HeadOutput
 from seqmodels.runs import Run, TrainConfig, load_checkpoint
-from seqmodels.train import _build, load_run, predict_scores, save_run, train
+from seqmodels.classifier import _build, load_run, predict_scores, save_run, train
 from tests.helpers import STORE_DIM, one_error_line, toy_config, toy_record
 
 runner = CliRunner()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from seqmodels.data import SequenceSet
-from seqmodels.train import TrainConfig, load_run, predict_scores, save_run, train
+from seqmodels.classifier import TrainConfig, load_run, predict_scores, save_run, train
 
 D = 16
 CLASSES = ["a_then_b", "b_then_a", "c_then_d", "d_then_c"]

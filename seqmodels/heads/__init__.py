@@ -2,7 +2,7 @@
 tasks it serves and their training defaults; `build_head` and the names of each task's heads come from there.
 
 Every head's forward(x, mask) returns a HeadOutput (logits, and per-step updates for skip heads) in training
-and in evaluation alike; losses are separate functions (seqmodels.train).
+and in evaluation alike; losses are separate functions (seqmodels.classifier).
 """
 
 from __future__ import annotations
