@@ -6,6 +6,7 @@ import json
 import pandas as pd
 import pytest
 
+import featx
 import seqmodels
 from featx.errors import FeatxError
 
@@ -27,6 +28,10 @@ def test_train_then_load_run_evaluates_and_predicts_as_the_commands_do(labelled_
     assert list(table.columns) == ["video_id", "label_1", "score_1", "label_2", "score_2"]
     with pytest.raises(FeatxError, match="holds a run already"):
         seqmodels.train(store, tmp_path / "run", labels=labels, epochs=1)
+    handle = featx.open_store(store)  # a Store goes where a store's path does
+    other = seqmodels.train(handle, tmp_path / "run2", labels=labels, head="avgpool", epochs=2)
+    assert other.metrics["accuracy"] == run.metrics["accuracy"]  # same data, same seed: the same run
+    assert len(other.predict(handle)) == 16
 
 
 def test_unknown_settings_and_folders_that_are_not_runs_are_one_error_line(tmp_path):

@@ -58,6 +58,8 @@ def test_a_store_goes_where_its_path_did(toy_store):
     store = featx.open_store(root)
     assert len(pd.read_parquet(store)) == 8  # os.fspath: pandas and pyarrow take the handle
     assert featx.open_store(store) is store
+    assert sorted(featx.load_sequences(store)) == ["a/x", "b"]  # and so does every featx function taking a store
+    assert featx.store_info(store)["videos_ok"] == 2
 
 
 @pytest.mark.parametrize("make", [lambda p: p / "missing", lambda p: p])

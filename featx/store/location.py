@@ -94,7 +94,7 @@ def store_path(root) -> Path | RemotePath:
     """A local Path, or a RemotePath for a URI with a scheme (s3://, gs://, hdfs://, file://...)."""
     if isinstance(root, (Path, RemotePath)):
         return root
-    text = str(root)
+    text = os.fspath(root) if isinstance(root, os.PathLike) else str(root)  # a featx.Store gives its path
     if "://" not in text:
         return Path(text)
     from pyarrow.fs import FileSystem
