@@ -441,7 +441,7 @@ def evaluate(
 @app.command(cls=ReadableHelp)
 def predict(
     run: Annotated[Path, typer.Argument(help="A run folder written by `featx train-head`.")],
-    sources: Annotated[list[str], typer.Argument(help="A store with the same extraction config as the run's; with --adaptive, video files, folders or list files instead.")],
+    sources: Annotated[list[str], typer.Argument(help="A store with the same extraction config as the run's, or video files, folders and list files: extracted first as the run's store was (into a temporary store), or read adaptively with --adaptive.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Classification: a .parquet or .csv file (video_id, label_1..k, score_1..k). Detection: a .json file in the ActivityNet results format. Multilabel: a .parquet or .csv file, one row per video, step and class (video_id, step, t_start, t_end, label, probability).")],
     top_k: Annotated[int, typer.Option(min=1, help="How many labels per video.")] = 5,
     adaptive: Annotated[bool, typer.Option("--adaptive", help="Skip heads on RGB only (classification skip-lstm / skip-gru, and the skip step detectors): decode the videos and run the backbone only on the frames whose step updates the state. Same predictions (or segments) as extracting every frame first.")] = False,
@@ -449,9 +449,8 @@ def predict(
     subset: Annotated[Optional[str], typer.Option(help="Detection with --annotations: only the videos of this subset (e.g. validation, test), so the official evaluator scores the file as `featx evaluate` does. Default with --annotations: the subset the run was scored on; without: every video of the store.")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="Detection: the annotations file that names the subsets (any format `train-head` reads).")] = None,
 ) -> None:
-    """Predict the top-k labels of every video in a store, or, with --adaptive, straight from videos; with a
-    detection run, the scored segments of every video as ActivityNet results JSON. The run reads the streams it
-    was trained on."""
+    """Predict the top-k labels of every video in a store, or straight from videos; with a detection run, the
+    scored segments of every video as ActivityNet results JSON. The run reads the streams it was trained on."""
     from featx.store import refuse_output_in_store
     from seqmodels.tasks import PredictOptions, task_of_run
 

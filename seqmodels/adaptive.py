@@ -15,7 +15,6 @@ past them when featx.seek's keyframe cost model says a jump is cheaper than deco
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 
 from featx.backbones import Backbone, load_backbone
 from featx.config import ExtractConfig
+from seqmodels.from_videos import check_same_weights, run_extraction
 from featx.errors import FeatxError
 from featx.inputs import VideoInput
 from featx.seek import FramesOnDemand
@@ -57,21 +57,14 @@ class AdaptiveResult:
 
 def backbone_for_run(store_config: dict, device: str = "auto") -> Backbone:
     """The backbone that made the run's training store, with the same weights (checked by sha256)."""
-    config = ExtractConfig.from_dict(store_config)
+    config = run_extraction(store_config)
     if config.clips:
         raise FeatxError("--adaptive skips single frames; this run was trained on clip features (--clip-len)")
     if config.resize_on != "cpu":
         raise FeatxError("--adaptive resizes frames as `extract --resize-on cpu` does; this run's store was extracted "
                          f"with --resize-on {config.resize_on} (its features differ slightly): extract with --resize-on cpu")
-    source = config.weights
-    if source.startswith(("bundled:", "timm-hub:")):
-        source = "auto"
-    backbone = load_backbone(dataclasses.replace(config, weights=source), device)
-    if backbone.config.weights_sha256 != config.weights_sha256:
-        raise FeatxError(
-            f"the weights found for {config.backbone} ({backbone.config.weights}) differ from those the run's "
-            "store was extracted with (sha256 mismatch)"
-        )
+    backbone = load_backbone(config, device)
+    check_same_weights(backbone.config, ExtractConfig.from_dict(store_config))
     return backbone
 
 

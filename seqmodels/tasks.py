@@ -7,7 +7,9 @@ Each method returns the report as text lines; epoch lines go to `show` as traini
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -70,10 +72,24 @@ def _skip(config) -> bool:
     return find_head(config.task, config.head).skip
 
 
-def _one_store(sources: list[str], what: str) -> str:
-    if len(sources) != 1:
-        raise FeatxError(f"{what} predicts on one store (or video inputs with --adaptive)")
-    return sources[0]
+@contextlib.contextmanager
+def _store_of(run: Path, sources: list, device: str):
+    """(the store to predict on, lines about it): `sources` itself when it is one store; videos, folders and list
+    files are first extracted as the run's store was, into a temporary store (seqmodels.from_videos)."""
+    from seqmodels.from_videos import extract_for_run, is_store
+    from seqmodels.runs import read_meta
+
+    stores = [s for s in sources if is_store(s)]
+    if stores and len(sources) > 1:
+        raise FeatxError("predict takes one store, or video files, folders and list files: not both")
+    if stores:
+        yield sources[0], []
+        return
+    with tempfile.TemporaryDirectory(prefix="featx-predict-") as tmp:
+        summary = extract_for_run(read_meta(run).get("store_config"), sources, Path(tmp) / "store", device)
+        lines = [f"extracted {summary.ok} videos as the run's store was ({summary.frames} {summary.unit})"]
+        lines += [f"  failed {video_id}: {reason}" for video_id, reason in summary.failures]
+        yield Path(tmp) / "store", lines
 
 
 def _adaptive_lines(result) -> list[str]:
@@ -147,7 +163,8 @@ class Classification:
 
             result = adaptive_predict(run, collect_inputs(sources), options.top_k, options.device)
             return result.table, _adaptive_lines(result)
-        return predict_store(run, _one_store(sources, "a classification run"), options.top_k), []
+        with _store_of(run, sources, options.device) as (store, lines):
+            return predict_store(run, store, options.top_k), lines
 
     def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
         from seqmodels.classify import write_table
@@ -194,16 +211,17 @@ class MultiLabel:
         """(one row per video, step and class with its probability, no extra lines)."""
         from seqmodels.multilabel import predict_multilabel
 
-        if options.adaptive or len(sources) != 1:
-            raise FeatxError("a multilabel run predicts on one store (no --adaptive)")
-        return predict_multilabel(run, sources[0]), []
+        if options.adaptive:
+            raise FeatxError("a multilabel run has no --adaptive prediction: give a store, or the videos")
+        with _store_of(run, sources, options.device) as (store, lines):
+            return predict_multilabel(run, store), lines
 
     def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
         from seqmodels.classify import write_table
 
-        table, _ = self.predictions(run, sources, options)
+        table, extra = self.predictions(run, sources, options)
         write_table(table, out)
-        return [f"wrote {len(table)} step probabilities ({table.video_id.nunique()} videos) to {out}"]
+        return [*extra, f"wrote {len(table)} step probabilities ({table.video_id.nunique()} videos) to {out}"]
 
 
 class Detection:
@@ -254,7 +272,8 @@ class Detection:
 
             results, result = adaptive_detect(run, collect_inputs(sources), options.device)
             return results, _adaptive_lines(result)
-        return predict_detection(run, _one_store(sources, "a detection run"), options.subset, options.annotations), []
+        with _store_of(run, sources, options.device) as (store, lines):
+            return predict_detection(run, store, options.subset, options.annotations), lines
 
     def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
         if out.suffix.lower() != ".json":

@@ -84,3 +84,19 @@ def test_a_run_refuses_a_store_of_other_features(labelled_store, tmp_path):
     assert runner.invoke(app, ["extract", str(videos), "--out", str(other), *TINY_ARGS, "--fps", "2", "--no-progress"]).exit_code == 0
     result = runner.invoke(app, ["predict", str(run), str(other), "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 1 and "fps: None != 2.0" in result.stderr
+
+
+@pytest.mark.slow
+def test_predict_straight_from_videos_equals_predict_on_their_store(labelled_store, tmp_path):
+    store, labels = labelled_store
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train-head", str(store), "--labels", str(labels), "--head", "avgpool", "--out", str(run),
+                               "--epochs", "2", "--no-progress"]).exit_code == 0
+    on_store, on_videos = tmp_path / "store.csv", tmp_path / "videos.csv"
+    assert runner.invoke(app, ["predict", str(run), str(store), "--out", str(on_store)]).exit_code == 0
+    result = runner.invoke(app, ["predict", str(run), str(labels.parent), "--out", str(on_videos)])
+    assert result.exit_code == 0, result.output
+    assert "extracted 16 videos as the run's store was" in result.output
+    pd.testing.assert_frame_equal(pd.read_csv(on_videos), pd.read_csv(on_store))
+    mixed = runner.invoke(app, ["predict", str(run), str(store), str(labels.parent), "--out", str(tmp_path / "m.csv")])
+    assert mixed.exit_code == 1 and "one store, or video files" in mixed.stderr
