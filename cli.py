@@ -230,12 +230,29 @@ def extract(
         raise typer.Exit(1)
 
 
+def _number(value, spec: str) -> str:
+    """A manifest number as text; '-' where the video has none (a failed one)."""
+    import math
+
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def _applies(config: dict) -> dict:
+    """The settings that mean something for this store: clip settings for clip stores, inflation's for inflated
+    backbones, flow's for flow streams; unset ones left out, except fps (None: every frame)."""
+    clips, flow = config.get("clip_len") is not None, config.get("stream", "rgb") != "rgb"
+    only = {"clip_tail": clips, "clip_stride": clips, "inflate_time": config.get("inflate") is not None,
+            "flow_len": flow, "flow_method": flow}
+    shown = {k: v for k, v in config.items() if only.get(k, True) and (v is not None or k == "fps")}
+    if shown.get("fps", 0) is None:
+        shown["fps"] = "every frame"
+    return shown
+
+
 def _format_info(info: dict) -> str:
     lines = [f"store      {info['store']}"]
-    config = info["config"] or {}
-    for key, value in config.items():  # every setting the store was made with (unset ones left out)
-        if value is not None or key == "fps":  # fps None means every frame: say so
-            lines.append(f"{key:<14} {value}")
+    for key, value in _applies(info["config"] or {}).items():  # the settings the store was made with
+        lines.append(f"{key:<14} {value}")
     lines.append(f"parts      {info['parts']} ({info['bytes'] / 2**20:.1f} MiB)")
     lines.append(f"rows       {info['rows']}")
     lines.append(f"videos     {info['videos_ok']} ok, {info['videos_failed']} failed")
@@ -258,6 +275,7 @@ def info(
     inputs: Annotated[Optional[list[str]], typer.Option("--inputs", help="The extraction's inputs (repeatable): also report which of their videos have no ok or error row yet.")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Read every page of every part (checksums included); exit 1 naming missing or damaged parts and videos written twice.")] = False,
     repair: Annotated[bool, typer.Option("--repair", help="Verify, then set damaged parts aside in _damaged/, remove second copies of videos and mark the videos of lost parts failed, so that the next `featx extract` redoes them.")] = False,
+    videos: Annotated[bool, typer.Option("--videos", help="Also list every video: id, status, rows, duration (s), source fps.")] = False,
 ) -> None:
     """Print a store's extraction config, counts, feature dimension, shards, the failed videos with reasons and any problems (missing or damaged parts, videos written twice)."""
     from featx.store import store_info, videos_to_do
@@ -276,7 +294,16 @@ def info(
             wanted = [v.video_id for v in collect_inputs(inputs)]
             summary["inputs"] = len(wanted)
             summary["missing"] = sorted(videos_to_do(store, wanted))
+        if videos:
+            from featx.store import latest_manifest
+
+            table = latest_manifest(store)[["video_id", "status", "rows", "duration", "fps"]].sort_values("video_id")
+            summary["videos"] = table.to_dict("records")
     typer.echo(json.dumps(summary, indent=1, default=str) if as_json else _format_info(summary))
+    if videos and not as_json:
+        for row in summary["videos"]:
+            typer.echo(f"  {row['video_id']}  {row['status']}  {_number(row['rows'], '.0f')} rows  "
+                       f"{_number(row['duration'], '.2f')} s  {_number(row['fps'], '.3f')} fps")
     if inputs and not as_json:
         missing = summary["missing"]
         done = "complete: every input has an ok or error row" if not missing else f"{len(missing)} not done yet"
@@ -427,11 +454,13 @@ def evaluate(
         if out is not None:
             from featx.inputs import refuse_writing_over
             from featx.store import refuse_output_in_store
+            from seqmodels.runs import refuse_output_in_run
 
             if out.suffix.lower() != ".json":
                 raise FeatxError(f"--out {out}: the metrics are written as JSON: give a .json file")
             refuse_output_in_store(out)
             refuse_writing_over(out, [labels, annotations])
+            refuse_output_in_run(out, run, allowed=("evaluation.json",))
         options = EvaluateOptions(split, clip_steps, clips, subset, _tiou(tiou), ignore_missing)
         lines = task_of_run(run).evaluate(run, store, Targets(labels, annotations), options, out or run / "evaluation.json")
     for line in lines:
@@ -456,9 +485,11 @@ def predict(
 
     with user_errors():
         from featx.inputs import refuse_writing_over
+        from seqmodels.runs import refuse_output_in_run
 
         refuse_output_in_store(out)
         refuse_writing_over(out, [annotations, *sources])
+        refuse_output_in_run(out, run)
         options = PredictOptions(top_k, adaptive, device, subset, annotations)
         lines = task_of_run(run).predict(run, sources, out, options)
     for line in lines:

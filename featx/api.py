@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +21,11 @@ CONFIG_OPTIONS = ("backbone", "weights", "fps", "dtype", "precision", "clip_len"
                   "inflate_time", "mean_cube", "stream", "flow_len", "flow", "weights_flow", "resize_on", "decoder")
 RUN_OPTIONS = ("batch_size", "workers", "device", "progress", "part_mb", "shard", "compile")
 RECIPE_FILLS = ("backbone", "fps", "clip_len", "clip_stride")
+OPTION_TYPES = {"backbone": str, "weights": Path, "fps": float, "dtype": str, "precision": str, "clip_len": int,
+                "clip_stride": int, "clip_tail": str, "inflate": str, "inflate_time": int, "mean_cube": Path,
+                "stream": str, "flow_len": int, "flow": str, "weights_flow": Path, "resize_on": str, "decoder": str,
+                "batch_size": int, "workers": int, "device": str, "progress": bool, "part_mb": float, "shard": str,
+                "compile": bool}
 
 
 def _stderr(line: str) -> None:
@@ -41,15 +47,23 @@ def extract(sources: Iterable[str | Path] | str | Path, out: str | Path, *, reci
     options, and values that make no sense, are one FeatxError line.
     """
     from featx.backbones import extraction_config
+    from featx.inputs import check_option_types, collect_inputs, path_argument
     from featx.pipeline import RunOptions
     from featx.pipeline import extract as run_extract
-    from featx.inputs import collect_inputs
     from featx.shards import parse_shard
 
     unknown = sorted(set(options) - set(CONFIG_OPTIONS) - set(RUN_OPTIONS))
     if unknown:
         raise FeatxError(f"featx.extract: unknown option(s) {', '.join(unknown)} (options: "
                          f"{', '.join(CONFIG_OPTIONS + RUN_OPTIONS)})")
+    check_option_types(options, OPTION_TYPES, "featx.extract")
+    out = out if "://" in str(out) else path_argument(out, "featx.extract: out")
+    if isinstance(sources, (str, os.PathLike)) and not isinstance(sources, bytes):
+        sources = [sources]
+    if not isinstance(sources, (list, tuple)) or not sources:
+        raise FeatxError(f"featx.extract: sources must be a path or a non-empty list of paths, not {sources!r}")
+    for source in sources:  # kept as given: a URI's `//` must reach collect_inputs whole
+        path_argument(source, "featx.extract: each source")
     if recipe is not None:
         from featx.recipes import apply_recipe
 
@@ -60,7 +74,7 @@ def extract(sources: Iterable[str | Path] | str | Path, out: str | Path, *, reci
     if run.get("shard") is not None:
         run["shard"] = parse_shard(run["shard"])
     run_options = RunOptions(**run)
-    videos = collect_inputs([sources] if isinstance(sources, (str, Path)) else list(sources))
+    videos = collect_inputs(sources)
     if config.weights == "auto" and config.backbone != DEFAULT_BACKBONE:
         note(f"fetching pretrained weights for {config.backbone} from timm's hub (offline? use --weights PATH)")
     if engine == "ray":
@@ -94,9 +108,13 @@ def embed(video: str | Path, **options) -> tuple[pd.DataFrame, np.ndarray]:
     would store for it with the same options (it extracts into a temporary store, then reads it back).
     The times: t_start, t_end (seconds; t_center for clips), frame_start, frame_end (frames [start, end)).
     A video that cannot be decoded is one FeatxError line with the reason."""
+    from featx.inputs import path_argument
     from featx.store import open_store
 
-    path = Path(video)
+    path = path_argument(video, "featx.embed: video")
+    refused = sorted(set(options) & {"shard", "part_mb", "engine"})
+    if refused:
+        raise FeatxError(f"featx.embed: {', '.join(refused)} is for stores (featx.extract), not one video in memory")
     if not path.is_file():
         raise FeatxError(f"{path}: no such video file")
     options.setdefault("progress", False)

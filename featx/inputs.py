@@ -89,6 +89,8 @@ def collect_inputs(items: list[str | Path]) -> list[VideoInput]:
     that do not exist are kept: they become `error` rows, so a missing file is reported, not skipped."""
     videos: list[VideoInput] = []
     for item in items:
+        if not str(item).strip():
+            raise FeatxError("an input is an empty path: give a video file, a folder or a list file")
         path = _local_path(str(item))
         if path.is_dir():
             found = _scan_folder(path)
@@ -102,6 +104,30 @@ def collect_inputs(items: list[str | Path]) -> list[VideoInput]:
         else:
             videos.append(VideoInput(path.resolve(), _video_id(path, None)))
     return _unique(videos)
+
+
+def path_argument(value, what: str) -> Path:
+    """A path given to the Python API (a str or an os.PathLike such as a featx.Store), or one error line naming
+    what it was given instead (None, a number, bytes, a list...)."""
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes) and str(os.fspath(value)):
+        return Path(os.fspath(value)) if not isinstance(value, Path) else value
+    raise FeatxError(f"{what} must be a path (a str or pathlib.Path), not {value!r}")
+
+
+def check_option_types(options: dict, kinds: dict, where: str) -> None:
+    """Each option of the Python API has the type its CLI twin parses to: int, float (an int is one too),
+    str, bool or a path; None means "not given" for every option. One error line naming the first that is not."""
+    names = {int: "a whole number", float: "a number", str: "a string", bool: "True or False", Path: "a path"}
+    for key, value in options.items():
+        kind = kinds.get(key)
+        if kind is None or value is None:
+            continue
+        ok = {int: isinstance(value, int) and not isinstance(value, bool),
+              float: isinstance(value, (int, float)) and not isinstance(value, bool),
+              str: isinstance(value, str), bool: isinstance(value, bool),
+              Path: isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes)}[kind]
+        if not ok:
+            raise FeatxError(f"{where}: {key} must be {names[kind]}, not {value!r}")
 
 
 def refuse_writing_over(out: str | Path, inputs, option: str = "--out") -> None:

@@ -134,6 +134,16 @@ RUN_FILES = ("config.json", "checkpoint.pt", "metrics.json", "history.json", "cu
              "skips.png", "timeline.png", "evaluation.json")
 
 
+def refuse_output_in_run(out: str | Path, run: str | Path, allowed: tuple[str, ...] = ()) -> None:
+    """Before any work: refuse to write `out` inside the run folder `run` (its config, checkpoint and metrics are
+    what the command reads, and retraining replaces the folder whole), except the names `allowed`."""
+    target, folder = Path(out).resolve(), Path(run).resolve()
+    if not (folder / "config.json").is_file():
+        return  # not a run: the command says so itself
+    if target.is_relative_to(folder) and not (target.parent == folder and target.name in allowed):
+        raise FeatxError(f"--out {out} is inside the run {run}; write it elsewhere")
+
+
 def check_run_folder(folder: str | Path, overwrite: bool = False) -> None:
     """Before training: --out is new or empty, or (with `overwrite`) an earlier run, which the new one replaces
     only once it is complete (`staged_run_folder`); any other folder is refused, so nothing of the user's is

@@ -92,6 +92,26 @@ def _store_of(run: Path, sources: list, device: str):
         yield Path(tmp) / "store", lines
 
 
+def _videos_only(sources: list) -> list:
+    """--adaptive decodes the videos themselves: a store is refused in one line."""
+    from seqmodels.from_videos import is_store
+
+    if any(is_store(s) for s in sources):
+        raise FeatxError("--adaptive reads the videos themselves: give video files, folders or list files, not a store")
+    return sources
+
+
+def _detection_only(options) -> None:
+    if options.annotations is not None or options.subset is not None:
+        raise FeatxError("--annotations and --subset choose a detection run's videos; this run is not a detector")
+
+
+def _some_read(result, predicted: int) -> None:
+    """An adaptive run that read no video at all is an error, as a store with no video is."""
+    if result.failures and not predicted:
+        raise FeatxError(f"no video could be read: {result.failures[0][0]}: {result.failures[0][1]}")
+
+
 def _adaptive_lines(result) -> list[str]:
     share = result.backbone_calls / max(1, result.frames)
     return [f"backbone calls {result.backbone_calls} of {result.frames} frames sampled ({share:.1%}); "
@@ -157,11 +177,13 @@ class Classification:
         """(the top-k table, lines on an adaptive run's backbone calls)."""
         from seqmodels.classify import predict_store
 
+        _detection_only(options)
         if options.adaptive:
             from featx.inputs import collect_inputs
             from seqmodels.adaptive import adaptive_predict
 
-            result = adaptive_predict(run, collect_inputs(sources), options.top_k, options.device)
+            result = adaptive_predict(run, collect_inputs(_videos_only(sources)), options.top_k, options.device)
+            _some_read(result, len(result.table))
             return result.table, _adaptive_lines(result)
         with _store_of(run, sources, options.device) as (store, lines):
             return predict_store(run, store, options.top_k), lines
@@ -211,6 +233,7 @@ class MultiLabel:
         """(one row per video, step and class with its probability, no extra lines)."""
         from seqmodels.multilabel import predict_multilabel
 
+        _detection_only(options)
         if options.adaptive:
             raise FeatxError("a multilabel run has no --adaptive prediction: give a store, or the videos")
         with _store_of(run, sources, options.device) as (store, lines):
@@ -270,7 +293,8 @@ class Detection:
             from featx.inputs import collect_inputs
             from seqmodels.adaptive import adaptive_detect
 
-            results, result = adaptive_detect(run, collect_inputs(sources), options.device)
+            results, result = adaptive_detect(run, collect_inputs(_videos_only(sources)), options.device)
+            _some_read(result, len(results["results"]))
             return results, _adaptive_lines(result)
         with _store_of(run, sources, options.device) as (store, lines):
             return predict_detection(run, store, options.subset, options.annotations), lines

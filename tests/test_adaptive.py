@@ -64,6 +64,18 @@ def test_cli_adaptive_reports_backbone_calls(labelled_store, skip_run, tmp_path)
     assert out.is_file()
 
 
+def test_cli_adaptive_on_no_readable_video_or_on_a_store_is_one_error_line(labelled_store, skip_run, tmp_path):
+    from tests.helpers import one_error_line
+
+    store, _ = labelled_store
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    args = ["predict", str(skip_run), "--adaptive", "--out", str(tmp_path / "p.csv"), "--device", "cpu"]
+    one_error_line(runner.invoke(app, [*args[:2], str(fake), *args[2:]]), "no video could be read", "fake")
+    one_error_line(runner.invoke(app, [*args[:2], str(store), *args[2:]]), "--adaptive reads the videos themselves")
+    assert not (tmp_path / "p.csv").exists()
+
+
 def _head_with_increment(delta: float):
     """A skip-gru head whose Δũ is `delta` whatever the state (gate weights 0, bias logit(delta))."""
     from seqmodels.heads.skip_rnn import SkipRNNHead

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -141,3 +142,24 @@ def test_ctrl_c_commits_finished_videos_and_says_how_to_resume(tmp_path):
     assert 0 < len(committed) < 12
     rows = pd.read_parquet(store)
     assert set(rows.video_id) == committed and (rows.groupby("video_id").size() == 12).all()
+
+
+def test_info_shows_only_the_settings_that_apply_and_lists_videos_on_request(tmp_path):
+    from featx.store import StoreWriter
+    from tests.helpers import add_toy_video, toy_config, toy_record
+
+    with StoreWriter(tmp_path / "s", toy_config(fps=None)) as writer:
+        add_toy_video(writer, "a", 3)
+        writer.add_error({**toy_record("b"), "error": "bad file"})
+    plain = CliRunner().invoke(app, ["info", str(tmp_path / "s")]).stdout
+    keys = {line.split()[0] for line in plain.splitlines()}
+    assert {"backbone", "fps", "stream"} <= keys and not keys & {"clip_tail", "inflate_time", "flow_len", "flow_method"}
+    assert "fps            every frame" in plain
+    listed = CliRunner().invoke(app, ["info", str(tmp_path / "s"), "--videos"]).stdout.splitlines()
+    assert "  a  ok  3 rows  2.00 s  25.000 fps" in listed and "  b  error  0 rows  2.00 s  25.000 fps" in listed
+    clip = toy_config(clip_len=4, stream="both", flow_len=1)
+    with StoreWriter(tmp_path / "c", clip) as writer:
+        writer.add_video(toy_record("c"), writer.table("c", [0.0], [2.0], [0], [4], np.ones((1, 6), np.float32),
+                                                      np.ones((1, 6), np.float32)))
+    assert {"clip_tail", "flow_len", "flow_method"} <= {line.split()[0] for line in
+                                                         CliRunner().invoke(app, ["info", str(tmp_path / "c")]).stdout.splitlines()}

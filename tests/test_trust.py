@@ -525,3 +525,69 @@ def test_an_annotation_json_saved_with_a_byte_order_mark_reads(tmp_path):
     text = '{"database": {"v": {"subset": "validation", "duration": 9, "annotations": [{"segment": [1, 2], "label": "x"}]}}}'
     path.write_bytes(text.encode("utf-8-sig"))
     assert list(load_annotations(path).videos) == ["v"]
+
+
+# Round 3 of the adversarial pass (helper, on the Python API and the store package).
+
+def test_every_reader_refuses_a_part_copied_in_from_a_store_with_another_config(tmp_path):
+    from featx.store import load_features, load_sequences
+
+    store = _toy_store(tmp_path / "s")
+    with StoreWriter(tmp_path / "other", toy_config(backbone="toy2")) as writer:
+        add_toy_video(writer, "z", 4, seed=9)
+    for part in (tmp_path / "other").glob("part-*.parquet"):
+        part.rename(store / part.name)  # copied in beside the store's own parts
+    for read in (lambda: load_sequences(store, cache=False), lambda: load_features(store), lambda: load_sequences(store)):
+        with pytest.raises(FeatxError, match="another extraction config"):
+            read()
+    one_error_line(runner.invoke(app, ["export", str(store), "--out", str(tmp_path / "e")]), "another extraction config")
+
+
+@pytest.mark.parametrize("command, out", [("evaluate", "config.json"), ("predict", "config.json"), ("predict", "p.csv"),
+                                          ("evaluate", "metrics.json")])
+def test_evaluate_and_predict_never_write_into_the_run_they_read(tmp_path, command, out):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    one_error_line(runner.invoke(app, [command, str(run), str(tmp_path / "s"), "--out", str(run / out)]),
+                   "is inside the run")
+    assert (run / "config.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda t: __import__("featx").extract(t / "v.mp4", None), "out must be a path"),
+    (lambda t: __import__("featx").extract(t / "v.mp4", 5), "out must be a path"),
+    (lambda t: __import__("featx").extract(b"v", t / "s"), "sources must be a path"),
+    (lambda t: __import__("featx").extract({"a": 1}, t / "s"), "sources must be a path"),
+    (lambda t: __import__("featx").extract([], t / "s"), "sources must be a path or a non-empty list"),
+    (lambda t: __import__("featx").extract(t / "v.mp4", t / "s", fps="4"), "fps must be a number"),
+    (lambda t: __import__("featx").extract(t / "v.mp4", t / "s", progress="no"), "progress must be True or False"),
+    (lambda t: __import__("featx").extract(t / "v.mp4", t / "s", shard=(0, 2)), "shard must be a string"),
+    (lambda t: __import__("featx").embed(None), "video must be a path"),
+    (lambda t: __import__("featx").embed(t / "v.mp4", shard="0/2"), "shard is for stores"),
+    (lambda t: __import__("featx").open_store(None), "path must be a path"),
+    (lambda t: __import__("seqmodels").load_run(3), "path must be a path"),
+    (lambda t: __import__("seqmodels").train(t / "s", None, labels=t / "l.csv"), "out must be a path"),
+    (lambda t: __import__("seqmodels").train(t / "s", t / "r", labels=5), "labels must be a path"),
+    (lambda t: __import__("seqmodels").train(t / "s", t / "r", labels=t / "l.csv", epochs="2"), "epochs must be a whole number"),
+    (lambda t: __import__("seqmodels").train(t / "s", t / "r", labels=t / "l.csv", head=3), "head is a name"),
+])
+def test_the_python_api_refuses_arguments_of_the_wrong_type_in_one_line(tmp_path, call, needle):
+    with pytest.raises(FeatxError, match=needle):
+        call(tmp_path)
+    assert not [p for p in tmp_path.iterdir()]  # nothing was written (no ./None, no ./5)
+
+
+def test_a_store_handle_refuses_unknown_ids_and_columns_and_takes_one_id_as_a_string(tmp_path):
+    from featx.store import open_store
+
+    store = open_store(_toy_store(tmp_path / "s"))
+    assert list(store.sequences(ids="a")) == ["a"] and set(store.rows(ids="b").video_id) == {"b"}
+    with pytest.raises(FeatxError, match="no rows of video 'nope'"):
+        store.sequences(ids=["nope"])
+    with pytest.raises(FeatxError, match="no column 'zzz'"):
+        store.rows(["zzz"])
+    with pytest.raises(FeatxError, match="no column 'flow_feature'"):
+        store.sequences(column="flow_feature")
+    with pytest.raises(FeatxError, match="a video id is a string"):
+        store.grid(3)

@@ -56,7 +56,9 @@ class StoreProblems:
         if self.missing:
             pieces.append(f"{len(self.missing)} missing part(s): {_some(sorted(self.missing))}")
         if self.damaged:
-            pieces.append(f"{len(self.damaged)} damaged part(s): {_some(sorted(self.damaged))}")
+            first = sorted(self.damaged)[0]
+            pieces.append(f"{len(self.damaged)} damaged part(s): {_some(sorted(self.damaged))} ({first}: "
+                          f"{self.damaged[first][:160]})")
         if self.duplicates:
             pieces.append(f"{len(self.duplicates)} video(s) written twice: {_some(sorted(self.duplicates))}")
         if self.stray:

@@ -53,13 +53,39 @@ class Store:
         return sorted(latest.loc[latest["status"] == "ok", "video_id"])
 
     def sequences(self, ids=None, column: str = "feature") -> dict[str, np.ndarray]:
-        """{video_id: (T, D) array} in step order, for every video with rows or the given `ids`; `column`:
-        "feature", or "flow_feature" in a two-stream store."""
-        return load_sequences(self.root, video_ids=ids, column=column)
+        """{video_id: (T, D) array} in step order, for every video with rows or the given `ids` (one id or a
+        list; an id without rows is an error); `column`: "feature", or "flow_feature" in a two-stream store."""
+        if column not in self._columns():
+            raise FeatxError(f"{self.path} has no column {column!r} (its columns: {', '.join(self._columns())})")
+        return load_sequences(self.root, video_ids=self._ids(ids), column=column)
 
     def rows(self, columns: list[str] | None = None, ids=None) -> pd.DataFrame:
-        """The feature rows as pandas (the `feature` column holds one numpy array per row)."""
-        return load_features(self.root, columns=columns, video_ids=ids)
+        """The feature rows as pandas (the `feature` column holds one numpy array per row); `ids`: one id or a
+        list (an id without rows is an error)."""
+        if isinstance(columns, str):
+            columns = [columns]
+        unknown = [c for c in columns or [] if c not in self._columns()]
+        if unknown:
+            raise FeatxError(f"{self.path} has no column {unknown[0]!r} (its columns: {', '.join(self._columns())})")
+        return load_features(self.root, columns=columns, video_ids=self._ids(ids))
+
+    def _columns(self) -> list[str]:
+        from featx.store.format import feature_schema
+
+        return feature_schema(1, self.config.dtype, "{}", self.config.clips, self.config.stream == "both").names
+
+    def _ids(self, ids) -> list[str] | None:
+        """`ids` as a list of video ids with rows (one id may be given as a str); None: every video."""
+        if ids is None:
+            return None
+        ids = [ids] if isinstance(ids, str) else list(ids) if isinstance(ids, (list, tuple, set)) else None
+        if ids is None or not all(isinstance(i, str) for i in ids):
+            raise FeatxError("ids must be a video id or a list of video ids (strings)")
+        missing = sorted(set(ids) - set(self.ok_ids()))
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise FeatxError(f"{self.path} has no rows of video {missing[0]!r}{more}")
+        return ids
 
     def grids(self, ids=None) -> dict[str, TimeGrid]:
         """{video_id: its rows' time grid} (featx.timegrid: grid coordinate i is row i's centre)."""
@@ -69,10 +95,9 @@ class Store:
 
     def grid(self, video_id: str) -> TimeGrid:
         """One video's time grid."""
-        found = self.grids([video_id])
-        if video_id not in found:
-            raise FeatxError(f"{self.path} has no rows of video {video_id!r}")
-        return found[video_id]
+        if not isinstance(video_id, str):
+            raise FeatxError(f"a video id is a string, not {video_id!r}")
+        return self.grids([video_id])[video_id]
 
     def verify(self) -> StoreProblems:
         """Every check `featx info --verify` makes (every page read); falsy when nothing is wrong."""
@@ -88,7 +113,9 @@ def open_store(path) -> Store:
     one FeatxError line when it is not a store."""
     if isinstance(path, Store):
         return path
-    root = store_path(path)
+    from featx.inputs import path_argument
+
+    root = store_path(path if isinstance(path, str) and "://" in path else path_argument(path, "open_store: path"))
     require_store(root)
     config = read_config(root)
     if config is None:

@@ -35,7 +35,7 @@ def videos_to_do(root: str | Path, video_ids) -> set[str]:
 def _dataset(root) -> ds.Dataset:
     """The store's parts, once the manifest and the parts present agree (store_check)."""
     require_store(root)
-    refuse_problems(root, quick_check(root, read_manifest(root)))
+    refuse_problems(root, quick_check(root, read_manifest(root), read_footers=True))  # footers: configs, row counts
     parts = sorted(root.glob(PART_GLOB))
     if not parts:
         raise FeatxError(f"{root} has no feature rows yet (every video failed, or none was extracted)")
