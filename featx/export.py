@@ -350,13 +350,13 @@ def _write_tool_config(tmp: Path, out: Path, tool: str, sidecar: dict, annotatio
 
 def _write_all(root, folder: Path, fmt: str, column: str, dtype: str, config, ok, progress: bool) -> dict[str, dict]:
     """Write every video's array and its times; returns the sidecar's `videos` entries."""
-    from tqdm.auto import tqdm
+    from featx.progress import progress as progress_bar
 
     writer = WRITERS[fmt](folder, config.feature_dim, config.to_json())
     times_writer = pq.ParquetWriter(folder / TIMES, TIMES_SCHEMA)
     videos: dict[str, dict] = {}
     records = ok.set_index("video_id")
-    bar = tqdm(total=len(ok), unit="video", desc=f"export {fmt}", disable=not progress)
+    bar = progress_bar(total=len(ok), unit="video", desc=f"export {fmt}", enabled=progress)
     try:
         for chunk in _chunks(ok, config.feature_dim * np.dtype(config.dtype).itemsize):
             seqs = load_sequences(root, chunk, column)

@@ -370,7 +370,7 @@ def import_folder(folder, out, grid: Grid | None = None, fps_file: Path | None =
                   progress: bool = True) -> ImportSummary:
     """Import every array below `folder` into the store `out` (see the module docstring). A featx export's folder
     needs no other argument; a foreign one needs `grid` (with fps, or fps=None and `fps_file`)."""
-    from tqdm.auto import tqdm
+    from featx.progress import progress as progress_bar
 
     started = time.monotonic()
     folder, out = Path(folder), Path(out)
@@ -391,7 +391,7 @@ def import_folder(folder, out, grid: Grid | None = None, fps_file: Path | None =
     todo = [s for s in plan.sources if s.video_id not in done]
     dim = plan.config.feature_dim if plan.config else None
     dtype = plan.config.dtype if plan.config else plan.dtype
-    for source in tqdm(todo, unit="video", desc="check", disable=not progress):  # nothing is written until all pass
+    for source in progress_bar(todo, unit="video", desc="check", enabled=progress):  # nothing is written until all pass
         plan.verify(source)
         array = checked(source, read_array(source, layout), dtype, dim, layout)
         plan.times(source, len(array))
@@ -403,7 +403,7 @@ def import_folder(folder, out, grid: Grid | None = None, fps_file: Path | None =
         # what is done is decided again under the writer's lease: another import may have finished meanwhile
         done = ok_video_ids(out)
         todo = [s for s in todo if s.video_id not in done]
-        for source in tqdm(todo, unit="video", desc="import", disable=not progress):
+        for source in progress_bar(todo, unit="video", desc="import", enabled=progress):
             began = time.monotonic()
             # a copy in memory: a mapped file's rows queued for the part would hold its file open until the
             # part is flushed, and thousands of small files would exhaust the process's 1,024 descriptors

@@ -35,7 +35,7 @@ class RunOptions:
     batch_size: int = 32  # frames per backbone call; batches span video boundaries
     workers: int | None = None  # decoding processes (0: decode in this process; None: auto_workers)
     device: str = "auto"  # auto | cpu | cuda[:N]
-    progress: bool = True  # show a tqdm bar
+    progress: bool = True  # show progress (featx.progress: a bar on a terminal, plain lines in a log)
     part_mb: float = 64  # commit a part once it holds about this much feature data
     flush_seconds: float = 120  # ... or once its oldest video has waited this long
     shard: tuple[int, int] | None = None  # (i, N): extract only shard i of N (featx.shards)
@@ -354,7 +354,7 @@ def extract(
     inputs: list[VideoInput], out: str | Path, config: ExtractConfig, options: RunOptions = RunOptions()
 ) -> ExtractSummary:
     """Extract features of `inputs` into the store `out`; videos already ok there are skipped."""
-    from tqdm.auto import tqdm
+    from featx.progress import progress as progress_bar
 
     from featx.backbones import load_backbone
 
@@ -374,7 +374,7 @@ def extract(
         todo = [v for v in inputs if v.video_id not in writer.ok_ids]
         summary.elsewhere = _stored_from_elsewhere(writer.root, [v for v in inputs if v.video_id in writer.ok_ids])
         summary.skipped, summary.pages_read, summary.repairs = len(inputs) - len(todo), writer.pages_read, writer.repairs
-        bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not options.progress)
+        bar = progress_bar(total=len(todo), unit="video", desc="extract", enabled=options.progress)
         run = _Extraction(todo, config, _networks(backbone, config, options), writer, summary, bar, options, raft,
                           resize=pre if pre.resize_on == "device" else None)
         workers = options.workers if options.workers is not None else auto_workers(backbone.device.type)

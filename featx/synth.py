@@ -349,7 +349,7 @@ def _check_folder(folder: Path, made: dict) -> None:
 def _start(out, videos: int, seconds: float, rate: Fraction, size: int, seed: int, progress: bool, **settings):
     """Check the arguments, make the folder; returns (folder, rng, frames per video, video numbers).
     settings: what else made the folder (None values are left out, so older folders still resume)."""
-    from tqdm.auto import tqdm
+    from featx.progress import progress as progress_bar
 
     if videos < 1 or not 0 < seconds < math.inf:
         raise FeatxError("synth needs --videos >= 1 and a finite --seconds > 0")
@@ -366,7 +366,7 @@ def _start(out, videos: int, seconds: float, rate: Fraction, size: int, seed: in
     except OSError as exc:
         raise FeatxError(f"{folder}: cannot make the folder ({exc.strerror or exc})") from None
     (folder / MARKER).write_text(json.dumps(made, sort_keys=True))
-    numbers = tqdm(range(videos), desc="synth", unit="video", disable=not progress)
+    numbers = progress_bar(range(videos), desc="synth", unit="video", enabled=progress)
     return folder, np.random.default_rng(seed), max(1, round(seconds * rate)), numbers
 
 

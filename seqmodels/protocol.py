@@ -123,7 +123,7 @@ def fit(model: torch.nn.Module, items: list, loss: LossFn, protocol: Protocol,
         desc: str = "train") -> tuple[torch.nn.Module, list[dict]]:
     """Train `model` on `items` under the protocol; returns (the EMA model, one history row per epoch).
     With a holdout, the EMA weights of the epoch with the lowest held-out loss are returned."""
-    from tqdm.auto import tqdm
+    from featx.progress import progress as progress_bar
 
     torch.manual_seed(protocol.seed)
     rng = np.random.default_rng(protocol.seed)
@@ -134,7 +134,7 @@ def fit(model: torch.nn.Module, items: list, loss: LossFn, protocol: Protocol,
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
     ema = WeightEMA(model, protocol.ema_decay)
     history, best, best_state, since = [], None, None, 0
-    for epoch in tqdm(range(1, protocol.epochs + 1), desc=desc, unit="epoch", disable=not progress):
+    for epoch in progress_bar(range(1, protocol.epochs + 1), desc=desc, unit="epoch", enabled=progress):
         t = time.monotonic()
         hold_gates_open(model, ema.model, epoch <= protocol.gate_warmup)
         model.train()

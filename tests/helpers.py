@@ -1,5 +1,6 @@
 """Helpers shared by test modules (test modules never import each other)."""
 
+import re
 import time
 
 import numpy as np
@@ -54,10 +55,15 @@ def add_toy_video(writer: StoreWriter, video_id: str, steps: int, seed: int = 0)
     return feats
 
 
+# featx.progress's plain lines when stderr is not a terminal: "check: 1/2 videos (50%), 0 s"
+PROGRESS_LINE = re.compile(r"^[\w ]+: \d+(/\d+)? \w+s( \(\d+%\))?, \d+ s(, .*)?$")
+
+
 def one_error_line(result, *needles) -> str:
     """A CliRunner result that failed the way every bad input must: exit 1, one `error:` line on stderr (progress
-    bars aside), no traceback; each needle in that line. Returns the line."""
-    lines = [line for line in result.stderr.splitlines() if line.strip() and "%|" not in line]
+    bars and plain progress lines aside), no traceback; each needle in that line. Returns the line."""
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "%|" not in line
+             and not PROGRESS_LINE.match(line)]
     assert result.exit_code == 1, result.output
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output

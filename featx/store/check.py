@@ -142,13 +142,13 @@ def _reason(exc: Exception) -> str:
 def verify_store(root, progress: bool = False) -> StoreProblems:
     """Every check, reading every page of every part (checksums verified where the part has them) and
     looking for repeated (video_id, step) rows."""
-    from tqdm.auto import tqdm
+    from featx.progress import progress as progress_bar
 
 
     problems = quick_check(root, read_manifest(root), read_footers=True)
     problems.stray = stray_files(root)
     holders: dict[str, set[str]] = {}  # video_id -> the parts with rows of it
-    parts = tqdm(sorted(root.glob(PART_GLOB)), unit="part", desc="verify", disable=not progress)
+    parts = progress_bar(sorted(root.glob(PART_GLOB)), unit="part", desc="verify", enabled=progress)
     for path, table in _read_pages(parts, problems.damaged):
         keys = table.select(["video_id", "step"]).group_by(["video_id", "step"]).aggregate([([], "count_all")])
         for video in keys.filter(pc.greater(keys["count_all"], 1))["video_id"].unique().to_pylist():
