@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from featx.backbones.weights import file_sha256
+from featx.backbones.weights import file_sha256, safe_torch_load
 from featx.errors import FeatxError
 from featx.interrupts import held_interrupts
 from seqmodels import registry, streams
@@ -257,10 +257,7 @@ def load_checkpoint(folder: str | Path) -> dict:
     expected = read_meta(folder).get("checkpoint_sha256") if (Path(folder) / "config.json").is_file() else None
     if expected is not None and file_sha256(path) != expected:
         raise FeatxError(f"{path} does not match the checksum in config.json (damaged or replaced); train the run again")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickled objects refused by weights_only, ...
-        raise FeatxError(f"{path} cannot be read safely ({type(exc).__name__}); train the run again") from None
+    ckpt = safe_torch_load(path, f"{path} cannot be read safely (train the run again)")  # truncated, or code
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise FeatxError(f"{path} is not a featx checkpoint")
     version = ckpt.get("format_version", 0)

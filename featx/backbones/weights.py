@@ -86,22 +86,31 @@ def _unwrap(checkpoint):
     return checkpoint
 
 
+def safe_torch_load(path: Path, label: str):
+    """`torch.load` of `path` that runs no code (weights_only, torch's rebuilders and featx's safe globals
+    only); any failure is one FeatxError line: `label: why`."""
+    try:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable files fail in many ways: say which file and why, on one line
+        raise FeatxError(f"{label}: {_why(exc)}") from None
+
+
 def read_state_dict(path: Path, label: str | None = None) -> dict:
     """The state dict of tensors in checkpoint file `path`; any problem is one FeatxError line that starts
     with `label` (default "--weights PATH")."""
     label = label or f"--weights {path}"
     if not path.is_file():
         raise FeatxError(f"{label}: no such file")
-    try:
-        if _is_safetensors(path):
-            from safetensors.torch import load_file
+    if _is_safetensors(path):
+        from safetensors.torch import load_file
 
+        try:
             checkpoint = load_file(str(path))
-        else:
-            with torch.serialization.safe_globals(_SAFE_GLOBALS):
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unreadable files fail in many ways: say which file and why, on one line
-        raise FeatxError(f"{label}: {_why(exc)}") from None
+        except Exception as exc:  # a damaged header or body: which file and why, on one line
+            raise FeatxError(f"{label}: {_why(exc)}") from None
+    else:
+        checkpoint = safe_torch_load(path, label)
     state = _unwrap(checkpoint)
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         keys = sorted(map(str, checkpoint))[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
