@@ -19,6 +19,13 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 CLIP_TAILS = ("pad", "drop")  # the last, incomplete clip: repeat the last frame, or leave it out
 INFLATE_MODES = ("mean", "center")
 STREAMS = ("rgb", "flow", "both")  # what is embedded: frames, optical-flow stacks, or both on one time grid
+# The one stream -> column map: which feature column holds each stream, by the store's --stream.
+STORE_COLUMNS = {
+    "rgb": {"rgb": "feature"},
+    "flow": {"flow": "feature"},
+    "both": {"rgb": "feature", "flow": "flow_feature"},
+}
+FEATURE_COLUMNS = ("feature", "flow_feature")  # every feature column a store may have
 FLOW_METHODS = ("farneback", "tvl1", "raft-small", "raft-large")  # OpenCV in the workers, RAFT on the device
 # Where frames are resized and cropped: "cpu", FFmpeg's scaler in the decoding workers; "device", torch's
 # antialiased interpolate on the extraction device, the workers shipping frames at their decoded size.

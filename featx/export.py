@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featx.config import DTYPES
+from featx.config import DTYPES, FEATURE_COLUMNS
 from featx.errors import FeatxError
 from featx.interrupts import held_interrupts
 from featx.store.lease import pid_alive
@@ -46,7 +46,7 @@ SIDECAR_VERSION = 1
 TIMES = "featx_times.parquet"
 HDF5_FILE = "features.h5"
 ANNOTATIONS = "annotations.json"
-COLUMNS = ("feature", "flow_feature")
+COLUMNS = FEATURE_COLUMNS
 TIME_COLUMNS = ["video_id", "step", "t_start", "t_end", "frame_start", "frame_end"]
 TIMES_SCHEMA = pa.schema([("video_id", pa.string()), ("step", pa.int32()), ("t_start", pa.float64()),
                           ("t_end", pa.float64()), ("frame_start", pa.int64()), ("frame_end", pa.int64())])

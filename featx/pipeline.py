@@ -18,7 +18,7 @@ import numpy as np
 
 from featx.batches import Batcher, BatchRunner, check_device_filter
 from featx.clips import ClipWindow, clip_spans
-from featx.config import ExtractConfig
+from featx.config import STORE_COLUMNS, ExtractConfig
 from featx.decode_pool import Decoded, Event, Failed, Frames, decode_events
 from featx.errors import FeatxError
 from featx.flow import CPU_METHODS, RAFT_MODELS, FlowFields, FlowStacker, check_method, load_raft
@@ -178,7 +178,7 @@ class _InterruptLater:
 
 def _flow_column(stream: str) -> str | None:
     """The store column that optical-flow stacks fill, if any."""
-    return {"both": "flow_feature", "flow": "feature"}.get(stream)
+    return STORE_COLUMNS[stream].get("flow")
 
 
 def _flow_model(config: ExtractConfig, device):

@@ -23,20 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featx.config import STORE_COLUMNS, STREAMS
 from featx.errors import FeatxError
 from seqmodels.heads.common import HeadOutput
 
-STREAMS = ("rgb", "flow", "both")
 FUSIONS = ("early", "late")
 DEFAULT_FUSION = "late"  # Simonyan & Zisserman's averaging of the two streams' class scores
 PROBABILITY_EPS = 1e-6  # segment heads' averaged probabilities are kept in [eps, 1 - eps] to stay finite logits
 
-# what each kind of store holds: {stream: column}
-STORE_COLUMNS = {
-    "rgb": {"rgb": "feature"},
-    "flow": {"flow": "feature"},
-    "both": {"rgb": "feature", "flow": "flow_feature"},
-}
 
 
 def check_choice(stream: str | None, fusion: str | None) -> None:
