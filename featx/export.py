@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from featx.config import DTYPES, FEATURE_COLUMNS
 from featx.errors import FeatxError
 from featx.interrupts import held_interrupts
-from featx.store.lease import pid_alive
+from featx.store.lease import remove_left_by_dead
 from featx.store.location import store_path
 from featx import tool_configs
 from featx.digests import file_sha256
@@ -295,10 +295,7 @@ def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: s
     dtype = dtype or config.dtype
     tmp = out.parent / f".{out.name}.featx-export-{os.getpid()}.tmp"
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.featx-export-*.tmp"):  # of exports killed before finishing
-        pid = stale.name.rsplit("-", 1)[-1].removesuffix(".tmp")
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
+    remove_left_by_dead(out.parent, f".{out.name}.featx-export-*.tmp")  # of exports killed before finishing
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:

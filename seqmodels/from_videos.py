@@ -52,10 +52,10 @@ def extract_for_run(store_config: dict | None, sources: list, out: Path, device:
     from featx.store import read_config
 
     made = read_config(out)
-    if made is not None and made.differences(ExtractConfig.from_dict(store_config)):
-        raise FeatxError(f"the videos were extracted differently from the run's store here "
-                         f"({'; '.join(made.differences(ExtractConfig.from_dict(store_config)))}): the backbone or its "
-                         "weights on this machine are not the ones the run was trained on")
+    differ = made.differences(ExtractConfig.from_dict(store_config)) if made is not None else []
+    if differ:
+        raise FeatxError(f"the videos were extracted differently from the run's store here ({'; '.join(differ)}): "
+                         "the backbone or its weights on this machine are not the ones the run was trained on")
     if summary.ok == 0:
         reason = f": {summary.failures[0][0]}: {summary.failures[0][1]}" if summary.failures else ""
         raise FeatxError(f"no video could be read{reason}")

@@ -21,6 +21,7 @@ import torch
 from featx.backbones.weights import file_sha256, safe_torch_load
 from featx.errors import FeatxError
 from featx.interrupts import held_interrupts
+from featx.store.lease import remove_left_by_dead
 from seqmodels import registry, streams
 from seqmodels.protocol import Protocol
 from seqmodels.registry import TASKS
@@ -158,16 +159,6 @@ def check_run_folder(folder: str | Path, overwrite: bool = False) -> None:
             raise FeatxError(f"--out {folder} holds a run already; choose a new folder, or --overwrite to replace it")
 
 
-def _remove_dead_stages(folder: Path) -> None:
-    """Stages and swapped-out runs beside `folder` left by featx processes that died (kill -9, SIGTERM)."""
-    from featx.store.lease import pid_alive
-
-    for left in folder.parent.glob(f".{folder.name}.featx-*-*.tmp"):
-        pid = left.name.rsplit("-", 1)[-1].removesuffix(".tmp")
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            shutil.rmtree(left, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def staged_run_folder(folder: str | Path, overwrite: bool = False):
     """Yields a fresh hidden folder beside `folder` to write a run into; when the block succeeds it becomes
@@ -178,7 +169,7 @@ def staged_run_folder(folder: str | Path, overwrite: bool = False):
     stage = folder.parent / f".{folder.name}.featx-run-{os.getpid()}.tmp"
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        _remove_dead_stages(folder)
+        remove_left_by_dead(folder.parent, f".{folder.name}.featx-*-*.tmp")  # stages of killed trainings
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir()
     except OSError as exc:

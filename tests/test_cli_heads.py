@@ -73,12 +73,18 @@ def test_bad_input_to_head_commands_is_one_line(labelled_store, tmp_path, make_a
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def _avgpool_run(store, labels, run, epochs: int):
+    """An avgpool run trained on `store` through the CLI; returns its folder."""
+    result = runner.invoke(app, ["train-head", str(store), "--labels", str(labels), "--head", "avgpool", "--out", str(run),
+                                 "--epochs", str(epochs), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return run
+
+
 @pytest.mark.slow
 def test_a_run_refuses_a_store_of_other_features(labelled_store, tmp_path):
     store, labels = labelled_store
-    run = tmp_path / "run"
-    assert runner.invoke(app, ["train-head", str(store), "--labels", str(labels), "--head", "avgpool", "--out", str(run),
-                               "--epochs", "1", "--no-progress"]).exit_code == 0
+    run = _avgpool_run(store, labels, tmp_path / "run", epochs=1)
     videos = store.parent / "v"
     other = tmp_path / "other"
     assert runner.invoke(app, ["extract", str(videos), "--out", str(other), *TINY_ARGS, "--fps", "2", "--no-progress"]).exit_code == 0
@@ -89,9 +95,7 @@ def test_a_run_refuses_a_store_of_other_features(labelled_store, tmp_path):
 @pytest.mark.slow
 def test_predict_straight_from_videos_equals_predict_on_their_store(labelled_store, tmp_path):
     store, labels = labelled_store
-    run = tmp_path / "run"
-    assert runner.invoke(app, ["train-head", str(store), "--labels", str(labels), "--head", "avgpool", "--out", str(run),
-                               "--epochs", "2", "--no-progress"]).exit_code == 0
+    run = _avgpool_run(store, labels, tmp_path / "run", epochs=2)
     on_store, on_videos = tmp_path / "store.csv", tmp_path / "videos.csv"
     assert runner.invoke(app, ["predict", str(run), str(store), "--out", str(on_store)]).exit_code == 0
     result = runner.invoke(app, ["predict", str(run), str(labels.parent), "--out", str(on_videos)])

@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 from featx.errors import FeatxError
 from featx.store import location
 from featx.store.format import CONFIG_KEY, MANIFEST_DIR, MANIFEST_SCHEMA, PART_GLOB, PART_VIDEOS_KEY, manifest_table
-from featx.store.manifest import is_fragment, latest_manifest, readable_table, latest_rows, read_config, read_manifest, require_store
+from featx.store.manifest import (is_fragment, latest_manifest, latest_rows, read_config, read_manifest,
+                                  readable_table, require_store)
 
 DAMAGED_DIR = "_damaged"
 
@@ -79,7 +80,6 @@ def quick_check(root, manifest, read_footers: bool = False) -> StoreProblems:
     """Missing parts (named by a video's latest row in `manifest`, as read_manifest gives it), videos ok in
     two existing parts and, with read_footers, parts whose footer cannot be read or whose row count
     disagrees with the manifest."""
-
     present = {p.name: p for p in root.glob(PART_GLOB)}
     problems = StoreProblems()
     latest_ok = _ok_rows(latest_rows(manifest))
@@ -144,7 +144,6 @@ def verify_store(root, progress: bool = False) -> StoreProblems:
     looking for repeated (video_id, step) rows."""
     from featx.progress import progress as progress_bar
 
-
     problems = quick_check(root, read_manifest(root), read_footers=True)
     problems.stray = stray_files(root)
     holders: dict[str, set[str]] = {}  # video_id -> the parts with rows of it
@@ -177,7 +176,6 @@ def _read_pages(parts, damaged: dict[str, str]):
 
 def read_every_page(root, problems: StoreProblems) -> None:
     """Add to `problems.damaged` every part of `root` whose pages do not all decode with their checksums."""
-
     for _ in _read_pages(sorted(root.glob(PART_GLOB)), problems.damaged):
         pass
 
@@ -185,7 +183,6 @@ def read_every_page(root, problems: StoreProblems) -> None:
 def stray_files(root) -> list[str]:
     """Entries of a local store's folder that featx did not write and that readers of the folder would take for
     data: pyarrow / pandas read every file and folder not starting with '_' or '.', DuckDB every *.parquet."""
-
     if location.is_remote(root):
         return []
     stray = [p.name for p in root.iterdir() if not p.name.startswith(("_", ".")) and not (p.is_file() and p.match(PART_GLOB))]

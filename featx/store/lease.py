@@ -112,6 +112,17 @@ def _read_holder(fd: int) -> dict:
     }
 
 
+def remove_left_by_dead(parent: Path, pattern: str) -> None:
+    """Remove the folders in `parent` matching `pattern`, named `...-<pid>.tmp`, whose process is gone: what
+    a featx process killed mid-way (kill -9, SIGTERM) left beside its output."""
+    import shutil
+
+    for left in parent.glob(pattern):
+        pid = left.name.rsplit("-", 1)[-1].removesuffix(".tmp")
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this id runs (one of another user counts)."""
     try:
