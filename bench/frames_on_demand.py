@@ -1,4 +1,4 @@
-"""What `featx predict --adaptive` saves on frames its head skips: featx.seek.FramesOnDemand taking one frame after
+"""What `featx predict --adaptive` saves on frames its head skips: featx.frames_on_demand.FramesOnDemand taking one frame after
 every `gap` skipped ones, vs decoding and resizing every frame (featx.video.stream_frames), in CPU seconds.
 
 A synthetic H.264 clip (default 20 s of 640x360 at 25 fps, keyframes every 25 frames), every frame sampled,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from _common import Column, add_out, make_parser, make_videos, markdown_table, write_results
 
-from featx import seek
+from featx.frames_on_demand import FramesOnDemand
 from featx.video import FrameChunk, Preprocess, stream_frames
 
 
@@ -26,7 +26,7 @@ def every_frame(path: Path, pre: Preprocess) -> int:
 
 def on_demand(path: Path, pre: Preprocess, gap: int) -> tuple[int, int, int]:
     """(frames taken, frames decoded, seeks) taking one frame after every `gap` passed over."""
-    source, taken = seek.FramesOnDemand(path, None, pre), 0
+    source, taken = FramesOnDemand(path, None, pre), 0
     try:
         while source.skip(gap) == gap and source.take() is not None:
             taken += 1

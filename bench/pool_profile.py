@@ -3,7 +3,7 @@ colour conversion, resize, transfer to the main process and the main process's o
 
 Two measurements, both on the same synthetic H.264 clips (the size bench/throughput.py uses):
 1. Stages, one process, one frame at a time: a demux-only pass, a decode pass (demux + decode), and the
-   conversion featx does (`featx.video._to_rgb`: one swscale call that converts YUV -> RGB and resizes, then
+   conversion featx does (`featx.video.to_rgb`: one swscale call that converts YUV -> RGB and resizes, then
    the crop) next to colour conversion alone (RGB at the decoded size) and resize alone (YUV at the target size).
 2. The pool (`featx.decode_pool.decode_events`, every frame kept): frames/s, and per frame the CPU time each
    worker spent in its decoder (demux + decode, split by pass 1's ratio), in `_to_rgb` (split into colour
@@ -60,9 +60,9 @@ def stage_seconds(paths: list[Path], pre: Preprocess) -> dict[str, float]:
         scale = pre.resize_shorter / min(decoded[0].width, decoded[0].height)
         size = dict(width=max(w, round(decoded[0].width * scale)), height=max(h, round(decoded[0].height * scale)))
         for name, convert in [
-            ("featx _to_rgb (colour + resize + crop)", lambda f: video._to_rgb(f, pre)),
-            ("colour conversion alone", lambda f: f.to_ndarray(**video._sws(format="rgb24"))),
-            ("resize alone (YUV)", lambda f: f.reformat(**video._sws(**size, interpolation=pre.interpolation.upper()))),
+            ("featx _to_rgb (colour + resize + crop)", lambda f: video.to_rgb(f, pre)),
+            ("colour conversion alone", lambda f: f.to_ndarray(**video.sws_options(format="rgb24"))),
+            ("resize alone (YUV)", lambda f: f.reformat(**video.sws_options(**size, interpolation=pre.interpolation.upper()))),
         ]:
             start = time.process_time()
             for frame in decoded:
@@ -86,7 +86,7 @@ def _timed(name, fn, clock=time.thread_time):
     return wrapper
 
 
-class _TimedDecode(video._FullDecode):
+class _TimedDecode(video.FullDecode):
     """featx's full decode, timing the decoder (each step of its frame iterator) apart from what uses the frames;
     process CPU time, so that FFmpeg's own threads count."""
 
@@ -107,8 +107,8 @@ def _profiled_worker(wid, *args):
     """decode_pool's worker with its stages timed; after each video it writes its totals to $POOL_PROFILE_DIR."""
     out = Path(os.environ["POOL_PROFILE_DIR"]) / f"worker-{wid}-{os.getpid()}.json"
     video.SWS_THREADS = int(os.environ["POOL_PROFILE_SWS"])
-    video._FullDecode = _TimedDecode
-    video._to_rgb = _timed("to_rgb", video._to_rgb)
+    video.FullDecode = _TimedDecode
+    video.to_rgb = _timed("to_rgb", video.to_rgb)
     decode_pool._Ring.write = _timed("shared memory write", decode_pool._Ring.write)
     put = _timed("send event", decode_pool._put)
 

@@ -8,8 +8,7 @@ pyarrow on first use, and torch and timm load when a backbone is built.
 """
 
 from featx.errors import FeatxError
-
-__version__ = "0.1.0"
+from featx.version import __version__
 
 _STORE_API = ("Store", "open_store", "load_features", "load_sequences", "read_manifest", "store_info")
 _RUN_API = ("extract", "embed")

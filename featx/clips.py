@@ -54,11 +54,3 @@ class ClipWindow:
     @property
     def held(self) -> int:
         return len(self._frames)
-
-
-def clip_spans(starts: list[int], length: int, frame_start: np.ndarray, frame_end: np.ndarray,
-               t_start: np.ndarray, t_end: np.ndarray):
-    """Per clip: (frame_start, frame_end, t_start, t_end) from the spans of its first and last real frames."""
-    first = np.asarray(starts, np.int64)
-    last = np.minimum(first + length, len(frame_start)) - 1
-    return frame_start[first], frame_end[last], t_start[first], t_end[last]

@@ -103,12 +103,12 @@ def video_events(
             else:
                 yield Frames(i, item, fields.push(item.pixels) if fields else None)
     except FeatxError as exc:
-        yield Failed(i, str(exc), _probe_quietly(path))
+        yield Failed(i, str(exc), probe_quietly(path))
     except Exception as exc:  # a decoder bug must not stop the dataset; it is recorded in the manifest
-        yield Failed(i, f"{type(exc).__name__}: {exc}", _probe_quietly(path))
+        yield Failed(i, f"{type(exc).__name__}: {exc}", probe_quietly(path))
 
 
-def _probe_quietly(path):
+def probe_quietly(path):
     try:
         return probe(path)
     except Exception:  # the error event already says why the video failed
@@ -270,7 +270,7 @@ class _Pool:
                 continue
             i = self.current.pop(wid)
             self.remaining -= 1
-            yield Failed(i, f"decoder process died (exit code {proc.exitcode})", _probe_quietly(self.paths[i]))
+            yield Failed(i, f"decoder process died (exit code {proc.exitcode})", probe_quietly(self.paths[i]))
             self.start(wid)
         if not any(p.is_alive() for p in self.procs.values()) and self.remaining:
             raise FeatxError(f"all decoder processes exited with {self.remaining} videos left undecoded") from None

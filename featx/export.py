@@ -10,7 +10,7 @@ Formats (DIR is `--out`):
         float32 (and so float16) reads back exactly.
 Every export also writes DIR/featx_times.parquet (every row's t_start, t_end, frame_start, frame_end, exact) and
 DIR/featx_export.json, the sidecar: the store's extraction config and, per video, the time grid in the units the
-tools configure (`time_grid`). `featx import DIR` reads both back, so export -> import is exact.
+tools configure (`featx.timegrid.tool_grid`). `featx import DIR` reads both back, so export -> import is exact.
 
 The export is written in a hidden folder beside DIR and moved into place at the end: a failure or Ctrl-C
 leaves DIR as it was.
@@ -34,88 +34,22 @@ from featx.config import DTYPES, FEATURE_COLUMNS
 from featx.errors import FeatxError
 from featx.interrupts import held_interrupts
 from featx.store.lease import remove_left_by_dead
-from featx.store.location import store_path
 from featx import tool_configs
 from featx.digests import file_sha256
+from featx.export_formats import HDF5_FILE, WRITERS, require_h5py
 from featx.ids import check_video_id, file_inside
-from featx.timegrid import TimeGrid
-from featx.store import latest_manifest, load_features, load_sequences, read_config, refuse_output_in_store
+from featx.timegrid import tool_grid
+from featx.store import load_features, load_sequences, open_store, refuse_output_in_store
 
 SIDECAR = "featx_export.json"
 SIDECAR_VERSION = 1
 TIMES = "featx_times.parquet"
-HDF5_FILE = "features.h5"
 ANNOTATIONS = "annotations.json"
 COLUMNS = FEATURE_COLUMNS
 TIME_COLUMNS = ["video_id", "step", "t_start", "t_end", "frame_start", "frame_end"]
 TIMES_SCHEMA = pa.schema([("video_id", pa.string()), ("step", pa.int32()), ("t_start", pa.float64()),
                           ("t_end", pa.float64()), ("frame_start", pa.int64()), ("frame_end", pa.int64())])
 CHUNK_BYTES = 256 * 2**20  # features read from the store at a time: memory stays bounded on any store
-
-
-# -- the time grid: pure functions ---------------------------------------------------------------------------
-def _clean(x: float) -> float | int:
-    """Float noise of timestamp arithmetic removed (4.0000000001 -> 4): grid values are read by people."""
-    x = round(float(x), 6)
-    return int(x) if x.is_integer() else x
-
-
-def _integral(x: float) -> bool:
-    return abs(x - round(x)) < 1e-6
-
-
-def time_grid(t_start, t_end, frame_start, frame_end, clock_fps: float | None) -> dict:
-    """One video's rows as an evenly spaced grid, in frames of `clock_fps` (the sampling rate, or the source's
-    when every frame was kept) and in the keys ActionFormer and OpenTAD configure.
-
-    The grid puts row i's centre at offset + i * stride frames, i.e. at (i * stride + offset) / clock_fps seconds.
-    ActionFormer maps feature i to (i * feat_stride + 0.5 * num_frames) / fps seconds (libs/modeling/meta_archs.py,
-    postprocessing), so feat_stride = stride, num_frames = 2 * offset. OpenTAD's padding datasets put feature i
-    at frame i * feature_stride + offset_frames of a clock frame / duration; both must be integers there (int()),
-    so the clock is doubled (or tripled...) when the offset is half a frame (per-frame rows).
-
-    Rows need not be evenly spaced (4 fps from 29.97 fps keeps frames 7 and 8 frames apart in turn), so the grid
-    is fitted to all of them (featx.timegrid.TimeGrid.uniform_fit): the stride is the rows' mean spacing, rounded
-    to whole clock frames when that is within 1 %; the offset is the median one, rounded to a half frame
-    when that moves it by at most a tenth of a step. `grid_error_s` is how far the rows' actual centres lie from
-    the grid (a padded last clip, the sampling's half-frame jitter): featx itself always uses the rows' times."""
-    t_start, t_end = np.asarray(t_start, np.float64), np.asarray(t_end, np.float64)
-    rows = TimeGrid.from_rows(t_start, t_end)
-    clock = float(clock_fps) if clock_fps and math.isfinite(clock_fps) else 1 / rows.period
-    stride = _snap(rows.period * clock, 1.0, 0.01 * rows.period * clock)
-    period = stride / clock
-    origin, _ = rows.uniform_fit(period)
-    offset = _snap(origin * clock, 0.5, 0.1 * stride)
-    error = float(np.max(np.abs(rows.centres - (offset / clock + np.arange(rows.steps) * period))))
-    source_stride = np.median(np.diff(frame_start)) if len(frame_start) > 1 else frame_end[0] - frame_start[0]
-    grid = {
-        "clock_fps": clock,
-        "stride_frames": _clean(stride),
-        "window_frames": _clean(2 * rows.half_window * clock),
-        "offset_frames": _clean(offset),
-        "stride_source_frames": _clean(source_stride),
-        "window_source_frames": int(np.median(np.asarray(frame_end) - np.asarray(frame_start))),
-        "first_t_start": float(t_start[0]),
-        "last_t_end": float(t_end[-1]),
-        "period_s": period,
-        "grid_error_s": error,
-    }
-    grid["actionformer"] = {"fps": clock, "feat_stride": grid["stride_frames"], "num_frames": _clean(2 * offset)}
-    grid["opentad"] = _opentad(clock, grid["stride_frames"], grid["offset_frames"])
-    return grid
-
-
-def _snap(value: float, unit: float, tolerance: float) -> float:
-    """`value` rounded to a multiple of `unit` when that moves it by at most `tolerance` (and keeps it > 0)."""
-    snapped = round(value / unit) * unit
-    return float(snapped) if snapped > 0 and abs(snapped - value) <= tolerance else float(value)
-
-
-def _opentad(clock: float, stride: float, offset: float) -> dict | None:
-    for k in (1, 2, 3, 4):
-        if _integral(k * stride) and _integral(k * offset):
-            return {"fps": clock * k, "feature_stride": round(k * stride), "offset_frames": round(k * offset)}
-    return None  # not on any whole-frame grid OpenTAD can express
 
 
 def tool_settings(videos: dict[str, dict], dim: int, file_ext: str) -> dict:
@@ -162,75 +96,6 @@ def tool_annotations(annotations, videos: dict[str, dict]) -> dict:
     return {"version": f"featx export {SIDECAR_VERSION}", "database": database}
 
 
-# -- writers: one per format ----------------------------------------------------------------------------------
-class _NpyWriter:
-    ext = ".npy"
-
-    def __init__(self, folder: Path, dim: int, config_json: str):
-        self.folder = folder
-
-    def write(self, video_id: str, array: np.ndarray, entry: dict, times: dict) -> str:
-        name = video_id + self.ext
-        target = self.folder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.save(target, array)
-        return name
-
-    def save(self, target: Path, array: np.ndarray) -> None:
-        np.save(target, array)
-
-    def close(self) -> None:
-        pass
-
-
-class _CsvWriter(_NpyWriter):
-    ext = ".csv"
-
-    def __init__(self, folder: Path, dim: int, config_json: str):
-        super().__init__(folder, dim, config_json)
-        self.header = ",".join(f"f{i}" for i in range(dim))
-
-    def save(self, target: Path, array: np.ndarray) -> None:
-        # %.9g prints every float32 so that it parses back to the same bits (float16 values are float32 values)
-        np.savetxt(target, array.astype(np.float32), fmt="%.9g", delimiter=",", header=self.header, comments="")
-
-
-class _Hdf5Writer:
-    ext = ".h5"
-
-    def __init__(self, folder: Path, dim: int, config_json: str):
-        h5py = require_h5py()
-        # HDF5 1.8 format or later: dense attribute storage, so a long video's times fit in its attributes
-        self.file = h5py.File(folder / HDF5_FILE, "w", libver=("v108", "v108"))
-        self.file.attrs["featx_config"] = config_json
-
-    def write(self, video_id: str, array: np.ndarray, entry: dict, times: dict) -> str:
-        try:
-            dataset = self.file.create_dataset(video_id, data=array)
-        except (ValueError, TypeError) as exc:  # an id that is a group of another id's path ('a' and 'a/b')
-            raise FeatxError(f"video {video_id!r} cannot be an HDF5 dataset here ({exc}); use --format npy") from None
-        for key, values in times.items():
-            dataset.attrs[key] = values
-        for key, value in entry.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                dataset.attrs[key] = value
-        return video_id
-
-    def close(self) -> None:
-        self.file.close()
-
-
-WRITERS = {"npy": _NpyWriter, "hdf5": _Hdf5Writer, "csv": _CsvWriter}
-
-
-def require_h5py():
-    try:
-        import h5py
-    except ImportError:
-        raise FeatxError("the hdf5 format needs h5py: pip install 'featx[hdf5]'") from None
-    return h5py
-
-
 # -- the export -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ExportSummary:
@@ -263,30 +128,14 @@ def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: s
     (default: the store's). annotations: parsed annotations (`tool_annotations`), or None. for_tool: also write
     OUT/<tool>.yaml (featx.tool_configs) training on splits[0] and evaluating on splits[1] (annotation subsets)."""
     started = time.monotonic()
-    if for_tool is not None:
-        if for_tool not in tool_configs.TOOLS:
-            raise FeatxError(f"--for must be one of {', '.join(tool_configs.TOOLS)}, not {for_tool!r}")
-        if annotations is None or splits is None:
-            raise FeatxError(f"--for {for_tool} needs --annotations naming training and evaluation subsets")
-        if fmt != "npy":  # the tools' THUMOS-style datasets np.load one <id>.npy per video
-            raise FeatxError(f"--for {for_tool} reads one .npy per video: use --format npy, not {fmt}")
-    if fmt not in WRITERS:
-        raise FeatxError(f"--format must be one of {', '.join(WRITERS)}, not {fmt!r}")
-    if column not in COLUMNS:
-        raise FeatxError(f"--column must be one of {', '.join(COLUMNS)}, not {column!r}")
-    if dtype is not None and dtype not in DTYPES:
-        raise FeatxError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    if fmt == "hdf5":
-        require_h5py()
-    root = store_path(store)
-    config = read_config(root)
-    if config is None:
-        raise FeatxError(f"{store} is not a featx store (no extraction config found)")
+    _check_request(fmt, column, dtype, for_tool, annotations, splits)
+    handle = open_store(store)
+    root, config = handle.root, handle.config
     if column == "flow_feature" and config.stream != "both":
         raise FeatxError(f"{store} has no flow_feature column (it was extracted with --stream {config.stream})")
     out = Path(out)
     _check_out(out, overwrite)
-    latest = latest_manifest(root)
+    latest = handle.videos()
     ok = latest[latest["status"] == "ok"].sort_values("video_id", ignore_index=True)
     if ok.empty:
         raise FeatxError(f"{store} has no extracted videos to export")
@@ -300,20 +149,7 @@ def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: s
     tmp.mkdir()
     try:
         videos = _write_all(root, tmp, fmt, column, dtype, config, ok, progress)
-        sidecar = {
-            "format_version": SIDECAR_VERSION,
-            "format": fmt,
-            "column": column,
-            "dtype": dtype,
-            "feature_dim": config.feature_dim,
-            "times": TIMES,
-            "hdf5_file": HDF5_FILE if fmt == "hdf5" else None,
-            "hdf5_sha256": file_sha256(tmp / HDF5_FILE) if fmt == "hdf5" else None,
-            "store": str(root),
-            "config": config.to_dict(),
-            **tool_settings(videos, config.feature_dim, WRITERS[fmt].ext),
-            "videos": videos,
-        }
+        sidecar = _sidecar(tmp, root, config, fmt, column, dtype, videos)
         annotated = unannotated = None
         if annotations is not None:
             written = tool_annotations(annotations, videos)
@@ -330,6 +166,43 @@ def export_store(store, out, fmt: str = "npy", column: str = "feature", dtype: s
     rows = sum(v["rows"] for v in videos.values())
     return ExportSummary(out, fmt, len(videos), rows, time.monotonic() - started, annotated, unannotated or 0,
                          f"{for_tool}.yaml" if for_tool else None, splits if for_tool else None)
+
+
+def _check_request(fmt: str, column: str, dtype: str | None, for_tool: str | None, annotations, splits) -> None:
+    """One error line for options that cannot work together, before anything is read."""
+    if for_tool is not None:
+        if for_tool not in tool_configs.TOOLS:
+            raise FeatxError(f"--for must be one of {', '.join(tool_configs.TOOLS)}, not {for_tool!r}")
+        if annotations is None or splits is None:
+            raise FeatxError(f"--for {for_tool} needs --annotations naming training and evaluation subsets")
+        if fmt != "npy":  # the tools' THUMOS-style datasets np.load one <id>.npy per video
+            raise FeatxError(f"--for {for_tool} reads one .npy per video: use --format npy, not {fmt}")
+    if fmt not in WRITERS:
+        raise FeatxError(f"--format must be one of {', '.join(WRITERS)}, not {fmt!r}")
+    if column not in COLUMNS:
+        raise FeatxError(f"--column must be one of {', '.join(COLUMNS)}, not {column!r}")
+    if dtype is not None and dtype not in DTYPES:
+        raise FeatxError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if fmt == "hdf5":
+        require_h5py()
+
+
+def _sidecar(tmp: Path, root, config, fmt: str, column: str, dtype: str, videos: dict) -> dict:
+    """DIR/featx_export.json: what was exported, from which store and config, and each video's time grid."""
+    return {
+        "format_version": SIDECAR_VERSION,
+        "format": fmt,
+        "column": column,
+        "dtype": dtype,
+        "feature_dim": config.feature_dim,
+        "times": TIMES,
+        "hdf5_file": HDF5_FILE if fmt == "hdf5" else None,
+        "hdf5_sha256": file_sha256(tmp / HDF5_FILE) if fmt == "hdf5" else None,
+        "store": str(root),
+        "config": config.to_dict(),
+        **tool_settings(videos, config.feature_dim, WRITERS[fmt].ext),
+        "videos": videos,
+    }
 
 
 def _write_tool_config(tmp: Path, out: Path, tool: str, sidecar: dict, annotations: dict, splits) -> None:
@@ -389,7 +262,7 @@ def _chunks(ok, row_bytes: int):
 def _video_entry(record, fps: float | None, times: dict) -> dict:
     """A video's sidecar entry: its manifest facts and its time grid."""
     source_fps = _number(record["fps"])
-    grid = time_grid(times["t_start"], times["t_end"], times["frame_start"], times["frame_end"], fps or source_fps)
+    grid = tool_grid(times["t_start"], times["t_end"], times["frame_start"], times["frame_end"], fps or source_fps)
     return {
         "rows": len(times["t_start"]),
         "path": record["path"],

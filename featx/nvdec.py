@@ -25,10 +25,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from featx.decode_pool import Decoded, Event, Failed, Frames, _probe_quietly
+from featx.decode_pool import Decoded, Event, Failed, Frames, probe_quietly
 from featx.errors import FeatxError, exception_line
-from featx.video import (DecodedVideo, FrameChunk, FrameClock, Preprocess, TimeSampler, _check_shape, _info, _open,
-                         check_whole, quarter_turns, upright)
+from featx.timegrid import TimeSampler
+from featx.video import (DecodedVideo, FrameChunk, FrameClock, Preprocess, check_shape, check_whole, container_info,
+                         open_video, quarter_turns, upright)
 
 # libavutil's AV_NOPTS_VALUE: a frame without a timestamp (FrameClock then continues the clock)
 _NO_PTS = -(2**63)
@@ -128,11 +129,11 @@ def stream_frames_nvdec(path: str | Path, fps: float | None, pre: Preprocess, de
     import torch
 
     nvc = _import()
-    container = _open(path)  # PyAV reads the container's facts: the same VideoInfo, start and step as PyAV's path
+    container = open_video(path)  # PyAV reads the container's facts: the same VideoInfo, start and step as PyAV's path
     try:
         stream = container.streams.video[0]
-        info = _info(container)
-        _check_shape(info, pre)
+        info = container_info(container)
+        check_shape(info, pre)
         start = Fraction(stream.start_time or 0) * (stream.time_base or 1)
         step = 1.0 / info.fps if info.fps > 0 else 0.0
         turns = _turns(container, stream)
@@ -190,6 +191,6 @@ def nvdec_events(paths: list[Path], fps: float | None, pre: Preprocess, device, 
             for item in stream_frames_nvdec(path, fps, pre, device, chunk):
                 yield Decoded(i, item) if isinstance(item, DecodedVideo) else Frames(i, item)
         except FeatxError as exc:
-            yield Failed(i, str(exc), _probe_quietly(path))
+            yield Failed(i, str(exc), probe_quietly(path))
         except Exception as exc:  # a decoder bug must not stop the dataset; it is recorded in the manifest
-            yield Failed(i, f"{type(exc).__name__}: {exc}", _probe_quietly(path))
+            yield Failed(i, f"{type(exc).__name__}: {exc}", probe_quietly(path))

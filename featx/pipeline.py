@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from featx.batches import Batcher, BatchRunner, check_device_filter
-from featx.clips import ClipWindow, clip_spans
+from featx.clips import ClipWindow
 from featx.config import STORE_COLUMNS, ExtractConfig
 from featx.decode_pool import Decoded, Event, Failed, Frames, decode_events
 from featx.errors import FeatxError
 from featx.flow import CPU_METHODS, RAFT_MODELS, FlowFields, FlowStacker, check_method, load_raft
 from featx.inputs import VideoInput
+from featx.interrupts import InterruptLater
 from featx.shards import select_shard
 from featx.store import StoreWriter
-from featx.video import DecodedVideo, FrameChunk, Preprocess, VideoInfo, row_spans
+from featx.timegrid import clip_spans, row_spans
+from featx.video import DecodedVideo, FrameChunk, Preprocess, VideoInfo
 
 
 @dataclass(frozen=True)
@@ -154,28 +154,6 @@ def _record(video: VideoInput, info: VideoInfo | None, frames: int | None, start
     }
 
 
-class _InterruptLater:
-    """Turns the first Ctrl-C (SIGINT) into a request checked between events, so that it never lands in the
-    middle of writing a part; a second Ctrl-C interrupts at once. Only in the main thread."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
-
-    def __enter__(self) -> "_InterruptLater":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 def _flow_column(stream: str) -> str | None:
     """The store column that optical-flow stacks fill, if any."""
     return STORE_COLUMNS[stream].get("flow")
@@ -237,7 +215,7 @@ class _Extraction:
             case Failed(video=i, message=message, info=info):
                 self._fail(i, message, info)
 
-    def finish_batches(self, interrupt: _InterruptLater) -> None:
+    def finish_batches(self, interrupt: InterruptLater) -> None:
         """Embed what is still queued once decoding is over (unless interrupted), committing the videos it
         completes. Batches already in flight finish either way: that is quick."""
         for column, batcher in self.batchers.items():
@@ -386,7 +364,7 @@ def extract(
             events = nvdec_events(paths, config.fps, pre, backbone.device)
         else:
             events = decode_events(paths, config.fps, pre, workers, flow=cpu_flow)
-        with _InterruptLater() as interrupt:
+        with InterruptLater() as interrupt:
             for event in events:
                 if interrupt.requested:
                     break

@@ -11,14 +11,14 @@ import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
+from featx.seek import seek_plan, seeked_frames
 from featx.errors import FeatxError
+from featx.timegrid import TimeSampler
 
-# A frame whose timestamp lies this close below a grid point counts as on it (timestamps are rounded).
-_GRID_EPS = 1e-6
 # A stream that decodes fewer than this share of its declared frames is reported as truncated.
 _MIN_DECODED_SHARE = 0.9
 
@@ -78,48 +78,7 @@ class DecodedVideo:
     end_time: float  # seconds: the end of the last decoded frame
 
 
-def grid_slot(t: float, fps: float) -> int:
-    """Index of the last sampling-grid point k / fps at or before time t."""
-    return math.floor(t * fps + _GRID_EPS)
-
-
-class TimeSampler:
-    """Decides frame by frame, in decode order, whether a frame is kept when sampling at `fps`.
-
-    The grid is 0, 1/fps, 2/fps, ...; each grid point takes the first frame at or after it, and a frame is
-    kept once even when several grid points fall on it (fps above the native rate keeps every frame).
-    Variable frame rate is handled because only timestamps count, never frame numbers. fps=None keeps all.
-    """
-
-    def __init__(self, fps: float | None):
-        self.fps = fps
-        self._last_slot: int | None = None
-
-    def keep(self, t: float) -> bool:
-        if self.fps is None:
-            return True
-        slot = grid_slot(t, self.fps)
-        if self._last_slot is not None and slot <= self._last_slot:
-            return False
-        self._last_slot = slot
-        return True
-
-
-def sample_indices(times: Iterable[float], fps: float | None) -> list[int]:
-    """Indices of the frames kept when sampling timestamps `times` at `fps` (see TimeSampler)."""
-    sampler = TimeSampler(fps)
-    return [i for i, t in enumerate(times) if sampler.keep(t)]
-
-
-def row_spans(frame_starts: np.ndarray, t_starts: np.ndarray, n_frames: int, end_time: float):
-    """Frame and time ranges each sampled frame stands for: up to the next sampled frame (the last one to the
-    end of the video). Returns (frame_end, t_end) arrays aligned with the inputs."""
-    frame_end = np.append(frame_starts[1:], n_frames).astype(np.int64)
-    t_end = np.append(t_starts[1:], max(end_time, float(t_starts[-1]) if len(t_starts) else end_time))
-    return frame_end, t_end.astype(np.float64)
-
-
-def _open(path: str | Path):
+def open_video(path: str | Path):
     import av
 
     path = Path(path)
@@ -130,7 +89,7 @@ def _open(path: str | Path):
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
-        raise FeatxError(f"not a readable video ({_ffmpeg_reason(exc)})") from None
+        raise FeatxError(f"not a readable video ({ffmpeg_reason(exc)})") from None
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         container.close()
@@ -146,11 +105,11 @@ def _not_a_file(path: Path) -> str:
     return f"{path}: no such file"
 
 
-def _ffmpeg_reason(exc: Exception) -> str:
+def ffmpeg_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc).splitlines()[0]
 
 
-def _info(container) -> VideoInfo:
+def container_info(container) -> VideoInfo:
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate or 0
     duration = 0.0
@@ -169,9 +128,9 @@ def _info(container) -> VideoInfo:
 
 def probe(path: str | Path) -> VideoInfo:
     """Container metadata of a video: fps, declared frames, duration, size. Decodes nothing."""
-    container = _open(path)
+    container = open_video(path)
     try:
-        return _info(container)
+        return container_info(container)
     finally:
         container.close()
 
@@ -215,7 +174,7 @@ def quarter_turns(frame) -> int:
 SWS_THREADS = 1
 
 
-def _sws(**options) -> dict:
+def sws_options(**options) -> dict:
     return {**options, "threads": SWS_THREADS} if _pyav_threads_scaling() else options
 
 
@@ -226,17 +185,17 @@ def _pyav_threads_scaling() -> bool:
     return int(av.__version__.split(".")[0]) >= 17
 
 
-def _to_rgb(frame, pre: Preprocess | None) -> np.ndarray:
+def to_rgb(frame, pre: Preprocess | None) -> np.ndarray:
     """The frame upright (its rotation applied), RGB; with `pre`, resized and centre-cropped as displayed, unless
     `pre` resizes on the device (then at its decoded size, as without `pre`)."""
     turns = quarter_turns(frame)
     if pre is None or pre.resize_on == "device":
-        pixels = frame.to_ndarray(**_sws(format="rgb24"))
+        pixels = frame.to_ndarray(**sws_options(format="rgb24"))
         return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
     shown_w, shown_h = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
     height, width = pre.resized(shown_w, shown_h)
     coded_w, coded_h = (height, width) if turns % 2 else (width, height)
-    rgb = frame.reformat(**_sws(width=coded_w, height=coded_h, format="rgb24", interpolation=pre.interpolation.upper()))
+    rgb = frame.reformat(**sws_options(width=coded_w, height=coded_h, format="rgb24", interpolation=pre.interpolation.upper()))
     pixels = np.rot90(rgb.to_ndarray(), turns) if turns else rgb.to_ndarray()
     top, left = pre.crop_box(height, width)
     return pixels[top : top + pre.crop[0], left : left + pre.crop[1]]
@@ -247,7 +206,7 @@ def _to_rgb(frame, pre: Preprocess | None) -> np.ndarray:
 _MAX_ASPECT = 16
 
 
-def _check_shape(info: VideoInfo, pre: Preprocess | None) -> None:
+def check_shape(info: VideoInfo, pre: Preprocess | None) -> None:
     if pre is None or info.width <= 0 or info.height <= 0:
         return
     if max(info.width, info.height) > _MAX_ASPECT * min(info.width, info.height):
@@ -275,17 +234,17 @@ def stream_frames(
     """
     import av
 
-    container = _open(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = threads
-        info = _info(container)
-        _check_shape(info, pre)
+        info = container_info(container)
+        check_shape(info, pre)
         start = Fraction(stream.start_time or 0) * (stream.time_base or 1)
         step = 1.0 / info.fps if info.fps > 0 else 0.0
-        plan = _seek_plan(path, stream, start, fps, info) if seek and fps and fps < info.fps else None
-        frames = _seeked(container, stream, start, plan) if plan else _FullDecode(container, stream, start, step, fps)
+        plan = seek_plan(path, stream, start, fps) if seek and fps and fps < info.fps else None
+        frames = seeked_frames(container, stream, plan) if plan else FullDecode(container, stream, start, step, fps)
         idx, times, pixels = [], [], []
         turns = None
         try:
@@ -293,12 +252,12 @@ def stream_frames(
                 turns = quarter_turns(frame) if turns is None else turns
                 idx.append(n)
                 times.append(t)
-                pixels.append(_to_rgb(frame, pre))
+                pixels.append(to_rgb(frame, pre))
                 if len(idx) == chunk:
                     yield FrameChunk(np.array(idx, np.int64), np.array(times), np.stack(pixels))
                     idx, times, pixels = [], [], []
         except av.FFmpegError as exc:
-            raise FeatxError(f"decoding failed ({_ffmpeg_reason(exc)})") from None
+            raise FeatxError(f"decoding failed ({ffmpeg_reason(exc)})") from None
         n, last = plan[1:] if plan else frames.end
         check_whole(info, n, last, step, "found" if plan else "decoded")
         if idx:
@@ -324,7 +283,7 @@ def check_whole(info: VideoInfo, n: int, last: float, step: float, verb: str = "
         raise FeatxError(f"truncated: {verb} {n} frames up to {last + step:.2f} s of {info.duration:.2f} s declared")
 
 
-class _FullDecode:
+class FullDecode:
     """(frame number, time, frame) of the sampled frames, decoding every frame; `end` is then
     (frames decoded, time of the last one)."""
 
@@ -346,27 +305,3 @@ class _FullDecode:
             self.end = (n, t)
             duration = getattr(frame, "duration", None)
             self.last_duration = float(duration * frame.time_base) if duration and frame.time_base else 0.0
-
-
-def _seek_plan(path, stream, start: Fraction, fps: float, info: VideoInfo):
-    """(runs, frames, time of the last frame) when seeking pays off, else None."""
-    from featx import seek
-
-    index = seek.packet_index(path)
-    if index is None or len(index.pts) == 0:
-        return None
-    base = stream.time_base or Fraction(1)
-    times = [float(int(p) * base - start) for p in index.pts]  # exactly as FrameClock computes them
-    targets = np.asarray(sample_indices(times, fps))
-    runs, cost = seek.plan(targets, np.flatnonzero(index.keyframe))
-    if not seek.worth_seeking(len(times), cost):
-        return None
-    return (index, runs, times), len(times), times[-1]
-
-
-def _seeked(container, stream, start: Fraction, plan):
-    from featx import seek
-
-    (index, runs, times), _, _ = plan
-    for n, frame in seek.decode_runs(container, stream, index, runs):
-        yield n, times[n], frame

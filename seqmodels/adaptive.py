@@ -10,7 +10,7 @@ after an update can only be chosen once that update is done).
 Skipped frames are not decoded either, where that can be avoided: right after an update the head knows how
 many steps it will skip (ũ grows by Δũ per skipped step until it rounds to 1), so the steps are run on ahead
 (`_skips`) and the video source passes over that many frames without converting or resizing them, seeking
-past them when featx.seek's keyframe cost model says a jump is cheaper than decoding on (FramesOnDemand).
+past them when featx.seek's keyframe cost model says a jump is cheaper than decoding on (featx.frames_on_demand).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from featx.config import ExtractConfig
 from seqmodels.from_videos import check_same_weights, run_extraction
 from featx.errors import FeatxError
 from featx.inputs import VideoInput
-from featx.seek import FramesOnDemand
+from featx.frames_on_demand import FramesOnDemand
 from seqmodels.classify import top_k_columns
 from seqmodels.heads.skip_rnn import SkipRNNHead
 from seqmodels.classifier import load_run
@@ -207,7 +207,7 @@ def adaptive_detect(run_dir: str | Path, videos: list[VideoInput], device: str =
         times = np.asarray(stream.frames.times, float)
         if len(times) == 0:
             continue
-        ends = np.append(times[1:], max(stream.frames.end_time, times[-1]))  # featx.video.row_spans
+        ends = np.append(times[1:], max(stream.frames.end_time, times[-1]))  # featx.timegrid.row_spans
         grid = TimeGrid.from_rows(times, ends)
         probs = step_probabilities(head, stream)
         for start, end, label, score in segments_from_probs(probs, *grid.cells(), run.config.smooth, run.config.threshold):

@@ -27,14 +27,14 @@ def frames(tmp_path_factory):
 @pytest.mark.parametrize("pre", [None, Preprocess(40, (32, 32), "bicubic"), Preprocess(64, (56, 56), "bilinear")])
 def test_single_threaded_conversion_gives_pyav_s_default_pixels(frames, pre, monkeypatch):
     monkeypatch.setattr(video, "SWS_THREADS", 0)  # PyAV's default: one thread per core
-    default = [video._to_rgb(f, pre) for f in frames]
+    default = [video.to_rgb(f, pre) for f in frames]
     monkeypatch.setattr(video, "SWS_THREADS", 1)
     for frame, want in zip(frames, default):
-        np.testing.assert_array_equal(video._to_rgb(frame, pre), want)
+        np.testing.assert_array_equal(video.to_rgb(frame, pre), want)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc/self/task")
 def test_converting_frames_starts_no_threads(frames):
     before = len(os.listdir("/proc/self/task"))
-    pixels = [video._to_rgb(f, Preprocess(40, (32, 32), "bicubic")) for f in frames]  # frames (and scalers) kept
+    pixels = [video.to_rgb(f, Preprocess(40, (32, 32), "bicubic")) for f in frames]  # frames (and scalers) kept
     assert len(pixels) == 12 and len(os.listdir("/proc/self/task")) <= before

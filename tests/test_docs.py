@@ -288,3 +288,12 @@ def test_page_examples_run(page, page_results):
         tail = failure.output[-4000:]
         pytest.fail(f"{failure.block.where}: the {failure.block.tag} example exited {failure.returncode}\n"
                     f"--- example ---\n{failure.block.code}--- output (tail) ---\n{tail}")
+
+
+def test_the_package_version_is_the_one_pyproject_declares():
+    import tomllib
+
+    import featx
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert featx.__version__ == declared

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from cli import app
 from featx.config import ExtractConfig
 from featx.errors import FeatxError
-from featx.export import ANNOTATIONS, SIDECAR, TIMES, export_store, time_grid, tool_annotations
+from featx.export import ANNOTATIONS, SIDECAR, TIMES, export_store, tool_annotations
 from featx.store import StoreWriter, load_features, load_sequences, read_config
+from featx.timegrid import tool_grid
 from seqmodels.detection.annotations import Annotations, Segment, VideoAnnotation
 from tests.helpers import STORE_DIM, add_toy_video, one_error_line, toy_config, toy_record
 
@@ -34,7 +35,7 @@ def make_store(root, dtype="float16", ids=("a", "sub/b", "c"), **config):
 def test_thumos_style_clips_give_actionformers_and_opentads_published_keys():
     i = np.arange(5)
     start = i * 4  # 16-frame clips every 4 frames at 30 fps
-    grid = time_grid(start / 30, (start + 16) / 30, start, start + 16, 30.0)
+    grid = tool_grid(start / 30, (start + 16) / 30, start, start + 16, 30.0)
     assert (grid["stride_frames"], grid["window_frames"], grid["offset_frames"]) == (4, 16, 8)
     assert grid["actionformer"] == {"fps": 30.0, "feat_stride": 4, "num_frames": 16}
     assert grid["opentad"] == {"fps": 30.0, "feature_stride": 4, "offset_frames": 8}
@@ -43,7 +44,7 @@ def test_thumos_style_clips_give_actionformers_and_opentads_published_keys():
 
 def test_per_frame_rows_put_the_centre_half_a_frame_in_so_opentad_gets_a_doubled_clock():
     t = np.arange(6) / 2.0  # every frame sampled at 2 fps: row i spans [i/2, (i+1)/2)
-    grid = time_grid(t, t + 0.5, np.arange(6) * 12, np.arange(1, 7) * 12, 2.0)
+    grid = tool_grid(t, t + 0.5, np.arange(6) * 12, np.arange(1, 7) * 12, 2.0)
     assert grid["actionformer"] == {"fps": 2.0, "feat_stride": 1, "num_frames": 1}
     assert grid["opentad"] == {"fps": 4.0, "feature_stride": 2, "offset_frames": 1}
     assert (grid["stride_source_frames"], grid["window_source_frames"]) == (12, 12)
@@ -53,7 +54,7 @@ def test_per_frame_rows_put_the_centre_half_a_frame_in_so_opentad_gets_a_doubled
 def test_actionformers_formula_with_the_exported_keys_gives_every_rows_centre(fps, stride, window, first):
     start = np.arange(7) * stride
     t_start, t_end = first + start / fps, first + (start + window) / fps
-    keys = time_grid(t_start, t_end, start, start + window, fps)["actionformer"]
+    keys = tool_grid(t_start, t_end, start, start + window, fps)["actionformer"]
     # libs/modeling/meta_archs.py: seconds = (feature index * feat_stride + 0.5 * num_frames) / fps
     centres = (np.arange(7) * keys["feat_stride"] + 0.5 * keys["num_frames"]) / keys["fps"]
     np.testing.assert_allclose(centres, (t_start + t_end) / 2, atol=1e-6)
@@ -63,7 +64,7 @@ def test_a_padded_last_clip_shows_as_grid_error():
     start = np.arange(4) * 4
     t_end = (start + 16) / 30
     t_end[-1] = (start[-1] + 10) / 30  # the video ends 6 frames into the last clip
-    grid = time_grid(start / 30, t_end, start, start + 16, 30.0)
+    grid = tool_grid(start / 30, t_end, start, start + 16, 30.0)
     assert grid["grid_error_s"] == pytest.approx(3 / 30)
 
 
@@ -206,12 +207,12 @@ def test_out_inside_a_store_and_a_folder_that_is_no_store_are_refused(tmp_path):
 
 def test_a_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
     root = make_store(tmp_path / "store")
-    from featx import export
+    from featx import export_formats
 
     def full_disk(target, array):
         raise OSError(28, "No space left on device", str(target))
 
-    monkeypatch.setattr(export._NpyWriter, "save", lambda self, target, array: full_disk(target, array))
+    monkeypatch.setattr(export_formats.NpyWriter, "save", lambda self, target, array: full_disk(target, array))
     line = one_error_line(runner.invoke(app, ["export", str(root), "--out", str(tmp_path / "out"), "--no-progress"]))
     assert "No space left on device" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no out, no hidden temp folder
@@ -260,7 +261,7 @@ NTSC = 30000 / 1001
 
 def _sampled_store(root, lengths=(60.0, 47.3, 75.1), source_fps=NTSC, fps=4.0):
     """Per-frame rows as extraction writes them: 4 fps sampled from 29.97 fps (frames 7 and 8 apart in turn)."""
-    from featx.video import row_spans, sample_indices
+    from featx.timegrid import row_spans, sample_indices
 
     with StoreWriter(root, toy_config(fps=fps)) as writer:
         for k, seconds in enumerate(lengths):

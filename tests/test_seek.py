@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from featx import seek
+from featx.frames_on_demand import FramesOnDemand
 from featx.synth import write_video
 from featx.video import DecodedVideo, FrameChunk, Preprocess, stream_frames
 from tests.helpers import edit_list_cut, gray_ramp_video
@@ -70,7 +71,7 @@ def test_frames_on_demand_are_the_sampled_frames_and_skip_work(tmp_path, fps):
     write_video(path, _moving(200), 25, 64, gop=10)
     pre = Preprocess(56, (48, 48), "bicubic")
     numbers, every = _sampled(path, fps, pre)
-    source = seek.FramesOnDemand(path, fps, pre)
+    source = FramesOnDemand(path, fps, pre)
     gaps = [0, 1, 0, 30, 2, 0]  # the 30 passes over several keyframes: a seek costs less than decoding on
     position = -1
     for gap in gaps:
@@ -87,7 +88,7 @@ def test_frames_on_demand_are_the_sampled_frames_and_skip_work(tmp_path, fps):
 def test_frames_on_demand_checks_the_end_like_a_full_decode(tmp_path):
     path = tmp_path / "v.mp4"
     write_video(path, _moving(20), 25, 64, gop=5)
-    source = seek.FramesOnDemand(path, None, Preprocess(56, (48, 48), "bicubic"))
+    source = FramesOnDemand(path, None, Preprocess(56, (48, 48), "bicubic"))
     assert source.skip(100) == 20 and source.take() is None and source.converted == 0
 
 
@@ -117,8 +118,8 @@ def test_frames_on_demand_of_an_edit_list_cut_are_the_frames_shown(tmp_path):
     pre = Preprocess(28, (24, 24), "bilinear")
     _, every = _sampled(cut, None, pre)
     assert len(every) == 57
-    np.testing.assert_array_equal(_take_every_third(seek.FramesOnDemand(cut, None, pre)), every[2::3])
-    source = seek.FramesOnDemand(cut, None, pre)
+    np.testing.assert_array_equal(_take_every_third(FramesOnDemand(cut, None, pre)), every[2::3])
+    source = FramesOnDemand(cut, None, pre)
     assert source.take() is not None and source.skip(36) == 36  # frame 37 is keyframe 60: a seek is cheaper
     np.testing.assert_array_equal(source.take(), every[37])
     assert source.seeks == 1
@@ -145,7 +146,7 @@ def test_frames_on_demand_seek_in_a_file_whose_packets_all_claim_to_be_keyframes
     monkeypatch.setattr(seek, "packet_index", lambda path: claimed)
     pre = Preprocess(28, (24, 24), "bilinear")
     _, every = _sampled(cut, None, pre)
-    source = seek.FramesOnDemand(cut, None, pre)
+    source = FramesOnDemand(cut, None, pre)
     assert source.skip(25) == 25  # a seek to frame 25, a "keyframe", is cheaper than decoding 26 frames
     np.testing.assert_array_equal(source.take(), every[25])
     assert source.seeks == 1

@@ -11,8 +11,7 @@ from featx.config import ExtractConfig
 from featx.store import StoreWriter
 from seqmodels.detection.annotations import load_annotations
 from seqmodels.detection.run import cell_targets, segment_targets
-from featx.timegrid import TimeGrid
-from featx.video import row_spans, sample_indices
+from featx.timegrid import TimeGrid, row_spans, sample_indices
 from seqmodels.detection.steps import load_steps
 
 DIM = 4

