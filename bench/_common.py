@@ -239,7 +239,7 @@ def make_videos(folder: Path, distinct: int, seconds: float, fps: int, size: tup
                 copies: int) -> list[Path]:
     """`distinct` h264 clips (`synthetic_clip`, keyframes every `gop` frames), each hard-linked `copies` times
     under its own name (distinct video ids) so that many frames cost few encodes. Returns the sorted paths."""
-    from featx.synth import write_video
+    from featx.synth_video import write_video
 
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)

@@ -2,7 +2,7 @@
 (--fps) does not divide the video's frame rate?
 
 For each source rate (25, 29.97 = exactly 30000/1001, 30 fps, and a variable rate: frames of 1/30 or 1/20 s at
-random, `featx synth --fps 30 --vfr`), make one easy untrimmed set (`featx synth --kind untrimmed --fps R`, the
+random, `featx synth --video-fps 30 --vfr`), make one easy untrimmed set (`featx synth --kind untrimmed --video-fps R`, the
 same seed at every rate), extract it at each feature rate with the bundled EfficientNet-Lite0, train
 `actionformer` exactly as `featx train-head STORE --annotations A` would (featx defaults, no per-head flags), and
 score the validation subset with the ActivityNet protocol (mAP@0.5, average mAP over tIoU 0.5:0.05:0.95).
@@ -46,7 +46,8 @@ from featx.config import ExtractConfig
 from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
 from featx.store import load_features
-from featx.synth import frame_rate, make_untrimmed
+from featx.synth import make_untrimmed
+from featx.synth_video import frame_rate
 from seqmodels.detection.run import train_detection
 from seqmodels.detection.steps import load_steps
 from seqmodels.runs import TrainConfig
@@ -57,7 +58,7 @@ VFR = "vfr"  # a rate ending in this (30vfr) is a variable frame rate around it 
 
 
 def source(rate: str) -> tuple[str, bool]:
-    """(--fps for featx synth, --vfr) of a --rates entry: "29.97" -> ("29.97", False), "30vfr" -> ("30", True)."""
+    """(--video-fps for featx synth, --vfr) of a --rates entry: "29.97" -> ("29.97", False), "30vfr" -> ("30", True)."""
     vfr = rate.endswith(VFR)
     fps = rate[: -len(VFR)] if vfr else rate
     frame_rate(fps)  # refuse a bad rate before anything runs
@@ -148,7 +149,7 @@ def table(rows: list[dict], rates: list[str]) -> str:
 def main() -> None:
     parser = make_parser(__doc__)
     parser.add_argument("--rates", nargs="+", default=["25", "29.97", "30", f"30{VFR}"],
-                        help=f"source frame rates (featx synth --fps); a trailing '{VFR}' makes it variable (--vfr)")
+                        help=f"source frame rates (featx synth --video-fps); a trailing '{VFR}' makes it variable (--vfr)")
     parser.add_argument("--fps", nargs="+", type=float, default=[4.0, 2.0], help="feature rates")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--videos", type=int, default=16)

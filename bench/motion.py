@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from _common import Column, Stopwatch, add_out, make_parser, markdown_table, write_results
 
-from featx.synth import MOTION_CLASSES, make_motion
+from featx.synth import make_motion
+from featx.synth_draw import MOTION_CLASSES
 
 SET_SEED = 300  # video seeds 300 + seed (development used others)
 CONFIGS = [("rgb", None), ("flow", None), ("both", "early"), ("both", "late")]

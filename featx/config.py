@@ -73,7 +73,7 @@ class ExtractConfig:
     decoder: str = "pyav"
     versions: dict[str, str] = field(default_factory=dict)  # featx / torch / timm / av versions
     # `featx import` (featx.importer) of arrays made elsewhere: how they were read, {"fps": F (None: per video,
-    # --fps-file), "stride": S, "window": W, "layout": "TC" | "CT", "key": array name or None}; None when the
+    # --source-fps-file), "stride": S, "window": W, "layout": "TC" | "CT", "key": array name or None}; None when the
     # rows were extracted here (or came back from a featx export, whose config is the original's).
     imported: dict | None = None
     import_source: str | None = None  # the folder `featx import` read (like `weights`, not identity)

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Callable
 
 
-def run_demo(out: Path, videos: int = 64, untrimmed: int = 16, say: Callable[[str], None] = print) -> None:
-    store = _classification(Path(out), videos, say)
-    _detection(Path(out), untrimmed, say)
+def run_demo(out: Path, videos: int = 64, untrimmed: int = 16, say: Callable[[str], None] = print,
+             progress: bool = True) -> None:
+    store = _classification(Path(out), videos, say, progress)
+    _detection(Path(out), untrimmed, say, progress)
     say(
         "\nOpen the store in pandas:\n"
         "    import pandas as pd\n"
@@ -25,28 +26,29 @@ def run_demo(out: Path, videos: int = 64, untrimmed: int = 16, say: Callable[[st
     )
 
 
-def _extract(folder: Path, store: Path, **config):
+def _extract(folder: Path, store: Path, progress: bool, **config):
     from featx.config import ExtractConfig
     from featx.pipeline import RunOptions, extract
     from featx.inputs import collect_inputs
 
-    return extract(collect_inputs([folder]), store, ExtractConfig(**config), RunOptions())
+    return extract(collect_inputs([folder]), store, ExtractConfig(**config), RunOptions(progress=progress))
 
 
-def _classification(out: Path, videos: int, say) -> Path:
+def _classification(out: Path, videos: int, say, progress: bool) -> Path:
     from featx import synth
+    from featx.synth_draw import TRIMMED_CLASSES
     from seqmodels.classify import train_on_store
     from seqmodels.classifier import TrainConfig
 
-    data = synth.make_trimmed(out / "videos", videos=videos, fps=4, val_fraction=0.5, progress=True)
+    data = synth.make_trimmed(out / "videos", videos=videos, fps=4, val_fraction=0.5, progress=progress)
     say(f"1. synthetic videos: {len(data.videos)} in {data.folder} (labels: {data.labels})")
     store = out / "store"
-    summary = _extract(data.folder, store)
+    summary = _extract(data.folder, store, progress)
     say("2. extracted every frame with the bundled ImageNet EfficientNet-Lite0:")
     for line in summary.lines():
         say(line)
     say("3. heads trained on the store (validation accuracy, overall and within each order pair):")
-    pairs = [synth.TRIMMED_CLASSES[i : i + 2] for i in range(0, len(synth.TRIMMED_CLASSES), 2)]
+    pairs = [TRIMMED_CLASSES[i : i + 2] for i in range(0, len(TRIMMED_CLASSES), 2)]
     for head in ("avgpool", "lstm"):
         run, metrics = train_on_store(store, data.labels, TrainConfig(head=head, epochs=40, batch_size=8),
                                       out / "runs" / head, progress=False)
@@ -62,16 +64,16 @@ def _pair_accuracy(confusion, classes: list[str], a: str, b: str) -> float:
     return (confusion[ia][ia] + confusion[ib][ib]) / (sum(confusion[ia]) + sum(confusion[ib]))
 
 
-def _detection(out: Path, videos: int, say) -> None:
+def _detection(out: Path, videos: int, say, progress: bool) -> None:
     from featx import synth
     from seqmodels.detection.map import map_table
     from seqmodels.detection.run import train_detection
     from seqmodels.runs import TrainConfig
 
-    data = synth.make_untrimmed(out / "untrimmed", videos=videos, seconds=30, progress=True)
+    data = synth.make_untrimmed(out / "untrimmed", videos=videos, seconds=30, progress=progress)
     say(f"4. untrimmed videos: {len(data.videos)} in {data.folder} (ActivityNet annotations: {data.labels})")
     store = out / "untrimmed_store"
-    for line in _extract(data.folder, store, fps=2).lines():
+    for line in _extract(data.folder, store, progress, fps=2).lines():
         say(line)
     config = TrainConfig.with_defaults("detection")  # the default head (actionformer), at its defaults
     _, metrics = train_detection(store, data.labels, config, out / "runs" / config.head)

@@ -49,17 +49,17 @@ _MAX_FRAMES = 2**40
 class Grid:
     """A foreign folder's time grid: row i spans frames [i*stride, i*stride + window) at fps frames/s."""
 
-    fps: float | None  # None: each video's own, from --fps-file
+    fps: float | None  # None: each video's own, from --source-fps-file
     stride: int
     window: int
 
     def __post_init__(self) -> None:
         if self.fps is not None and not 0 < self.fps < math.inf:
-            raise FeatxError(f"--fps must be a positive number of frames per second, not {self.fps}")
+            raise FeatxError(f"--source-fps must be a positive number of frames per second, not {self.fps}")
         if self.stride < 1 or self.window < 1:
-            raise FeatxError("--stride and --window must be positive numbers of frames")
+            raise FeatxError("--clip-stride and --clip-len must be positive numbers of frames")
         if max(self.stride, self.window) > _MAX_FRAMES:  # frame numbers are int64, seconds float64
-            raise FeatxError(f"--stride and --window must be at most {_MAX_FRAMES} frames")
+            raise FeatxError(f"--clip-stride and --clip-len must be at most {_MAX_FRAMES} frames")
 
 
 def _inside(folder: Path, name) -> Path:
@@ -107,23 +107,23 @@ def read_fps_file(path: Path) -> dict[str, float]:
 
             table = pd.read_csv(path, dtype={"video_id": str})
             if not {"video_id", "fps"} <= set(table.columns):
-                raise FeatxError(f"--fps-file {path}: needs the columns video_id and fps")
+                raise FeatxError(f"--source-fps-file {path}: needs the columns video_id and fps")
             pairs = zip(table["video_id"], table["fps"])
         else:
             data = json.loads(path.read_text())
             data = data.get("database", data) if isinstance(data, dict) else None
             if not isinstance(data, dict):
-                raise FeatxError(f"--fps-file {path}: expected a JSON object {{video_id: fps}}")
+                raise FeatxError(f"--source-fps-file {path}: expected a JSON object {{video_id: fps}}")
             pairs = [(vid, v.get("fps") if isinstance(v, dict) else v) for vid, v in data.items()]
             pairs = [(vid, v) for vid, v in pairs if v is not None]  # a video without one: "no fps" if imported
     except (OSError, ValueError) as exc:
-        raise FeatxError(f"--fps-file {path}: cannot be read ({str(exc).splitlines()[0]})") from None
+        raise FeatxError(f"--source-fps-file {path}: cannot be read ({str(exc).splitlines()[0]})") from None
     fps = {}
     for vid, value in pairs:
         try:
             fps[str(vid)] = Grid(float(value), 1, 1).fps
         except (TypeError, ValueError, FeatxError):
-            raise FeatxError(f"--fps-file {path}: video {vid!r} has fps {value!r}, not a positive number") from None
+            raise FeatxError(f"--source-fps-file {path}: video {vid!r} has fps {value!r}, not a positive number") from None
     return fps
 
 
@@ -216,8 +216,8 @@ class _GridPlan:
     def __init__(self, folder: Path, grid: Grid | None, fps_file: Path | None, layout: str, key: str | None,
                  dtype: str, backbone: str | None):
         if grid is None or (grid.fps is None) == (fps_file is None):
-            raise FeatxError(f"{folder} has no {SIDECAR} (not a featx export): give its grid, --fps F (or "
-                             "--fps-file) --stride S --window W")
+            raise FeatxError(f"{folder} has no {SIDECAR} (not a featx export): give its grid, --source-fps F "
+                             "(or --source-fps-file) --clip-stride S --clip-len W")
         self.folder, self.grid, self.layout, self.key, self.dtype, self.backbone = folder, grid, layout, key, dtype, backbone
         self.sources = find_sources(folder, key, exclude={Path(fps_file).resolve()} if fps_file else set())
         self.fps = {s.video_id: grid.fps for s in self.sources}
@@ -225,7 +225,7 @@ class _GridPlan:
             per_video = read_fps_file(Path(fps_file))
             missing = [vid for vid in self.fps if vid not in per_video]
             if missing:
-                raise FeatxError(f"--fps-file {fps_file}: no fps for video {missing[0]!r}")
+                raise FeatxError(f"--source-fps-file {fps_file}: no fps for video {missing[0]!r}")
             self.fps = {vid: per_video[vid] for vid in self.fps}
 
     def config_for(self, dim: int) -> ExtractConfig:
@@ -267,8 +267,8 @@ def import_folder(folder, out, grid: Grid | None = None, fps_file: Path | None =
         raise FeatxError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     if (folder / SIDECAR).is_file():
         if grid is not None or fps_file or layout != "TC" or key or backbone:
-            raise FeatxError(f"{folder} is a featx export ({SIDECAR} gives its grid and config): leave out --fps, "
-                             "--fps-file, --stride, --window, --layout, --key and --backbone")
+            raise FeatxError(f"{folder} is a featx export ({SIDECAR} gives its grid and config): leave out "
+                             "--source-fps(-file), --clip-stride, --clip-len, --layout, --key and --backbone")
         plan = _ExportPlan(folder, dtype)
     else:
         plan = _GridPlan(folder, grid, fps_file, layout, key, dtype or "float32", backbone)

@@ -41,14 +41,14 @@ def is_store(source) -> bool:
     return path.is_dir() and ((path / "_videos").is_dir() or any(path.glob("part-*.parquet")))
 
 
-def extract_for_run(store_config: dict | None, sources: list, out: Path, device: str = "auto"):
+def extract_for_run(store_config: dict | None, sources: list, out: Path, device: str = "auto", progress: bool = False):
     """Extract the videos `sources` names into the new store `out` as the run's store was extracted; returns
     the ExtractSummary (its failures are the videos that could not be read)."""
     from featx.inputs import collect_inputs
     from featx.pipeline import RunOptions, extract
 
     wanted = run_extraction(store_config)
-    summary = extract(collect_inputs(sources), out, wanted, RunOptions(device=device, progress=False))
+    summary = extract(collect_inputs(sources), out, wanted, RunOptions(device=device, progress=progress))
     from featx.store import read_config
 
     made = read_config(out)

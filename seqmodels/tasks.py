@@ -44,6 +44,7 @@ class PredictOptions:
     device: str = "auto"
     subset: str | None = None  # detection with annotations
     annotations: Path | None = None
+    progress: bool = False  # of the extraction, when predicting from videos
 
 
 # -- shared report pieces ------------------------------------------------------------------------------------
@@ -73,7 +74,7 @@ def _skip(config) -> bool:
 
 
 @contextlib.contextmanager
-def _store_of(run: Path, sources: list, device: str):
+def _store_of(run: Path, sources: list, options: PredictOptions):
     """(the store to predict on, lines about it): `sources` itself when it is one store; videos, folders and list
     files are first extracted as the run's store was, into a temporary store (seqmodels.from_videos)."""
     from seqmodels.from_videos import extract_for_run, is_store
@@ -86,7 +87,8 @@ def _store_of(run: Path, sources: list, device: str):
         yield sources[0], []
         return
     with tempfile.TemporaryDirectory(prefix="featx-predict-") as tmp:
-        summary = extract_for_run(read_meta(run).get("store_config"), sources, Path(tmp) / "store", device)
+        summary = extract_for_run(read_meta(run).get("store_config"), sources, Path(tmp) / "store", options.device,
+                                  options.progress)
         lines = [f"extracted {summary.ok} videos as the run's store was ({summary.frames} {summary.unit})"]
         lines += [f"  failed {video_id}: {reason}" for video_id, reason in summary.failures]
         yield Path(tmp) / "store", lines
@@ -185,7 +187,7 @@ class Classification:
             result = adaptive_predict(run, collect_inputs(_videos_only(sources)), options.top_k, options.device)
             _some_read(result, len(result.table))
             return result.table, _adaptive_lines(result)
-        with _store_of(run, sources, options.device) as (store, lines):
+        with _store_of(run, sources, options) as (store, lines):
             return predict_store(run, store, options.top_k), lines
 
     def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
@@ -236,7 +238,7 @@ class MultiLabel:
         _detection_only(options)
         if options.adaptive:
             raise FeatxError("a multilabel run has no --adaptive prediction: give a store, or the videos")
-        with _store_of(run, sources, options.device) as (store, lines):
+        with _store_of(run, sources, options) as (store, lines):
             return predict_multilabel(run, store), lines
 
     def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:
@@ -296,7 +298,7 @@ class Detection:
             results, result = adaptive_detect(run, collect_inputs(_videos_only(sources)), options.device)
             _some_read(result, len(results["results"]))
             return results, _adaptive_lines(result)
-        with _store_of(run, sources, options.device) as (store, lines):
+        with _store_of(run, sources, options) as (store, lines):
             return predict_detection(run, store, options.subset, options.annotations), lines
 
     def predict(self, run: Path, sources: list[str], out: Path, options: PredictOptions) -> list[str]:

@@ -47,3 +47,51 @@ def test_usage_errors_are_one_error_line_and_exit_1(args):
     from tests.helpers import one_error_line
 
     one_error_line(CliRunner().invoke(app, args, prog_name="featx"), "-h`)")
+
+
+def _help(command: str) -> str:
+    return CliRunner().invoke(app, [command, "-h"], prog_name="featx", terminal_width=80, env={"COLUMNS": "80"}).stdout
+
+
+def _sections(text: str) -> list[str]:
+    return [line[:-1] for line in text.splitlines() if re.fullmatch(r"[A-Z][A-Za-z ]*:", line)]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_takes_quiet_and_progress_listed_last_under_general(command):
+    text = _help(command)
+    sections = _sections(text)
+    assert sections[-1] == "General" and sections.count("General") == 1, sections
+    general = text.split("\nGeneral:\n")[1]
+    assert "-q, --quiet" in general and "-h, --help" in general
+    # evaluate shows no progress (it reads a store and scores it): the only command without the option
+    assert ("--progress / --no-progress" in general) == (command != "evaluate")
+
+
+def test_extract_help_groups_its_options_by_topic():
+    text = _help("extract")
+    assert _sections(text) == ["Arguments", "Input and output", "Backbone", "Sampling and clips", "Speed",
+                               "Optical flow", "Several machines", "General"]
+    sampling = text.split("\nSampling and clips:\n")[1].split("\n\n")[0]
+    assert all(option in sampling for option in ("--fps", "--clip-len", "--clip-stride", "--clip-tail"))
+
+
+def test_the_three_frame_rates_have_three_names():
+    """The sampling rate (extract --fps), the rate of videos synth makes (--video-fps) and the rate of the videos
+    imported features came from (--source-fps) are three options, not one name with three meanings."""
+    assert "--fps FPS" in _help("extract")
+    assert "--video-fps" in _help("synth") and "--fps " not in _help("synth")
+    imported = _help("import")
+    assert "--source-fps" in imported and "--fps " not in imported
+    assert "--clip-len" in imported and "--clip-stride" in imported and "--window" not in imported
+
+
+def test_quiet_prints_nothing_and_still_writes(tmp_path, tiny_videos):
+    from tests.conftest import TINY_ARGS
+
+    store = tmp_path / "s"
+    result = CliRunner().invoke(app, ["extract", str(tiny_videos), "-o", str(store), *TINY_ARGS, "-q"])
+    assert result.exit_code == 0 and result.stdout == "" and result.stderr == "", result.output
+    assert list(store.glob("part-*.parquet"))
+    loud = CliRunner().invoke(app, ["info", str(store)])
+    assert CliRunner().invoke(app, ["info", str(store), "--quiet"]).stdout == "" and "videos     4 ok" in loud.stdout

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from featx import video
-from featx.synth import write_video
+from featx.synth_video import write_video
 from featx.video import Preprocess
 
 

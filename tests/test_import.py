@@ -74,7 +74,7 @@ def test_a_featx_export_refuses_grid_flags(tmp_path):
     with StoreWriter(root, toy_config()) as writer:
         add_toy_video(writer, "a", 3)
     export_store(root, tmp_path / "out", progress=False)
-    assert "is a featx export" in one_error_line(imported(tmp_path / "out", tmp_path / "back", "--fps", "30"))
+    assert "is a featx export" in one_error_line(imported(tmp_path / "out", tmp_path / "back", "--source-fps", "30"))
 
 
 # -- foreign folders ---------------------------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def write_formats(folder: Path, dim=5) -> dict[str, np.ndarray]:
 
 def test_every_format_lands_on_the_grid_the_flags_describe(tmp_path):
     arrays = write_formats(tmp_path / "in")
-    result = imported(tmp_path / "in", tmp_path / "s", "--fps", "30", "--stride", "4", "--window", "16", "--backbone", "i3d")
+    result = imported(tmp_path / "in", tmp_path / "s", "--source-fps", "30", "--clip-stride", "4", "--clip-len", "16", "--backbone", "i3d")
     assert result.exit_code == 0, result.output
     assert "imported 5 videos, 20 rows" in result.stdout
     seqs = load_sequences(tmp_path / "s")
@@ -119,10 +119,10 @@ def test_transposed_arrays_keys_and_per_video_fps(tmp_path):
     folder.mkdir()
     np.savez(folder / "a.npz", rgb=np.ones((8, 3)), flow=np.zeros((8, 3)))  # (D, T) = (8, 3): 3 steps of 8
     np.savez(folder / "b.npz", rgb=np.ones((8, 2)), flow=np.zeros((8, 2)))
-    assert "say which with --key" in one_error_line(imported(folder, tmp_path / "s", "--fps", "10"))
+    assert "say which with --key" in one_error_line(imported(folder, tmp_path / "s", "--source-fps", "10"))
     fps = tmp_path / "fps.csv"
     fps.write_text("video_id,fps\na,10\nb,25\n")
-    result = imported(folder, tmp_path / "s", "--fps-file", str(fps), "--layout", "CT", "--key", "flow", "--stride", "2")
+    result = imported(folder, tmp_path / "s", "--source-fps-file", str(fps), "--layout", "CT", "--key", "flow", "--clip-stride", "2")
     assert result.exit_code == 0, result.output
     seqs = load_sequences(tmp_path / "s")
     assert seqs["a"].shape == (3, 8) and (seqs["a"] == 0).all()
@@ -145,11 +145,11 @@ def test_appending_resumes_and_other_settings_are_refused(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     np.save(folder / "a.npy", np.ones((3, 4), np.float32))
-    assert imported(folder, tmp_path / "s", "--fps", "30", "--stride", "4", "--window", "16").exit_code == 0
+    assert imported(folder, tmp_path / "s", "--source-fps", "30", "--clip-stride", "4", "--clip-len", "16").exit_code == 0
     np.save(folder / "b.npy", np.ones((2, 4), np.float32))
-    result = imported(folder, tmp_path / "s", "--fps", "30", "--stride", "4", "--window", "16")
+    result = imported(folder, tmp_path / "s", "--source-fps", "30", "--clip-stride", "4", "--clip-len", "16")
     assert result.exit_code == 0 and "imported 1 videos" in result.stdout and "1 already there" in result.stdout
-    line = one_error_line(imported(folder, tmp_path / "s", "--fps", "30", "--stride", "8", "--window", "16"))
+    line = one_error_line(imported(folder, tmp_path / "s", "--source-fps", "30", "--clip-stride", "8", "--clip-len", "16"))
     assert "clip_stride: 4 != 8" in line and "imported" in line
     assert sorted(load_sequences(tmp_path / "s")) == ["a", "b"]
 
@@ -179,24 +179,24 @@ def bad_folder(tmp_path, files: dict) -> Path:
 def test_a_bad_array_is_one_line_and_nothing_is_written(tmp_path, files, needle):
     folder = bad_folder(tmp_path, files)
     extra = ["--dtype", "float16"] if "float16" in needle else []
-    line = one_error_line(imported(folder, tmp_path / "s", "--fps", "30", *extra))
+    line = one_error_line(imported(folder, tmp_path / "s", "--source-fps", "30", *extra))
     assert needle in line, line
     assert not (tmp_path / "s").exists()
 
 
 def test_a_bad_array_after_good_ones_leaves_an_existing_store_as_it_was(tmp_path):
     folder = bad_folder(tmp_path, {"a.npy": np.ones((3, 4), np.float32)})
-    assert imported(folder, tmp_path / "s", "--fps", "30").exit_code == 0
+    assert imported(folder, tmp_path / "s", "--source-fps", "30").exit_code == 0
     np.save(folder / "b.npy", np.ones((3, 4), np.float32))
     np.save(folder / "c.npy", np.full((3, 4), np.nan, np.float32))
-    assert "c.npy: 12 values are NaN" in one_error_line(imported(folder, tmp_path / "s", "--fps", "30"))
+    assert "c.npy: 12 values are NaN" in one_error_line(imported(folder, tmp_path / "s", "--source-fps", "30"))
     assert sorted(load_sequences(tmp_path / "s")) == ["a"]
 
 
 def test_a_foreign_folder_without_its_grid_is_one_line(tmp_path):
     folder = bad_folder(tmp_path, {"a.npy": np.ones((3, 4))})
-    assert "give its grid, --fps F" in one_error_line(imported(folder, tmp_path / "s"))
-    assert "no fps for video 'a'" in one_error_line(imported(folder, tmp_path / "s", "--fps-file", str(_fps_csv(tmp_path))))
+    assert "give its grid, --source-fps F" in one_error_line(imported(folder, tmp_path / "s"))
+    assert "no fps for video 'a'" in one_error_line(imported(folder, tmp_path / "s", "--source-fps-file", str(_fps_csv(tmp_path))))
 
 
 def _fps_csv(tmp_path) -> Path:
@@ -232,7 +232,7 @@ def thumos_like(folder: Path, videos: int = 6, steps: int = 48, dim: int = 2048,
 def test_thumos_layout_imports_and_trains_a_detector_that_evaluates_and_predicts(tmp_path):
     features = thumos_like(tmp_path / "i3d_features")
     anno = tmp_path / "thumos14.json"
-    result = imported(features, tmp_path / "thumos", "--fps", "30", "--stride", "4", "--window", "16", "--backbone", "i3d")
+    result = imported(features, tmp_path / "thumos", "--source-fps", "30", "--clip-stride", "4", "--clip-len", "16", "--backbone", "i3d")
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
     result = runner.invoke(app, ["train-head", str(tmp_path / "thumos"), "--annotations", str(anno), "--head",
@@ -250,17 +250,17 @@ def test_thumos_layout_imports_and_trains_a_detector_that_evaluates_and_predicts
 def test_the_installed_command_imports_a_folder(tmp_path):
     folder = bad_folder(tmp_path, {"a.npy": np.ones((3, 4), np.float32)})
     featx = Path(sys.executable).parent / "featx"
-    done = subprocess.run([str(featx), "import", str(folder), "--out", str(tmp_path / "s"), "--fps", "25", "--no-progress"],
+    done = subprocess.run([str(featx), "import", str(folder), "--out", str(tmp_path / "s"), "--source-fps", "25", "--no-progress"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("imported 1 videos, 3 rows")
-    bad = subprocess.run([str(featx), "import", str(tmp_path / "missing"), "--out", str(tmp_path / "t"), "--fps", "25"],
+    bad = subprocess.run([str(featx), "import", str(tmp_path / "missing"), "--out", str(tmp_path / "t"), "--source-fps", "25"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing'} is not a folder"]
 
 
 def test_grid_refuses_nonsense():
-    with pytest.raises(FeatxError, match="--fps must be a positive"):
+    with pytest.raises(FeatxError, match="--source-fps must be a positive"):
         Grid(0.0, 1, 1)
     with pytest.raises(FeatxError, match="positive numbers of frames"):
         Grid(30.0, 0, 1)
@@ -282,5 +282,5 @@ def test_a_stride_too_large_for_frame_numbers_is_one_line_and_writes_nothing(tmp
     folder = tmp_path / "in"
     folder.mkdir()
     np.save(folder / "a.npy", np.ones((10, 8), np.float32))
-    line = one_error_line(imported(folder, tmp_path / "s", "--fps", "4", "--stride", str(2**62)))
-    assert "--stride and --window must be at most" in line and not (tmp_path / "s").exists()
+    line = one_error_line(imported(folder, tmp_path / "s", "--source-fps", "4", "--clip-stride", str(2**62)))
+    assert "--clip-stride and --clip-len must be at most" in line and not (tmp_path / "s").exists()

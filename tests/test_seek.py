@@ -7,7 +7,7 @@ import pytest
 
 from featx import seek
 from featx.frames_on_demand import FramesOnDemand
-from featx.synth import write_video
+from featx.synth_video import write_video
 from featx.video import DecodedVideo, FrameChunk, Preprocess, stream_frames
 from tests.helpers import edit_list_cut, gray_ramp_video
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from featx.errors import FeatxError
-from featx.synth import (
-    BLUE, HARD_CLASSES, RED, TRIMMED_CLASSES, UNTRIMMED_CLASSES, YELLOW, FrameTimes, Segment, easy_segments,
-    frame_rate, hard_frame, hard_segments, make_trimmed, make_untrimmed, order_frame, trimmed_frame,
-)
+from featx.synth import easy_segments, hard_segments, make_trimmed, make_untrimmed
+from featx.synth_draw import (BLUE, HARD_CLASSES, RED, TRIMMED_CLASSES, UNTRIMMED_CLASSES, YELLOW, Segment, hard_frame,
+                              order_frame, trimmed_frame)
+from featx.synth_video import FrameTimes, frame_rate
 
 
 def _background(size=48, value=100):
@@ -85,7 +85,7 @@ def test_a_lead_in_shows_the_background_alone_before_the_action():
 
 
 def test_flashes_show_one_colour_at_a_time_at_the_given_times():
-    from featx.synth import flash_frame
+    from featx.synth_draw import flash_frame
 
     bg = _background()
     at = lambda p: flash_frame("green_then_yellow", p, bg.copy(), first_at=0.2, second_at=0.6, length=0.1)  # noqa: E731
@@ -172,7 +172,7 @@ def test_cli_synth_hard_is_for_untrimmed_only(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["synth", str(tmp_path / "t"), "--hard"])
     assert result.exit_code == 1 and "--hard applies to --kind untrimmed only" in result.output
-    args = ["synth", str(tmp_path / "u"), "--kind", "untrimmed", "--hard", "--videos", "1", "--seconds", "6", "--fps", "4", "--size", "32"]
+    args = ["synth", str(tmp_path / "u"), "--kind", "untrimmed", "--hard", "--videos", "1", "--seconds", "6", "--video-fps", "4", "--size", "32"]
     assert runner.invoke(app, args).exit_code == 0
     labels = {a["label"] for e in json.loads((tmp_path / "u" / "annotations.json").read_text())["database"].values() for a in e["annotations"]}
     assert labels <= set(HARD_CLASSES)
@@ -198,7 +198,7 @@ def test_frame_rate_reads_ntsc_decimals_as_their_exact_fraction(given, rate):
 
 @pytest.mark.parametrize("given", [0, "0", -25, "abc", "1/0", "nan", "inf", "", 1001])
 def test_frame_rate_refuses_what_is_not_a_rate(given):
-    with pytest.raises(FeatxError, match="--fps must be a frame rate"):
+    with pytest.raises(FeatxError, match="--video-fps must be a frame rate"):
         frame_rate(given)
 
 
@@ -275,7 +275,8 @@ def test_a_vfr_videos_last_row_ends_with_its_last_frame_not_an_average_period_la
     assert decoded.end_time == pytest.approx(float(end), abs=1e-6)  # the last frame's own duration
 
 
-@pytest.mark.parametrize("args, needle", [(["--fps", "abc"], "--fps must be a frame rate"), (["--fps", "0"], "not '0'"),
+@pytest.mark.parametrize("args, needle", [(["--video-fps", "abc"], "--video-fps must be a frame rate"), (["--video-fps", "0"], "not '0'"),
+                                          (["--fps", "8"], "No such option: --fps (Possible options: --vfr, --video-fps)"),
                                           (["--vfr"], "--vfr applies to --kind untrimmed only")])
 def test_cli_synth_refuses_bad_rates_in_one_line(tmp_path, args, needle):
     from typer.testing import CliRunner
@@ -292,7 +293,7 @@ def test_cli_synth_writes_ntsc_vfr_videos(tmp_path):
 
     from cli import app
 
-    args = ["synth", str(tmp_path / "u"), "--kind", "untrimmed", "--fps", "29.97", "--vfr", "--videos", "1",
+    args = ["synth", str(tmp_path / "u"), "--kind", "untrimmed", "--video-fps", "29.97", "--vfr", "--videos", "1",
             "--seconds", "2", "--size", "32"]
     assert CliRunner().invoke(app, args).exit_code == 0
     _, starts, _ = _decoded_times(tmp_path / "u" / "untrimmed_000.mp4")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from featx.errors import FeatxError
-from featx.synth import MOTION_CLASSES, MOTION_STEPS, make_motion, motion_centres, motion_frame
+from featx.synth import make_motion
+from featx.synth_draw import MOTION_CLASSES, MOTION_STEPS, motion_centres, motion_frame
 
 SIZE, FRAMES, SPEED, RADIUS = 24, 8, 3, 3.0
 BACKGROUND = np.full((SIZE, SIZE, 3), 100, np.uint8)

@@ -266,7 +266,7 @@ def test_importing_more_files_than_the_open_file_limit_holds_them_open_one_at_a_
     def low_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
 
-    done = subprocess.run([featx_command(), "import", str(folder), "--out", str(tmp_path / "s"), "--fps", "2",
+    done = subprocess.run([featx_command(), "import", str(folder), "--out", str(tmp_path / "s"), "--source-fps", "2",
                            "--no-progress"], capture_output=True, text=True, timeout=300, preexec_fn=low_limit)
     assert done.returncode == 0, done.stderr
     assert "imported 300 videos" in done.stdout
@@ -367,7 +367,7 @@ def test_an_hdf5_text_dataset_is_one_error_line(tmp_path, text):
     with h5py.File(tmp_path / "f" / "feats.h5", "w") as file:
         file["v1"] = np.ones((5, 8), np.float32)
         file.create_dataset("names", data=text, dtype=h5py.string_dtype() if isinstance(text, str) else None)
-    result = runner.invoke(app, ["import", str(tmp_path / "f"), "--out", str(tmp_path / "s"), "--fps", "2", "--no-progress"])
+    result = runner.invoke(app, ["import", str(tmp_path / "f"), "--out", str(tmp_path / "s"), "--source-fps", "2", "--no-progress"])
     one_error_line(result, "feats.h5[names]: holds text, not numbers")
 
 
