@@ -15,6 +15,7 @@ from featx.config import DEFAULT_BACKBONE
 from featx.console import (RESUME_HINT, OneLineErrors, Progress, Quiet, ReadableHelp, info_lines, notes, say, typed,
                            user_errors)
 from featx.errors import FeatxError
+from featx.weights_cli import weights_app
 from seqmodels import commands as head_commands
 
 # Plain help (no rich boxes): it wraps cleanly at 80 columns, shows no type tags and never truncates.
@@ -58,8 +59,8 @@ def extract(
     ctx: typer.Context,
     inputs: Annotated[list[str], typer.Argument(help="Video files, folders (searched recursively) or list files (.txt: one path per line; .csv: a 'path' column, optional 'video_id').")],
     out: Annotated[str, typer.Option("--out", "-o", help="Store directory (created, or resumed if it exists), or a pyarrow filesystem URI: s3://bucket/store, gs://bucket/store, hdfs://host/store.", rich_help_panel="Input and output")],
-    backbone: Annotated[str, typer.Option(help="Any timm model name (the default has bundled ImageNet weights and works offline), or a clip backbone with --clip-len: r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v1_b, mvit_v2_s, swin3d_t/s/b (torchvision checkpoints via --weights), c3d, c3d_fc7, i3d-googlenet (I3D: torchvision's GoogLeNet inflated; its 2D ImageNet checkpoint via --weights).", rich_help_panel="Backbone")] = DEFAULT_BACKBONE,
-    weights: Annotated[Optional[Path], typer.Option(help="Local weights: a state dict, a timm checkpoint or .safetensors (loaded with weights_only=True).", rich_help_panel="Backbone")] = None,
+    backbone: Annotated[str, typer.Option(help="Any timm model name (the default has bundled ImageNet weights and works offline; others come from the Hugging Face cache or hub), or a clip backbone: r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v1_b, mvit_v2_s, swin3d_t/s/b (torchvision's Kinetics-400 weights, from torch hub's cache or downloaded there; `featx weights list`), c3d, c3d_fc7, i3d-googlenet (I3D: torchvision's GoogLeNet inflated; these three need --weights).", rich_help_panel="Backbone")] = DEFAULT_BACKBONE,
+    weights: Annotated[Optional[Path], typer.Option(help="Local weights: a state dict, a timm checkpoint or .safetensors (loaded with weights_only=True). Default: the backbone's pretrained weights (`featx weights pull NAME` fetches them for an offline machine).", rich_help_panel="Backbone")] = None,
     random_init: Annotated[bool, typer.Option("--random-init", help="Untrained, seeded weights (for tests; the features mean nothing).", rich_help_panel="Backbone")] = False,
     fps: Annotated[Optional[float], typer.Option(help="Sample frames at this rate by presentation time. Default: every frame.", rich_help_panel="Sampling and clips")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per backbone call (batches span videos).", rich_help_panel="Speed")] = 32,
@@ -67,7 +68,7 @@ def extract(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].", rich_help_panel="Speed")] = "auto",
     dtype: Annotated[str, typer.Option(help="Storage dtype of the features: float16 or float32.", rich_help_panel="Input and output")] = "float16",
     precision: Annotated[str, typer.Option(help="Backbone arithmetic: auto (float16 autocast on CUDA, float32 on the CPU), float32, bfloat16 or float16. Recorded in the store: one store holds one precision.", rich_help_panel="Backbone")] = "auto",
-    clip_len: Annotated[Optional[int], typer.Option(min=1, help="Clip backbones: frames (sampled at --fps) per clip; one row per clip. Needed by r3d_18, mc3_18, r2plus1d_18, s3d, mvit_*, swin3d_* (16 is their usual length) and by --inflate.", rich_help_panel="Sampling and clips")] = None,
+    clip_len: Annotated[Optional[int], typer.Option(min=1, help="Clip backbones: frames (sampled at --fps) per clip; one row per clip. Default: the model's own (`featx weights list`: 16 for r3d_18, mc3_18, r2plus1d_18, MViT, C3D and I3D; 32 for Swin3D; 128 for S3D). Needed by --inflate.", rich_help_panel="Sampling and clips")] = None,
     clip_stride: Annotated[Optional[int], typer.Option(min=1, help="Frames between clip starts (default: --clip-len, no overlap).", rich_help_panel="Sampling and clips")] = None,
     clip_tail: Annotated[str, typer.Option(help="The frames after the last full clip: pad (one more clip, the last frame repeated) or drop.", rich_help_panel="Sampling and clips")] = "pad",
     inflate: Annotated[Optional[str], typer.Option(help="Turn a 2D timm CNN (convolutions, batch norms, pools: ResNets, VGGs; others are refused) into a 3D clip backbone: mean (each k x k kernel repeated over time / T) or center (middle slice only).", rich_help_panel="Backbone")] = None,
@@ -110,7 +111,7 @@ def extract(
         if recipe is not None:  # the recipe fills what was not typed
             options.update({name: None for name in featx.api.RECIPE_FILLS if not typed(ctx, name)})
         summary = featx.api.extract(inputs, out, recipe=recipe, engine=engine, shards=shards, ray_address=ray_address,
-                                    note=notes(quiet), **options)
+                                    **options)
     say(summary.lines(), quiet)
     if strict and summary.failed:
         raise typer.Exit(1)
@@ -186,6 +187,7 @@ def synth(
 app.command("train-head", cls=ReadableHelp)(head_commands.train_head)
 app.command(cls=ReadableHelp)(head_commands.evaluate)
 app.command(cls=ReadableHelp)(head_commands.predict)
+app.add_typer(weights_app, name="weights")
 
 
 @app.command(cls=ReadableHelp)

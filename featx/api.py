@@ -5,10 +5,9 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -28,23 +27,19 @@ OPTION_TYPES = {"backbone": str, "weights": Path, "fps": float, "dtype": str, "p
                 "compile": bool}
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
-
-
 def extract(sources: Iterable[str | Path] | str | Path, out: str | Path, *, recipe: str | None = None,
-            engine: str = "local", shards: int = 2, ray_address: str | None = None,
-            note: Callable[[str], None] = _stderr, **options):
+            engine: str = "local", shards: int = 2, ray_address: str | None = None, **options):
     """Extract features of every video in `sources` (video files, folders searched recursively, list files)
     into the store `out` (created, or resumed: videos already ok there are skipped). Returns the run's
     ExtractSummary (ok, failed, skipped, frames, failures with reasons).
 
     options: backbone (default tf_efficientnet_lite0, bundled weights), weights (a local file, "random-init", or
-    None: the backbone's own), fps (None: every frame), clip_len / clip_stride / clip_tail (clip backbones),
-    inflate / inflate_time, mean_cube, stream ("rgb", "flow", "both"), flow_len, flow, weights_flow,
-    resize_on, decoder, dtype, precision; batch_size, workers, device, progress, part_mb, shard ("i/N"),
-    compile. `recipe` fills backbone, fps, clip_len and clip_stride where they are not given (None). Unknown
-    options, and values that make no sense, are one FeatxError line.
+    None: the backbone's own pretrained ones, from the hub's cache or downloaded there: featx.backbones.hub),
+    fps (None: every frame), clip_len / clip_stride / clip_tail (clip backbones), inflate / inflate_time,
+    mean_cube, stream ("rgb", "flow", "both"), flow_len, flow, weights_flow, resize_on, decoder, dtype,
+    precision; batch_size, workers, device, progress, part_mb, shard ("i/N"), compile. `recipe` fills
+    backbone, fps, clip_len and clip_stride where they are not given (None). Unknown options, and values that
+    make no sense, are one FeatxError line.
     """
     from featx.backbones import extraction_config
     from featx.inputs import check_option_types, collect_inputs, path_argument
@@ -75,8 +70,6 @@ def extract(sources: Iterable[str | Path] | str | Path, out: str | Path, *, reci
         run["shard"] = parse_shard(run["shard"])
     run_options = RunOptions(**run)
     videos = collect_inputs(sources)
-    if config.weights == "auto" and config.backbone != DEFAULT_BACKBONE:
-        note(f"fetching pretrained weights for {config.backbone} from timm's hub (offline? use --weights PATH)")
     if engine == "ray":
         if run_options.shard:
             raise FeatxError("--engine ray makes its own shards: use --shards N, not --shard")

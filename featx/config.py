@@ -41,7 +41,7 @@ _NOT_IDENTITY = ("weights", "flow_weights", "versions", "import_source", "mean_c
 @dataclass(frozen=True)
 class ExtractConfig:
     backbone: str = DEFAULT_BACKBONE  # a timm model name (or a featx-registered backbone)
-    weights: str = "auto"  # "auto" (bundled, else timm's hub), a checkpoint path, or "random-init"
+    weights: str = "auto"  # "auto" (bundled, else the hub's cache or a download: featx.backbones.hub), a path, or "random-init"
     fps: float | None = None  # target sampling rate by presentation time; None keeps every frame
     dtype: str = "float16"  # storage dtype of the feature column
     precision: str = "auto"  # backbone arithmetic (PRECISIONS); resolved when the backbone is loaded
@@ -65,6 +65,10 @@ class ExtractConfig:
     std: tuple[float, ...] | None = None
     interpolation: str | None = None  # resize filter ("bicubic", "bilinear")
     crop_pct: float | None = None  # resize shorter side to H / crop_pct, then centre-crop H x W
+    # (H, W) every frame is resized to before the centre crop, its aspect ratio ignored (torchvision's video
+    # transforms with two sizes: r3d_18's 128 x 171); None: the shorter side, by crop_pct. Left out of the JSON
+    # when None, as stores written before it was recorded have it.
+    resize_size: tuple[int, int] | None = None
     # RESIZE_ON: which implementation resized the frames (identity: the two give slightly different features);
     # stores written before it was recorded lack the key and read as "cpu", the only path there was
     resize_on: str = "cpu"
@@ -142,7 +146,7 @@ class ExtractConfig:
         device path or NVDEC store names them, which older versions refuse (an unknown key) rather than mix it
         with their own."""
         data = self.to_dict()
-        for key, before in (("resize_on", "cpu"), ("decoder", "pyav")):
+        for key, before in (("resize_on", "cpu"), ("decoder", "pyav"), ("resize_size", None)):
             if data[key] == before:
                 del data[key]
         return json.dumps(data, sort_keys=True)
@@ -157,7 +161,7 @@ class ExtractConfig:
             )
         data = dict(data)
         data.setdefault("precision", "float32")  # stores written before precision was recorded ran float32
-        for key in ("input_size", "mean", "std"):
+        for key in ("input_size", "mean", "std", "resize_size"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)

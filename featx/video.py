@@ -42,21 +42,31 @@ class Preprocess:
     # "cpu": the decoder resizes and crops (FFmpeg's scaler); "device": the decoder only turns frames upright RGB
     # at their decoded size, and featx.batches resizes and crops them on the extraction device (same geometry)
     resize_on: str = "cpu"
+    # (H, W) every frame is resized to, its aspect ratio ignored, instead of its shorter side to resize_shorter
+    # (torchvision's video transforms with two sizes, e.g. r3d_18's 128 x 171)
+    resize_to: tuple[int, int] | None = None
 
     @classmethod
     def from_config(cls, input_size: tuple[int, int, int], crop_pct: float, interpolation: str,
-                    resize_on: str = "cpu") -> "Preprocess":
+                    resize_on: str = "cpu", resize_size: tuple[int, int] | None = None) -> "Preprocess":
         _, h, w = input_size
-        return cls(math.floor(min(h, w) / crop_pct), (h, w), interpolation, resize_on)
+        to = tuple(resize_size) if resize_size is not None else None
+        return cls(math.floor(min(h, w) / crop_pct), (h, w), interpolation, resize_on, to)
 
     def resized(self, width: int, height: int) -> tuple[int, int]:
         """(height, width) of an upright width x height frame once its shorter side is `resize_shorter`
-        (rounded, and never smaller than the crop)."""
+        (rounded, and never smaller than the crop), or `resize_to` when set."""
+        if self.resize_to is not None:
+            return self.resize_to
         scale = self.resize_shorter / min(width, height)
         return max(self.crop[0], round(height * scale)), max(self.crop[1], round(width * scale))
 
     def crop_box(self, height: int, width: int) -> tuple[int, int]:
-        """(top, left) of the centre crop of a resized height x width frame."""
+        """(top, left) of the centre crop of a resized height x width frame: rounded down, or with `resize_to` as
+        torchvision's center_crop rounds (half to even: 29.5 -> 30 for r3d_18's 171 -> 112), so that those
+        models see the pixels their own transforms give."""
+        if self.resize_to is not None:
+            return int(round((height - self.crop[0]) / 2.0)), int(round((width - self.crop[1]) / 2.0))
         return (height - self.crop[0]) // 2, (width - self.crop[1]) // 2
 
 

@@ -95,3 +95,12 @@ def test_quiet_prints_nothing_and_still_writes(tmp_path, tiny_videos):
     assert list(store.glob("part-*.parquet"))
     loud = CliRunner().invoke(app, ["info", str(store)])
     assert CliRunner().invoke(app, ["info", str(store), "--quiet"]).stdout == "" and "videos     4 ok" in loud.stdout
+
+
+@pytest.mark.parametrize("sub", ["list", "pull"])
+def test_the_weights_commands_read_like_the_others(sub):
+    result = CliRunner().invoke(app, ["weights", sub, "-h"], prog_name="featx", terminal_width=80, env={"COLUMNS": "80"})
+    text = result.stdout
+    assert result.exit_code == 0 and re.match(rf"Usage: featx weights {sub} \[OPTIONS\] \[?NAME\.\.\.", text), text
+    assert not re.search(r"<(str|int|float|bool|path|list\[[a-z]+\])[^>]*>", text), text
+    assert _sections(text)[-1] == "General" and "-q, --quiet" in text.split("\nGeneral:\n")[1]

@@ -49,7 +49,8 @@ def test_flow_clips_through_r3d_18_follow_the_rgb_clips(tiny_videos, tmp_path):
 
     # the reference, computed apart: the video's frames as the backbone sees them, the flow t -> t+1 at each frame
     # t (the last frame repeats the last field), clip k = the fields at its frames, normalised as 2D flow is
-    pre = Preprocess.from_config(config.input_size, config.crop_pct, config.interpolation)
+    pre = Preprocess.from_config(config.input_size, config.crop_pct, config.interpolation,
+                                 resize_size=config.resize_size)  # r3d_18: torchvision's 128 x 171
     frames = np.concatenate([c.pixels for c in stream_frames(video, 4.0, pre) if isinstance(c, FrameChunk)])
     fields = [encode_flow(optical_flow(frames[t], frames[t + 1])) for t in range(len(frames) - 1)]
     fields.append(fields[-1])

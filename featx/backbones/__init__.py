@@ -25,7 +25,7 @@ class Backbone:
     @property
     def preprocess(self) -> Preprocess:
         c = self.config
-        return Preprocess.from_config(c.input_size, c.crop_pct, c.interpolation)
+        return Preprocess.from_config(c.input_size, c.crop_pct, c.interpolation, resize_size=c.resize_size)
 
     def embed(self, pixels):
         """(B, H, W, 3) uint8 RGB tensor -> (B, D) float32 features on the CPU."""
@@ -138,7 +138,8 @@ def _output_dim(model, input_size, device, clip_len: int | None = None) -> int:
 
 def extraction_config(**options) -> ExtractConfig:
     """An ExtractConfig from a user's options, with what the library decides filled in: a clip backbone given
-    no clip length takes its usual one (16 frames for the torchvision models and C3D); flow_len None (not given)
+    no clip length takes its usual one (torchvision's models the clip length their accuracy is measured with, 16
+    frames for r3d_18, mc3_18, r2plus1d_18 and MViT, 32 for Swin3D, 128 for S3D; 16 for C3D and I3D); flow_len None (not given)
     is 1 for clips (a flow clip holds one field per frame) and 5 for frames; resize_on None (not given) is "device"
     for --decoder nvdec (its frames are on the GPU) and "cpu" otherwise."""
     from featx.backbones import video3d
@@ -161,8 +162,10 @@ def _clip_model(config: ExtractConfig):
     if not config.clips:
         raise FeatxError(f"{config.backbone} embeds clips: give clip_len (featx.backbones.extraction_config defaults it to {spec.clip_len})")
     model, source, sha = video3d.create(config.backbone, config.weights)
-    data = {"input_size": (3, spec.crop, spec.crop), "mean": spec.normalise[0], "std": spec.normalise[1],
-            "interpolation": "bilinear", "crop_pct": spec.crop / spec.resize_shorter}
+    inp = spec.input  # torchvision's transforms for its weights: resize (S,) or (H, W), crop, mean, std, filter
+    data = {"input_size": (3, inp.crop, inp.crop), "mean": inp.mean, "std": inp.std,
+            "interpolation": inp.interpolation, "crop_pct": inp.crop / min(inp.resize),
+            "resize_size": inp.resize if len(inp.resize) == 2 else None}
     return model, source, sha, data
 
 
@@ -220,6 +223,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         std=tuple(float(v) for v in data["std"]),
         interpolation=str(data["interpolation"]),
         crop_pct=float(data["crop_pct"]),
+        resize_size=data.get("resize_size"),
         precision=resolve_precision(config.precision, dev),
         versions=_versions(),
     )

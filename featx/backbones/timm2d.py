@@ -1,5 +1,6 @@
 """Any timm image model as a frozen per-frame backbone (the single-frame model), with weights from the
-bundled package, a local checkpoint, timm's hub, or a seeded random init (for tests); files are read and
+bundled package, a local checkpoint, timm's hub (its cache or a download: featx.backbones.hub), or a seeded
+random init (for tests); files are read and
 loaded by featx.backbones.weights, as for every backbone."""
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import difflib
 import torch
 
 from featx.backbones import bundled
-from featx.backbones.weights import AUTO, file_sha256, load_into, read_state_dict, tensors_sha256, with_weights
-from featx.errors import FeatxError
+from featx.backbones.weights import AUTO, file_sha256, load_into, read_state_dict, with_weights
+from featx.errors import FeatxError, exception_line
 
 
 def check_model_name(name: str) -> None:
@@ -35,14 +36,15 @@ def create(name: str, weights: str, num_classes: int = 0) -> tuple[torch.nn.Modu
         model = new()
         load_into(model, bundled.timm_state_dict(read_state_dict(path, label)), label, f"timm's {name}")
         return model.eval(), f"bundled:{bundled.PACKAGE}/{bundled.FILE_NAME}", file_sha256(path)
-    if weights == AUTO:
-        try:
-            model = timm.create_model(name, pretrained=True, num_classes=num_classes)
-        except Exception as exc:  # hub/network failures come in many types; all mean "no weights"
-            raise FeatxError(
-                f"could not download pretrained weights for {name!r} ({type(exc).__name__}); offline? "
-                "pass --weights PATH (a local state dict, timm checkpoint or .safetensors) or --random-init"
-            ) from None
-        tag = model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("tag") or name
-        return model.eval(), f"timm-hub:{tag}", tensors_sha256(model.state_dict())
+    if weights == AUTO:  # the hub's cache, else one short download try, else one error line (featx.backbones.hub)
+        from featx.backbones import hub
+
+        found = hub.timm_checkpoint(name)
+        try:  # timm's own loader: it adapts checkpoints (filter_fn) and drops the classifier for num_classes=0
+            model = timm.create_model(name, pretrained=True, num_classes=num_classes,
+                                      pretrained_cfg_overlay={"file": str(found.path)})
+        except Exception as exc:  # a damaged or foreign file, whatever timm raised: which file, on one line
+            raise FeatxError(f"{name}: timm could not load {found.path} ({exception_line(exc)}); delete it and run "
+                             f"`featx weights pull {name}`") from None
+        return model.eval(), found.source, file_sha256(found.path)
     return with_weights(new, weights, f"timm's {name}")

@@ -3,23 +3,30 @@ published checkpoints load from a local file (`--weights`, read and loaded stric
 featx.backbones.weights, as for every backbone); C3D, with the names of the common PyTorch port of its
 Sports-1M weights; and I3D, torchvision's GoogLeNet inflated as Carreira & Zisserman (2017) inflate Inception-V1.
 
+`--weights auto` (the default) fetches torchvision's Kinetics-400 checkpoints into torch.hub's cache
+(featx.backbones.hub) and feeds them as torchvision's own `weights.transforms()` does.
+
 Each model gives pooled clip features: its classifier is an identity (a checkpoint's classifier is dropped).
-Input: (B, 3, T, H, W) float, normalised with the Kinetics-400 mean and std that torchvision's weights use;
+Input: (B, 3, T, H, W) float, normalised with the mean and std of torchvision's weights;
 C3D gets raw 0-255 RGB values (no mean subtracted; see the README); I3D gets [-1, 1] values, which is what
 torchvision's GoogLeNet weights see after their `transform_input` step.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from featx.backbones.weights import AUTO, with_weights
+from featx.backbones.weights import AUTO, file_sha256, load_into, read_state_dict, with_weights
 from featx.errors import FeatxError
 
+# The Kinetics-400 normalisation of torchvision's r3d_18, mc3_18, r2plus1d_18 and s3d (their transforms are
+# what featx reads; these name it for tests and notes)
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 RAW_0_255 = ((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255))  # normalising with these leaves 0-255 values
@@ -57,30 +64,75 @@ class C3D(nn.Module):
 
 
 @dataclass(frozen=True)
+class ClipInput:
+    """What a clip backbone is fed: frames resized, centre-cropped, normalised; clips of `clip_len` frames."""
+
+    resize: tuple[int, ...]  # (S,): the shorter side to S; (H, W): every frame to H x W, its aspect ratio ignored
+    crop: int  # H = W of the input
+    clip_len: int  # frames per clip by default
+    mean: tuple[float, ...]  # applied to [0, 1] RGB
+    std: tuple[float, ...]
+    interpolation: str = "bilinear"
+
+
+@dataclass(frozen=True)
 class ClipModel:
-    """How torchvision defines and feeds one video model."""
+    """How torchvision (or featx) defines and feeds one video model."""
 
     builder: str  # function name in torchvision.models.video
     classifier: tuple[str, ...]  # attribute path of the final layer replaced by an identity
-    crop: int  # H = W of the input
-    resize_shorter: int  # shorter side before the centre crop
-    clip_len: int  # frames per clip by default
-    normalise: tuple = (KINETICS_MEAN, KINETICS_STD)  # (mean, std) applied to [0, 1] RGB
+    # torchvision's weights enum member: the URL `--weights auto` downloads, and the model's input (from
+    # `.transforms()`) and clip length (the `clip_len` its accuracy is measured with, in `.meta`), read at run time
+    weights: str | None = None
+    fixed: ClipInput | None = None  # the input of a model torchvision publishes no video weights for
+
+    @property
+    def input(self) -> ClipInput:
+        return self.fixed if self.fixed is not None else torchvision_input(self.weights)
+
+    @property
+    def crop(self) -> int:
+        return self.input.crop
+
+    @property
+    def clip_len(self) -> int:
+        return self.input.clip_len
+
+    @property
+    def normalise(self) -> tuple:
+        return self.input.mean, self.input.std
+
+
+@functools.cache
+def torchvision_input(weights: str) -> ClipInput:
+    """The input torchvision's `weights` expect, from its own VideoClassification transform and meta."""
+    from featx.backbones import hub
+
+    member = hub.torchvision_weights(weights)
+    t = member.transforms()
+    docs = re.search(r"clip_len=(\d+)", member.meta.get("_docs", ""))
+    return ClipInput(tuple(int(v) for v in t.resize_size), int(t.crop_size[0]), int(docs.group(1)) if docs else 16,
+                     tuple(float(v) for v in t.mean), tuple(float(v) for v in t.std), t.interpolation.value)
+
+
+def _tv(builder: str, classifier: tuple[str, ...], weights: str) -> ClipModel:
+    return ClipModel(builder, classifier, weights=f"{weights}.KINETICS400_V1")
 
 
 CLIP_MODELS = {
-    "r3d_18": ClipModel("r3d_18", ("fc",), 112, 128, 16),
-    "mc3_18": ClipModel("mc3_18", ("fc",), 112, 128, 16),
-    "r2plus1d_18": ClipModel("r2plus1d_18", ("fc",), 112, 128, 16),
-    "s3d": ClipModel("s3d", ("classifier",), 224, 256, 16),
-    "mvit_v1_b": ClipModel("mvit_v1_b", ("head", "1"), 224, 256, 16),
-    "mvit_v2_s": ClipModel("mvit_v2_s", ("head", "1"), 224, 256, 16),
-    "swin3d_t": ClipModel("swin3d_t", ("head",), 224, 256, 16),
-    "swin3d_s": ClipModel("swin3d_s", ("head",), 224, 256, 16),
-    "swin3d_b": ClipModel("swin3d_b", ("head",), 224, 256, 16),
-    "c3d": ClipModel("c3d", ("fc8",), 112, 128, 16, RAW_0_255),  # fc6 features
-    "c3d_fc7": ClipModel("c3d_fc7", ("fc8",), 112, 128, 16, RAW_0_255),
-    "i3d-googlenet": ClipModel("googlenet", ("fc", "aux1", "aux2"), 224, 256, 16, MINUS1_1),  # 1024-d, see i3d_googlenet
+    "r3d_18": _tv("r3d_18", ("fc",), "R3D_18_Weights"),
+    "mc3_18": _tv("mc3_18", ("fc",), "MC3_18_Weights"),
+    "r2plus1d_18": _tv("r2plus1d_18", ("fc",), "R2Plus1D_18_Weights"),
+    "s3d": _tv("s3d", ("classifier",), "S3D_Weights"),
+    "mvit_v1_b": _tv("mvit_v1_b", ("head", "1"), "MViT_V1_B_Weights"),
+    "mvit_v2_s": _tv("mvit_v2_s", ("head", "1"), "MViT_V2_S_Weights"),
+    "swin3d_t": _tv("swin3d_t", ("head",), "Swin3D_T_Weights"),
+    "swin3d_s": _tv("swin3d_s", ("head",), "Swin3D_S_Weights"),
+    "swin3d_b": _tv("swin3d_b", ("head",), "Swin3D_B_Weights"),
+    "c3d": ClipModel("c3d", ("fc8",), fixed=ClipInput((128,), 112, 16, *RAW_0_255)),  # fc6 features
+    "c3d_fc7": ClipModel("c3d_fc7", ("fc8",), fixed=ClipInput((128,), 112, 16, *RAW_0_255)),
+    # 1024-d, see i3d_googlenet
+    "i3d-googlenet": ClipModel("googlenet", ("fc", "aux1", "aux2"), fixed=ClipInput((256,), 224, 16, *MINUS1_1)),
 }
 
 # I3D's temporal extents (Carreira & Zisserman 2017, Figure 3: "Inflated Inception-V1"), by torchvision's layer
@@ -153,8 +205,6 @@ def read_mean_cube(backbone: str, path: str, clip_len: int | None, stream: str) 
     take one, with 16-frame RGB clips; anything else is one FeatxError line."""
     import numpy as np
 
-    from featx.backbones.weights import file_sha256
-
     label = f"--mean-cube {path}"
     spec = CLIP_MODELS.get(backbone)
     if spec is None or spec.normalise != RAW_0_255:
@@ -211,20 +261,38 @@ def create_clip_model(name: str) -> nn.Module:
     return model.eval()
 
 
+def feature_dim(name: str) -> int:
+    """D of clip backbone `name`'s features, measured on the meta device (no memory, no weights)."""
+    inp = _spec(name).input
+    with torch.device("meta"):
+        if name == "i3d-googlenet":  # inflation keeps every width (and reads weights, which meta tensors lack)
+            return int(googlenet_2d()(torch.zeros(1, 3, inp.crop, inp.crop)).shape[-1])
+        model = create_clip_model(name)
+        return int(model(torch.zeros(1, 3, inp.clip_len, inp.crop, inp.crop)).shape[-1])
+
+
 def create(name: str, weights: str) -> tuple[nn.Module, str, str]:
-    """Clip backbone `name` in eval mode with `weights`: a checkpoint with torchvision's keys (or the C3D
+    """Clip backbone `name` in eval mode with `weights`: AUTO (torchvision's Kinetics-400 checkpoint, from
+    torch.hub's cache or downloaded there: featx.backbones.hub), a checkpoint with torchvision's keys (or the C3D
     port's; torchvision's 2D GoogLeNet's for i3d-googlenet, inflated once loaded), its classifier included or
     not, or RANDOM_INIT. Returns (model, weights source, sha256)."""
     spec = _spec(name)  # an unknown name fails before the file is read
-    if weights == AUTO:
+    if weights == AUTO and spec.weights is None:
         example = "googlenet-*.pth, an ImageNet GoogLeNet" if name == "i3d-googlenet" else f"{name}-*.pth"
-        raise FeatxError(
-            f"{name}: pass --weights PATH (torchvision's checkpoint, e.g. {example}) or --random-init; "
-            "featx does not download weights"
-        )
+        raise FeatxError(f"{name}: pass --weights PATH (a checkpoint, e.g. {example}) or --random-init; "
+                         "torchvision publishes no video weights of it for featx to fetch")
     if name == "i3d-googlenet":  # 2D weights load into the 2D network, whose aux classifiers and fc are dropped
         model, source, sha = with_weights(googlenet_2d, weights, "torchvision's googlenet", spec.classifier)
         return i3d_googlenet(model), source, sha
     head = (".".join(spec.classifier),)
     owner = "featx" if name.startswith("c3d") else "torchvision"
+    if weights == AUTO:
+        from featx.backbones import hub
+
+        found = hub.url_checkpoint(name, hub.torchvision_weights(spec.weights).url)
+        label = f"{name}'s cached weights {found.path} (delete the file and run `featx weights pull {name}`)"
+        state = read_state_dict(found.path, label)
+        model = create_clip_model(name)
+        load_into(model, state, label, f"torchvision's {name}", head)
+        return model.eval(), found.source, file_sha256(found.path)
     return with_weights(lambda: create_clip_model(name), weights, f"{owner}'s {name}", head)

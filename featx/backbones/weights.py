@@ -2,9 +2,9 @@
 network's loaded weights, so it gets all of this through the RGB backbone).
 
 Sources (`ExtractConfig.weights`): a checkpoint path; RANDOM_INIT, seeded (for tests); AUTO, which each kind
-resolves itself (timm2d: the bundled package or timm's hub; clip backbones refuse it). The resolved config
-records the source and `weights_sha256`: the sha256 of the file's bytes, or of the tensors for weights that are
-not one file (hub, random init).
+resolves itself (timm2d: the bundled package or timm's hub; torchvision's clip backbones: its Kinetics-400
+checkpoints; both through featx.backbones.hub). The resolved config records the source and `weights_sha256`:
+the sha256 of the file's bytes, or of the tensors for random init.
 
 A checkpoint file is .safetensors (by suffix or by content) or a torch file, always read with
 `torch.load(weights_only=True)`: a pickle that would call anything but torch's tensor rebuilders (and the

@@ -1,0 +1,143 @@
+"""What `featx weights list` and `featx weights pull` report and do: every backbone name featx knows (the clip
+registry, the bundled default, timm models already in the Hugging Face cache, and any timm name asked for), where
+its pretrained weights come from and whether they are cached. Lookups go through featx.backbones.hub; nothing
+here downloads except `pull`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from featx.errors import FeatxError
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """One row of `featx weights list`."""
+
+    name: str  # what --backbone takes
+    family: str  # "torchvision video (Kinetics-400)", "featx clip", "timm image", ...
+    feature_dim: int | None  # D of the features; None when it could not be measured without the weights
+    clip_len: int | None  # default frames per clip; None for per-frame models
+    input_size: str  # "112x112 (frames to 128x171 first)" and the like
+    source: str  # where `--weights auto` gets the file: a URL file name, "hf:<repo>", "bundled", "--weights PATH"
+    location: str | None  # the cache path of the file (None: no file to fetch)
+    cached: bool
+    size_mb: float | None  # the file's size: measured when cached, else what the hub publishes (None: unknown)
+
+    def cells(self) -> list[str]:
+        size = f"{self.size_mb:.1f} MB" if self.size_mb is not None else "?"
+        return [self.name, self.family, str(self.feature_dim or "?"), str(self.clip_len or "-"), self.input_size,
+                self.source, "-" if self.location is None else "cached" if self.cached else "not cached", size]
+
+
+HEADER = ["name", "family", "dim", "clip", "input", "weights from", "cache", "size"]
+
+
+def _size_mb(path) -> float:
+    return path.stat().st_size / 2**20  # torchvision's meta counts its file sizes in these units
+
+
+def _clip_info(name: str) -> WeightsInfo:
+    from featx.backbones import hub, video3d
+
+    spec = video3d.CLIP_MODELS[name]
+    inp = spec.input
+    resize = "x".join(map(str, inp.resize)) if len(inp.resize) == 2 else f"shorter side {inp.resize[0]}"
+    size = f"{inp.crop}x{inp.crop} ({resize} first)"
+    dim = video3d.feature_dim(name)
+    if spec.weights is None:
+        return WeightsInfo(name, "featx clip", dim, inp.clip_len, size, "--weights PATH only", None, False, None)
+    member = hub.torchvision_weights(spec.weights)
+    path = hub.url_file_path(member.url)
+    cached = path.is_file()
+    size_mb = _size_mb(path) if cached else member.meta.get("_file_size")
+    return WeightsInfo(name, "torchvision video (Kinetics-400)", dim, inp.clip_len, size, f"torchvision:{path.name}",
+                       str(path), cached, size_mb)
+
+
+def _timm_dim(name: str) -> int | None:
+    """D of timm model `name`, measured on the meta device; None when the model does not build there."""
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False, num_classes=0)
+            size = timm.data.resolve_data_config({}, model=model)["input_size"]
+            return int(model(torch.zeros(1, *size)).shape[-1])
+    except Exception:  # noqa: BLE001 - an op the meta device lacks: the dimension is only reported as unknown
+        return None
+
+
+def _timm_info(name: str) -> WeightsInfo:
+    import timm
+
+    from featx.backbones import bundled, hub
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    _, h, w = cfg.input_size if cfg is not None else (3, 0, 0)
+    size = f"{h}x{w} (shorter side {int(min(h, w) / cfg.crop_pct)} first)" if cfg is not None else "?"
+    dim = _timm_dim(name)
+    if name == bundled.TIMM_NAME:
+        path = bundled.weights_path()
+        return WeightsInfo(name, "timm image (bundled)", dim, None, size, f"bundled:{bundled.PACKAGE}", str(path),
+                           True, _size_mb(path))
+    kind, where = hub.timm_weights_location(name)
+    found = hub.timm_cached(name)
+    if kind == "hf":
+        repo, files = where
+        source, location = f"hf:{repo}", str(found.path) if found else hub.hf_layout(repo, files[0])
+    else:
+        source, location = f"url:{hub.url_file_path(where).name}", str(hub.url_file_path(where))
+    return WeightsInfo(name, "timm image", dim, None, size, source, location, found is not None,
+                       _size_mb(found.path) if found else None)
+
+
+def cached_timm_names() -> list[str]:
+    """timm models whose weights are in the Hugging Face cache (models--timm--<name>), by huggingface_hub's scan."""
+    from huggingface_hub import scan_cache_dir
+
+    from featx.backbones import hub
+
+    folder = hub.hf_cache_dir()
+    if not folder.is_dir():
+        return []
+    repos = scan_cache_dir(folder).repos
+    return sorted(r.repo_id.split("/", 1)[1] for r in repos if r.repo_type == "model" and r.repo_id.startswith("timm/"))
+
+
+def weights_info(name: str) -> WeightsInfo:
+    """The `featx weights list` row of backbone `name` (a clip backbone or any timm name)."""
+    from featx.backbones import timm2d, video3d
+
+    if name in video3d.CLIP_MODELS:
+        return _clip_info(name)
+    timm2d.check_model_name(name)
+    return _timm_info(name)
+
+
+def list_weights(names: list[str] | None = None) -> list[WeightsInfo]:
+    """Rows for `names`, or for every name featx knows: the clip registry, the bundled default, cached timm models."""
+    from featx.backbones import bundled, video3d
+
+    if not names:
+        names = [*video3d.CLIP_MODELS, bundled.TIMM_NAME]
+        names += [n for n in cached_timm_names() if n not in names]
+    return [weights_info(n) for n in names]
+
+
+def pull(name: str):
+    """Download backbone `name`'s pretrained weights into its hub's cache (a cached file is kept as it is).
+    Returns the hub.Checkpoint."""
+    from featx.backbones import bundled, hub, timm2d, video3d
+
+    if name in video3d.CLIP_MODELS:
+        spec = video3d.CLIP_MODELS[name]
+        if spec.weights is None:
+            raise FeatxError(f"{name}: torchvision publishes no video weights of it; pass --weights PATH to extract")
+        return hub.url_checkpoint(name, hub.torchvision_weights(spec.weights).url)
+    timm2d.check_model_name(name)
+    if name == bundled.TIMM_NAME:
+        path = bundled.weights_path()
+        return hub.Checkpoint(path, f"bundled:{bundled.PACKAGE}/{bundled.FILE_NAME}")
+    return hub.timm_checkpoint(name)
