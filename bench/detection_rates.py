@@ -45,7 +45,7 @@ from featx.backbones import resolve_device
 from featx.config import ExtractConfig
 from featx.pipeline import RunOptions, extract
 from featx.inputs import collect_inputs
-from featx.store import load_features
+from featx.store import load_features, open_store
 from featx.synth import make_untrimmed
 from featx.synth_video import frame_rate
 from seqmodels.detection.run import train_detection
@@ -77,7 +77,7 @@ def time_errors(store: Path, annotations: Path) -> dict:
     database = json.loads(annotations.read_text())["database"]
     times = row_times(store)
     ids = sorted(set(times) & set(database))
-    data = load_steps(store, ids)
+    data = load_steps(open_store(store), ids)
     clocks = getattr(data, "grids", None) or data.clocks  # featx.timegrid.TimeGrid, or the StepClock before it
     decode = target = round_trip = 0.0
     gaps = []

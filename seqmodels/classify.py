@@ -17,16 +17,15 @@ from seqmodels.data import (SequenceSet, finite_sequences, load_labelled, match_
                             uniform_steps)
 from seqmodels.metrics import classification_metrics, clip_windows, hit_at_k, video_scores
 from seqmodels import streams
-from seqmodels.runs import run_columns, store_config
+from featx.store import Store, open_store
+from seqmodels.runs import run_columns
 from seqmodels.classifier import Run, TrainConfig, is_skip, load_run, predict_scores, save_run, train
 
 
 
-def store_labels(store, labels) -> pd.DataFrame:
+def store_labels(store: Store, labels) -> pd.DataFrame:
     """The labels file (any format read_labels knows) with its ids matched to the store's (match_store_ids)."""
-    from featx.store import ok_video_ids
-
-    return match_store_ids(read_labels(labels), ok_video_ids(store))
+    return match_store_ids(read_labels(labels), store.ok_ids())
 
 def _validation_metrics(run: Run, val: SequenceSet) -> tuple[dict, list]:
     scores, updates = predict_scores(run.model, val, run.config.batch_size, next(run.model.parameters()).device)
@@ -37,20 +36,19 @@ def _validation_metrics(run: Run, val: SequenceSet) -> tuple[dict, list]:
 
 
 def train_on_store(
-    store: str | Path, labels_csv: str | Path, config: TrainConfig, out: str | Path,
+    store: Store | str | Path, labels_csv: str | Path, config: TrainConfig, out: str | Path,
     ignore_missing: bool = False, on_epoch=None, progress: bool = True,
 ) -> tuple[Run, dict]:
     """Train `config.head` on the labelled videos of `store`; write the run folder `out`:
     config.json, checkpoint.pt, metrics.json, history.json, curves.png, confusion.png (+ skips.png)."""
-    out = Path(out)
-    extract_config = store_config(store)
-    config, columns = streams.resolve(config, extract_config.stream, store)
+    out, store = Path(out), open_store(store)
+    config, columns = streams.resolve(config, store.config.stream, store)
     data, classes, split = load_labelled(store, store_labels(store, labels_csv), ignore_missing=ignore_missing,
                                          max_steps=config.max_steps, columns=columns)
     if len(classes) < 2:
         raise FeatxError(f"need at least 2 classes to train a classifier; the labels have {classes}")
     train_set, val_set = train_val_split(data, split, config.val_fraction, config.seed)
-    run = train(train_set, val_set, classes, config, extract_config.to_dict(), on_epoch, progress)
+    run = train(train_set, val_set, classes, config, store.config.to_dict(), on_epoch, progress)
     metrics, updates = _validation_metrics(run, val_set)
     save_run(run, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -77,14 +75,14 @@ def _clips(data: SequenceSet, clip_steps: int | None, clips: int) -> tuple[Seque
 
 
 def evaluate_run(
-    run_dir: str | Path, store: str | Path, labels_csv: str | Path, split: str = "val",
+    run_dir: str | Path, store: Store | str | Path, labels_csv: str | Path, split: str = "val",
     clip_steps: int | None = None, clips: int = 10, ignore_missing: bool = False,
 ) -> dict:
     """Metrics of a run on `split` (val: the run's own validation split; train; all). With `clip_steps`,
     Karpathy's clip hit@1 (each clip alone) and video hit@1 / hit@5 (mean of a video's clip scores)."""
     if split not in ("val", "train", "all"):
         raise FeatxError(f"--split must be val, train or all, not {split!r}")
-    run = load_run(run_dir)
+    run, store = load_run(run_dir), open_store(store)
     data, _, split_col = load_labelled(
         store, store_labels(store, labels_csv), classes=run.classes, ignore_missing=ignore_missing,
         max_steps=run.config.max_steps, columns=run_columns(run, store),
@@ -108,9 +106,9 @@ def evaluate_run(
     return metrics
 
 
-def predict_store(run_dir: str | Path, store: str | Path, top_k: int = 5) -> pd.DataFrame:
+def predict_store(run_dir: str | Path, store: Store | str | Path, top_k: int = 5) -> pd.DataFrame:
     """Top-k labels and probabilities for every video of `store`."""
-    run = load_run(run_dir)
+    run, store = load_run(run_dir), open_store(store)
     seqs = finite_sequences(store, columns=run_columns(run, store))
     ids = sorted(seqs)
     sequences = [seqs[v][uniform_steps(len(seqs[v]), run.config.max_steps)] for v in ids]

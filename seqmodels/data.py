@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from featx.errors import FeatxError
-from featx.store import load_sequences
+from featx.store import Store
 
 TRAIN_SPLITS = frozenset({"train", "training"})
 MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})  # labels that mean "no label" (spreadsheet exports)
@@ -215,12 +215,12 @@ def uniform_steps(length: int, max_steps: int | None) -> np.ndarray:
     return np.floor((np.arange(max_steps) + 0.5) * length / max_steps).astype(np.int64)
 
 
-def finite_sequences(store: str | Path, video_ids=None, columns=("feature",)) -> dict[str, np.ndarray]:
+def finite_sequences(store: Store, video_ids=None, columns=("feature",)) -> dict[str, np.ndarray]:
     """load_sequences for training and prediction, of one column or several concatenated per step (RGB and
     flow: (T, 2D), seqmodels.streams). Features that are not finite (NaN or inf: a part damaged before stores
     had checksums, or a backbone that overflowed in float16) are one error line, never a head that trains to a
     loss of nan."""
-    parts = [load_sequences(store, video_ids, column=c) for c in columns]
+    parts = [store.sequences(video_ids, column=c) for c in columns]
     seqs = parts[0] if len(parts) == 1 else {v: np.concatenate([p[v] for p in parts], axis=1) for v in parts[0]}
     bad = [vid for vid, x in seqs.items() if not np.isfinite(x).all()]
     if bad:
@@ -232,7 +232,7 @@ def finite_sequences(store: str | Path, video_ids=None, columns=("feature",)) ->
 
 
 def load_labelled(
-    store: str | Path, labels: pd.DataFrame, classes: list[str] | None = None, ignore_missing: bool = False,
+    store: Store, labels: pd.DataFrame, classes: list[str] | None = None, ignore_missing: bool = False,
     max_steps: int | None = None, columns=("feature",),
 ) -> tuple[SequenceSet, list[str], pd.Series | None]:
     """Sequences of the labelled videos in `store` (its `columns`, concatenated per step). Returns (set,

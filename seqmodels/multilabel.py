@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from featx.errors import FeatxError
-from featx.store import load_features
+from featx.store import open_store
 from seqmodels import plots, streams
 from seqmodels.data import MISSING, TRAIN_SPLITS, VAL_SPLITS, pad, read_label_csv, uniform_steps
 from seqmodels.detection.annotations import Segment, load_annotations
@@ -35,7 +35,7 @@ from seqmodels.registry import build_head, find_head
 from seqmodels.heads.skip_rnn import budget_loss
 from seqmodels.metrics import multilabel_map
 from seqmodels.protocol import fit
-from seqmodels.runs import Run, TrainConfig, load_run, run_columns, save_run, store_config
+from seqmodels.runs import Run, TrainConfig, load_run, run_columns, save_run
 
 SEPARATOR = "|"  # several labels of one video in one CSV cell
 EVAL_STEPS = 25  # Charades' localisation protocol scores 25 evenly spread frames of every video
@@ -119,11 +119,9 @@ def load_targets(
 ) -> tuple[StepTargets, list[str], dict[str, str | None]]:
     """The store's labelled videos with per-step targets, from `labels` (CSV) or `annotations`. Returns
     (data, classes, each video's split: 'train', 'val' or None). `classes` fixes the class order (a run's)."""
-    from featx.store import ok_video_ids
-
     if (labels is None) == (annotations is None):
         raise FeatxError("multi-label training needs --labels CSV or --annotations (one of them)")
-    in_store = set(ok_video_ids(store))
+    in_store = set(store.ok_ids())
     if labels is not None:
         table = read_label_sets(labels)
         sets = dict(zip(table.video_id, table.labels))
@@ -274,9 +272,8 @@ def train_multilabel(
     """Train a per-step multi-label head on `store` and write the run folder `out`."""
     from featx.backbones import resolve_device
 
-    out = Path(out)
-    extract_config = store_config(store)
-    config, columns = streams.resolve(config, extract_config.stream, store)
+    out, store = Path(out), open_store(store)
+    config, columns = streams.resolve(config, store.config.stream, store)
     data, classes, split = load_targets(store, labels, annotations, columns, ignore_missing=ignore_missing)
     build_head(config.head, 1, max(1, len(classes)), task="multilabel", **config.head_options)  # bad head: fail first
     if not classes:
@@ -294,7 +291,7 @@ def train_multilabel(
                    _report(val, classes, config, device), on_epoch, progress, desc=desc)
 
     model, history = streams.fit_streams(config, in_dim, fit_one, on_epoch)
-    run = Run(model, config, classes, in_dim, extract_config.to_dict(), history)
+    run = Run(model, config, classes, in_dim, store.config.to_dict(), history)
     probs, updates = predict_probabilities(model, val_set, config.batch_size)
     metrics = {**score(probs, val_set, classes), "split": "val"}
     if find_head("multilabel", config.head).skip:
@@ -315,7 +312,7 @@ def evaluate_multilabel(run_dir, store, labels=None, annotations=None, split: st
     """mAP of a run on `split` (val: the run's own validation split; train; all)."""
     if split not in ("val", "train", "all"):
         raise FeatxError(f"--split must be val, train or all, not {split!r}")
-    run = load_multilabel_run(run_dir)
+    run, store = load_multilabel_run(run_dir), open_store(store)
     data, _, named = load_targets(store, labels, annotations, run_columns(run, store), run.classes, ignore_missing)
     if split != "all":
         train_set, val_set = train_val_split(data, named, run.config.val_fraction, run.config.seed)
@@ -330,11 +327,11 @@ def evaluate_multilabel(run_dir, store, labels=None, annotations=None, split: st
 def predict_multilabel(run_dir, store) -> pd.DataFrame:
     """Every step of every video of `store`, each class's probability: one row per (video, step, class) with
     the step's times (RESULTS_COLUMNS)."""
-    run = load_multilabel_run(run_dir)
+    run, store = load_multilabel_run(run_dir), open_store(store)
     steps = load_steps(store, None, run_columns(run, store))
     data = StepTargets(steps.ids, steps.features, [np.zeros((len(f), 0), np.float32) for f in steps.features], steps.grids)
     probs, _ = predict_probabilities(run.model, data, run.config.batch_size)
-    times = load_features(store, columns=["video_id", "step", "t_start", "t_end"]).sort_values(["video_id", "step"])
+    times = store.rows(["video_id", "step", "t_start", "t_end"]).sort_values(["video_id", "step"])
     by_video = {vid: rows for vid, rows in times.groupby("video_id", sort=False)}
     frames = []
     for vid, p in zip(data.ids, probs):

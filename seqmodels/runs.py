@@ -21,6 +21,7 @@ import torch
 from featx.backbones.weights import file_sha256, safe_torch_load
 from featx.errors import FeatxError
 from featx.interrupts import held_interrupts
+from featx.store import Store
 from featx.store.lease import remove_left_by_dead
 from seqmodels import registry, streams
 from seqmodels.protocol import Protocol
@@ -285,22 +286,12 @@ def load_run(folder: str | Path, build, device: str = "cpu") -> Run:
                ckpt.get("train_videos"))
 
 
-def store_config(store: str | Path):
-    """The store's ExtractConfig; a one-line error when `store` is not a featx store."""
-    from featx.store import read_config
-
-    config = read_config(store)
-    if config is None:
-        raise FeatxError(f"{store} is not a featx store (no extraction config found); run `featx extract` first")
-    return config
-
-
-def run_columns(run: Run, store: str | Path) -> list[str]:
+def run_columns(run: Run, store: Store) -> list[str]:
     """The store columns the run reads (its stream), once the store is refused if its features are not those
     the run was trained on (another backbone, weights, fps, dimension, streams...)."""
     from featx.config import ExtractConfig
 
-    config = store_config(store)
+    config = store.config
     stream = run.config.stream or config.stream  # unset (a head trained on arrays, not on a store): the store's own
     per_stream = run.in_dim // len(streams.stream_names(stream))
     if config.feature_dim != per_stream:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from featx.errors import FeatxError
-from featx.store import StoreWriter
+from featx.store import open_store, StoreWriter
 from seqmodels.data import load_labelled, match_store_ids, read_labels
 from seqmodels.detection.annotations import Segment, load_annotations
 from seqmodels.detection.map import Detection, average_precision, detection_map, remove_duplicates
@@ -302,7 +302,7 @@ def test_ucf101_labels_train_on_a_store_of_a_flat_folder(tmp_path):
             add_toy_video(w, vid, 3 + k, k)
     labels = match_store_ids(read_labels(_ucf_folder(tmp_path)), ["v_ApplyEyeMakeup_g08_c01",
                                                                    "v_HandStandPushups_g08_c01", "v_ApplyEyeMakeup_g01_c01"])
-    data, classes, split = load_labelled(root, labels)
+    data, classes, split = load_labelled(open_store(root), labels)
     assert classes == ["ApplyEyeMakeup", "HandstandPushups"]
     assert dict(zip(data.ids, split)) == {"v_ApplyEyeMakeup_g08_c01": "train", "v_HandStandPushups_g08_c01": "train",
                                           "v_ApplyEyeMakeup_g01_c01": "val"}

@@ -5,7 +5,7 @@ from featx.errors import FeatxError
 from seqmodels.data import SequenceSet, load_labelled, pad, read_labels, train_val_split, uniform_steps
 from tests.helpers import add_toy_video as add
 from tests.helpers import toy_config as config
-from featx.store import StoreWriter
+from featx.store import open_store, StoreWriter
 
 
 @pytest.fixture()
@@ -37,7 +37,7 @@ def test_pad_marks_real_steps():
 
 def test_labels_join_the_store_and_split_by_column(store, tmp_path):
     labels = read_labels(write(tmp_path, "video_id,label,split\na,x,train\nb,y,train\nc,x,val\nd,y,validation\n"))
-    data, classes, split = load_labelled(store, labels)
+    data, classes, split = load_labelled(open_store(store), labels)
     assert classes == ["x", "y"] and data.labels.tolist() == [0, 1, 0, 1]
     assert [len(s) for s in data.sequences] == [3, 4, 5, 6]
     train, val = train_val_split(data, split)
@@ -64,7 +64,7 @@ def test_a_split_too_small_to_stratify_still_gives_both_sides(fraction):
 
 def test_max_steps_samples_uniformly(store, tmp_path):
     labels = read_labels(write(tmp_path, "video_id,label\na,x\nb,y\nc,x\nd,y\n"))
-    data, _, _ = load_labelled(store, labels, max_steps=4)
+    data, _, _ = load_labelled(open_store(store), labels, max_steps=4)
     assert [len(s) for s in data.sequences] == [3, 4, 4, 4]
 
 
@@ -83,17 +83,17 @@ def test_max_steps_samples_uniformly(store, tmp_path):
 )
 def test_bad_labels_are_one_line_errors(store, tmp_path, text, message):
     with pytest.raises(FeatxError, match=message) as err:
-        load_labelled(store, read_labels(write(tmp_path, text)))
+        load_labelled(open_store(store), read_labels(write(tmp_path, text)))
     assert "\n" not in str(err.value)
 
 
 def test_labels_and_ids_with_spaces_around_them_are_the_same_as_without(store, tmp_path):
     labels = read_labels(write(tmp_path, "video_id,label\na , x\nb,y \nc,x\nd, y\n"))
-    data, classes, _ = load_labelled(store, labels)
+    data, classes, _ = load_labelled(open_store(store), labels)
     assert classes == ["x", "y"] and data.ids == ["a", "b", "c", "d"]
 
 
 def test_ignore_missing_leaves_out_both_sides(store, tmp_path):
     labels = read_labels(write(tmp_path, "video_id,label\na,x\nb,y\nzz,x\n"))
-    data, _, _ = load_labelled(store, labels, ignore_missing=True)
+    data, _, _ = load_labelled(open_store(store), labels, ignore_missing=True)
     assert data.ids == ["a", "b"]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from featx.errors import FeatxError
-from featx.store import StoreWriter
+from featx.store import open_store, StoreWriter
 from seqmodels import streams
 from seqmodels.classify import train_on_store
 from seqmodels.data import SequenceSet, finite_sequences
@@ -91,8 +91,8 @@ def test_unset_stream_is_the_stores_own_and_both_fuses_late():
 
 def test_both_streams_load_side_by_side(two_stream):
     store, _, made = two_stream
-    both = finite_sequences(store, columns=["feature", "flow_feature"])
-    flow = finite_sequences(store, columns=["flow_feature"])
+    both = finite_sequences(open_store(store), columns=["feature", "flow_feature"])
+    flow = finite_sequences(open_store(store), columns=["flow_feature"])
     for vid, (_, rgb, fl) in made.items():
         np.testing.assert_array_equal(both[vid], np.concatenate([rgb, fl], 1).astype(np.float16))
         np.testing.assert_array_equal(flow[vid], fl.astype(np.float16))

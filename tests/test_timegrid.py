@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from featx.config import ExtractConfig
-from featx.store import StoreWriter
+from featx.store import StoreWriter, open_store
 from seqmodels.detection.annotations import load_annotations
 from seqmodels.detection.run import cell_targets, segment_targets
 from featx.timegrid import TimeGrid, row_spans, sample_indices
@@ -32,7 +32,7 @@ def _clip_store(root, steps=40):
 
 
 def test_overlapping_clips_tick_at_their_stride_and_sit_at_their_centre(tmp_path):
-    data = load_steps(_clip_store(tmp_path / "s"), ["v"])
+    data = load_steps(open_store(_clip_store(tmp_path / "s")), ["v"])
     grid = data.grids[0]
     assert grid.period == pytest.approx(0.5)  # 4 frames at 8 fps, not the 2 s a clip lasts
     assert grid.origin == pytest.approx(1.0)  # clip 0 spans 0..2 s
@@ -47,7 +47,7 @@ def test_targets_and_decoding_on_a_clip_store_land_on_the_annotated_seconds(tmp_
     anno.write_text(json.dumps({"database": {"v": {"subset": "training", "annotations": [
         {"segment": [10.0, 15.0], "label": "x"}]}}}))
     annotations = load_annotations(anno)
-    data = load_steps(store, ["v"])
+    data = load_steps(open_store(store), ["v"])
     (segments,) = segment_targets(data, annotations, ["x"])
     np.testing.assert_allclose(segments, [[18.0, 28.0, 0.0]])  # grid units: clips 18 .. 28 are centred inside
     np.testing.assert_allclose(data.grids[0].to_seconds(segments[0, :2]), [10.0, 15.0])  # decoding goes back
@@ -163,5 +163,5 @@ def test_uniform_fit_goes_through_the_typical_row_and_reports_the_odd_one():
 
 
 def test_clip_rows_offset_is_half_their_window_in_steps(tmp_path):
-    grid = load_steps(_clip_store(tmp_path / "s"), ["v"]).grids[0]
+    grid = load_steps(open_store(_clip_store(tmp_path / "s")), ["v"]).grids[0]
     assert grid.half_window_steps == pytest.approx(2.0)  # 16-frame clips every 4 frames: feat_offset 8 / 4

@@ -39,6 +39,9 @@ class Store:
         ok = int((latest_rows(self._manifest)["status"] == "ok").sum())
         return f"Store({self.path!r}: {self.config.backbone}, {self.config.feature_dim}-d, {ok} videos ok)"
 
+    def __str__(self) -> str:  # in messages, a store is its path
+        return self.path
+
     def __fspath__(self) -> str:  # a Store goes wherever a store's path did (pandas, pyarrow, featx's functions)
         return self.path
 

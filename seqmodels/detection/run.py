@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from featx.errors import FeatxError
-from featx.store import ok_video_ids
+from featx.store import open_store
 from seqmodels import registry, streams
 from seqmodels.detection.annotations import Annotations, check_videos, load_annotations, step_targets
 from seqmodels.detection.map import Detection, DetectionMAP, detection_map
@@ -25,7 +25,7 @@ from seqmodels.detection.subsets import choose_split, default_tiou, subset_name
 from seqmodels.detection.train import predict_steps, step_loss
 from seqmodels.data import pad
 from seqmodels.protocol import fit
-from seqmodels.runs import Run, TrainConfig, load_run, run_columns, save_run, store_config
+from seqmodels.runs import Run, TrainConfig, load_run, run_columns, save_run
 
 RESULTS_VERSION = "featx detection results 1"
 MAX_LEN = 2304  # training crop length when --max-steps is not given (ActionFormer's THUMOS14 max_seq_len)
@@ -159,10 +159,10 @@ def train_detection(
     of its training videos."""
     from featx.backbones import resolve_device
 
-    extract_config = store_config(store)
-    config, columns = streams.resolve(config, extract_config.stream, store)
+    store = open_store(store)
+    config, columns = streams.resolve(config, store.config.stream, store)
     annotations = load_annotations(annotations_path)
-    ids = check_videos(annotations, ok_video_ids(store), ignore_missing)
+    ids = check_videos(annotations, store.ok_ids(), ignore_missing)
     classes = annotations.classes
     if not classes:
         raise FeatxError(f"{annotations.source}: no annotated segments to learn from")
@@ -188,7 +188,7 @@ def train_detection(
         return fit(model, list(range(len(train_ids))), loss, config.protocol, on_epoch=on_epoch, progress=progress, desc=desc)
 
     model, history = streams.fit_streams(config, in_dim, fit_one, on_epoch)
-    run = Run(model, config, classes, in_dim, extract_config.to_dict(), history, train_ids)
+    run = Run(model, config, classes, in_dim, store.config.to_dict(), history, train_ids)
     updates = []
     detections = detect(run, val_set, updates)
     result = detection_map(ground_truth(annotations, val_ids), detections, config.tiou, classes,
@@ -277,9 +277,9 @@ def predict_detection(run_dir: str | Path, store: str | Path, subset: str | None
     annotation subset (`subset`; None: the one the run was scored on) and the classes its ground truth has (all
     classes when it has none, e.g. a testing subset), so the official evaluator scores the file exactly as
     `evaluate` does."""
-    run = load_detection_run(run_dir)
+    run, store = load_detection_run(run_dir), open_store(store)
     columns = run_columns(run, store)
-    store_ids = ok_video_ids(store)
+    store_ids = store.ok_ids()
     if annotations_path is None:
         if subset is not None:
             raise FeatxError("--subset needs --annotations (the file that names the subsets)")
@@ -299,10 +299,10 @@ def evaluate_detection(
 ) -> "Evaluation":
     """mAP of the run on the annotated videos of `subset` ('all': every annotated video; None: those the run was
     scored on) at `thresholds` (None: the run's own tIoUs), with the videos scored and notes on the sample."""
-    run = load_detection_run(run_dir)
+    run, store = load_detection_run(run_dir), open_store(store)
     columns = run_columns(run, store)
     annotations = load_annotations(annotations_path)
-    chosen = _subset_ids(annotations, ok_video_ids(store), subset, ignore_missing, run)
+    chosen = _subset_ids(annotations, store.ok_ids(), subset, ignore_missing, run)
     _require_segments(annotations, chosen, subset or run.config.eval_subset or "held-out")
     detections = detect(run, load_steps(store, chosen, columns))
     thresholds = thresholds or run.config.tiou or default_tiou(annotations)

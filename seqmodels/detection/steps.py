@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featx.store import load_features
+from featx.store import Store
 from featx.timegrid import TimeGrid
 from seqmodels.data import finite_sequences
 
@@ -30,12 +30,10 @@ class StepData:
         return StepData(self.ids, [f[:, cols] for f in self.features], self.grids)
 
 
-def load_steps(store, video_ids: list[str] | None = None, columns=("feature",)) -> StepData:
+def load_steps(store: Store, video_ids: list[str] | None = None, columns=("feature",)) -> StepData:
     """Features (the `columns`, concatenated per step) and time grids of `video_ids` (all the store's videos when
     None), in that order."""
     feats = finite_sequences(store, video_ids, columns)
-    times = load_features(store, columns=["video_id", "step", "t_start", "t_end"], video_ids=video_ids)
-    times = times.sort_values(["video_id", "step"], kind="stable")
-    grids = {vid: TimeGrid.from_rows(g.t_start.to_numpy(), g.t_end.to_numpy()) for vid, g in times.groupby("video_id", sort=False)}
+    grids = store.grids(video_ids)
     ids = list(video_ids) if video_ids is not None else sorted(feats)
     return StepData(ids, [feats[v] for v in ids], [grids[v] for v in ids])
