@@ -12,7 +12,7 @@ Sampling 4 fps keeps frames 6 or 7 apart at 25 fps, 7 or 8 at 29.97 and 30; 2 fp
 The correctness check needs no model: the time error of a decoded ground-truth segment. Row i of a store stands
 for its centre, (t_start + t_end) / 2 (featx.timegrid), so a detector that fires exactly on the rows that show a
 ground-truth boundary t fires at grid position g = the rows' centres interpolated at t. The run's clock (what
-seqmodels.detection.steps.load_steps gives training and decoding) turns g back into seconds: `decode err` is the
+seqmodels.detection.step_data.load_steps gives training and decoding) turns g back into seconds: `decode err` is the
 largest |clock.to_seconds(g) - t| over every annotated boundary of every video, and `target err` the largest
 distance in seconds between where the clock puts t on the grid (clock.to_grid(t), the training targets) and
 g. A clock that follows the rows' times gives 0 (float rounding); one that assumes a uniform period drifts by
@@ -49,7 +49,7 @@ from featx.store import load_features, open_store
 from featx.synth import make_untrimmed
 from featx.synth_video import frame_rate
 from seqmodels.detection.run import train_detection
-from seqmodels.detection.steps import load_steps
+from seqmodels.detection.step_data import load_steps
 from seqmodels.runs import TrainConfig
 
 HEAD = "actionformer"  # featx's default detection head

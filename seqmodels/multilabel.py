@@ -29,7 +29,7 @@ from seqmodels import plots, streams
 from seqmodels.data import MISSING, TRAIN_SPLITS, VAL_SPLITS, pad, read_label_csv, uniform_steps
 from seqmodels.detection.annotations import Segment, load_annotations
 from featx.timegrid import TimeGrid
-from seqmodels.detection.steps import load_steps
+from seqmodels.detection.step_data import load_steps
 from seqmodels.detection.subsets import thumos_shaped
 from seqmodels.registry import build_head, find_head
 from seqmodels.heads.skip_rnn import budget_loss

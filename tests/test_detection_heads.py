@@ -8,7 +8,7 @@ from seqmodels.detection.annotations import Segment, step_targets
 from seqmodels.detection.heads import MontesLSTM
 from seqmodels.detection.map import Detection, detection_map
 from seqmodels.detection.postprocess import mean_filter, segments_from_probs
-from seqmodels.detection.train import predict_steps, train_steps
+from seqmodels.detection.step_training import predict_steps, train_steps
 from tests.helpers import synthetic_steps
 
 
@@ -50,7 +50,7 @@ def test_montes_lstm_learns_per_step_labels_and_detects_segments():
 @pytest.mark.slow
 def test_skip_step_detector_learns_segments_and_its_budget_cuts_updates():
     from seqmodels.detection.heads import SkipSteps
-    from seqmodels.detection.train import step_loss
+    from seqmodels.detection.step_training import step_loss
     from seqmodels.data import pad
 
     rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ from featx.store import StoreWriter, open_store
 from seqmodels.detection.annotations import load_annotations
 from seqmodels.detection.run import cell_targets, segment_targets
 from featx.timegrid import TimeGrid, row_spans, sample_indices
-from seqmodels.detection.steps import load_steps
+from seqmodels.detection.step_data import load_steps
 
 DIM = 4
 

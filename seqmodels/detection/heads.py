@@ -7,7 +7,7 @@ from torch import nn
 
 from seqmodels.heads.common import HeadOutput
 from seqmodels.heads.skip_rnn import SkipRNNHead
-from seqmodels.heads.steps import StepSkipRNN
+from seqmodels.heads.step_rnns import StepSkipRNN
 from seqmodels.registry import STEPS, register_head
 
 

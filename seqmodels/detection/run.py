@@ -20,9 +20,9 @@ from seqmodels import registry, streams
 from seqmodels.detection.annotations import Annotations, check_videos, load_annotations, step_targets
 from seqmodels.detection.map import Detection, DetectionMAP, detection_map
 from seqmodels.detection.postprocess import segments_from_probs
-from seqmodels.detection.steps import StepData, load_steps
+from seqmodels.detection.step_data import StepData, load_steps
 from seqmodels.detection.subsets import choose_split, default_tiou, subset_name
-from seqmodels.detection.train import predict_steps, step_loss
+from seqmodels.detection.step_training import predict_steps, step_loss
 from seqmodels.data import pad
 from seqmodels.protocol import fit
 from seqmodels.runs import Run, TrainConfig, load_run, run_columns, save_run

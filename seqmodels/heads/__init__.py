@@ -12,7 +12,7 @@ import importlib
 from seqmodels.heads.common import HeadOutput
 from seqmodels.registry import build_head, heads
 
-for _module in ("pooling", "fusion", "lstm", "skip_rnn", "steps", "transformer"):  # each registers its heads
+for _module in ("pooling", "fusion", "lstm", "skip_rnn", "step_rnns", "transformer"):  # each registers its heads
     importlib.import_module(f"seqmodels.heads.{_module}")
 
 __all__ = ["HeadOutput", "build_head", "heads"]
