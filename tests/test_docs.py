@@ -297,3 +297,8 @@ def test_the_package_version_is_the_one_pyproject_declares():
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert featx.__version__ == declared
+
+
+def test_the_readme_fits_two_screens():
+    """What it is, the two commands, a tour, links and the dependency table: details live in docs/."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 100
