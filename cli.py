@@ -255,7 +255,7 @@ def import_(
 
 @app.command(cls=ReadableHelp)
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo's videos, store and runs.", rich_help_panel="Demo")] = Path("featx-demo"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's videos, store and runs.", rich_help_panel="Demo")] = Path("featx-demo"),
     videos: Annotated[int, typer.Option(min=8, help="Number of synthetic videos (half for validation).", rich_help_panel="Demo")] = 64,
     untrimmed: Annotated[int, typer.Option(min=4, help="Number of untrimmed 30 s videos for the detection part (a quarter for validation).", rich_help_panel="Demo")] = 16,
     progress: Progress = True,

@@ -84,7 +84,7 @@ def evaluate(
     split: Annotated[str, typer.Option(help="val (the run's validation split), train, or all labelled videos.", rich_help_panel="Targets")] = "val",
     clip_steps: Annotated[Optional[int], typer.Option(min=1, help="Also score clips of this many steps: clip hit@1, and video hit@k from the mean of a video's clips.", rich_help_panel="Scores")] = None,
     clips: Annotated[int, typer.Option(min=1, help="Clips per video with --clip-steps (spread evenly).", rich_help_panel="Scores")] = 10,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the metrics JSON. Default: RUN/evaluation.json.", rich_help_panel="Scores")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the metrics JSON. Default: RUN/evaluation.json.", rich_help_panel="Scores")] = None,
     ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out videos missing on either side.", rich_help_panel="Targets")] = False,
     quiet: Quiet = False,
 ) -> None:

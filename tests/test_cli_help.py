@@ -104,3 +104,12 @@ def test_the_weights_commands_read_like_the_others(sub):
     assert result.exit_code == 0 and re.match(rf"Usage: featx weights {sub} \[OPTIONS\] \[?NAME\.\.\.", text), text
     assert not re.search(r"<(str|int|float|bool|path|list\[[a-z]+\])[^>]*>", text), text
     assert _sections(text)[-1] == "General" and "-q, --quiet" in text.split("\nGeneral:\n")[1]
+
+
+def test_every_out_option_is_also_dash_o():
+    from typer.main import get_command
+
+    commands = get_command(app).commands
+    outs = {name: p.opts for name, c in commands.items() for p in getattr(c, "params", []) if p.name == "out"}
+    options = {name: opts for name, opts in outs.items() if opts[0].startswith("-")}
+    assert len(options) >= 7 and all(set(opts) == {"--out", "-o"} for opts in options.values()), outs
