@@ -17,12 +17,14 @@ from featx.errors import FeatxError
 
 # The options that decide the features (the store's identity) and those that only decide how the run goes.
 CONFIG_OPTIONS = ("backbone", "weights", "fps", "dtype", "precision", "clip_len", "clip_stride", "clip_tail", "inflate",
-                  "inflate_time", "mean_cube", "stream", "flow_len", "flow", "weights_flow", "resize_on", "decoder")
+                  "inflate_time", "mean_cube", "stream", "flow_len", "flow", "weights_flow", "weights_flow_backbone",
+                  "resize_on", "decoder")
 RUN_OPTIONS = ("batch_size", "workers", "device", "progress", "part_mb", "shard", "compile")
 RECIPE_FILLS = ("backbone", "fps", "clip_len", "clip_stride")
 OPTION_TYPES = {"backbone": str, "weights": Path, "fps": float, "dtype": str, "precision": str, "clip_len": int,
                 "clip_stride": int, "clip_tail": str, "inflate": str, "inflate_time": int, "mean_cube": Path,
-                "stream": str, "flow_len": int, "flow": str, "weights_flow": Path, "resize_on": str, "decoder": str,
+                "stream": str, "flow_len": int, "flow": str, "weights_flow": Path, "weights_flow_backbone": Path,
+                "resize_on": str, "decoder": str,
                 "batch_size": int, "workers": int, "device": str, "progress": bool, "part_mb": float, "shard": str,
                 "compile": bool}
 
@@ -36,7 +38,8 @@ def extract(sources: Iterable[str | Path] | str | Path, out: str | Path, *, reci
     options: backbone (default tf_efficientnet_lite0, bundled weights), weights (a local file, "random-init", or
     None: the backbone's own pretrained ones, from the hub's cache or downloaded there: featx.backbones.hub),
     fps (None: every frame), clip_len / clip_stride / clip_tail (clip backbones), inflate / inflate_time,
-    mean_cube, stream ("rgb", "flow", "both"), flow_len, flow, weights_flow, resize_on, decoder, dtype,
+    mean_cube, stream ("rgb", "flow", "both"), flow_len, flow, weights_flow (RAFT's checkpoint, for computing
+    flow), weights_flow_backbone (the flow stream's own backbone checkpoint), resize_on, decoder, dtype,
     precision; batch_size, workers, device, progress, part_mb, shard ("i/N"), compile. `recipe` fills
     backbone, fps, clip_len and clip_stride where they are not given (None). Unknown options, and values that
     make no sense, are one FeatxError line.
@@ -83,16 +86,16 @@ def extract(sources: Iterable[str | Path] | str | Path, out: str | Path, *, reci
 
 def _config_fields(given: dict) -> dict:
     """The CLI's option names and values as ExtractConfig's fields."""
-    fields = {k: v for k, v in given.items() if k not in ("weights", "mean_cube", "flow", "weights_flow")}
+    renamed = {"flow": "flow_method", "weights_flow": "flow_weights", "weights_flow_backbone": "flow_backbone_weights"}
+    fields = {k: v for k, v in given.items() if k not in ("weights", "mean_cube", *renamed)}
     weights = given.get("weights")
     fields["weights"] = "auto" if weights is None else str(weights)
     fields["backbone"] = given.get("backbone") or DEFAULT_BACKBONE
     if given.get("mean_cube") is not None:
         fields["mean_cube"] = str(given["mean_cube"])
-    if given.get("flow") is not None:
-        fields["flow_method"] = given["flow"]
-    if given.get("weights_flow") is not None:
-        fields["flow_weights"] = str(given["weights_flow"])
+    for option, field in renamed.items():
+        if given.get(option) is not None:
+            fields[field] = given[option] if option == "flow" else str(given[option])
     return fields
 
 

@@ -35,7 +35,11 @@ RESIZE_ON = ("cpu", "device")
 DECODERS = ("pyav", "nvdec")
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
-_NOT_IDENTITY = ("weights", "flow_weights", "versions", "import_source", "mean_cube")
+_NOT_IDENTITY = ("weights", "flow_weights", "flow_backbone_weights", "versions", "import_source", "mean_cube")
+# Left out of a store's JSON at these values (stores written before the key was recorded have them): such a store's
+# metadata stays what it was, and older featx versions still read it.
+_LEFT_OUT_AT = {"resize_on": "cpu", "decoder": "pyav", "resize_size": None, "flow_backbone_weights": None,
+                "flow_backbone_sha256": None}
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,13 @@ class ExtractConfig:
     flow_len: int = 5  # flow fields stacked per row (2 * flow_len input channels); 1 for flow clips (2, L, H, W)
     flow_method: str = "farneback"  # FLOW_METHODS
     flow_weights: str | None = None  # RAFT's checkpoint path (--weights-flow); like `weights`, not identity
+    # The flow stream's own backbone checkpoint (--weights-flow-backbone), loaded instead of the RGB weights'
+    # cross-modality copy; like `weights`, not identity (its sha256, flow_backbone_sha256, is)
+    flow_backbone_weights: str | None = None
     # Filled in by the backbone when it is loaded (see `featx.backbones.load_backbone`).
     weights_sha256: str | None = None  # sha256 of the weights file (or of the tensors, for hub/random weights)
     flow_weights_sha256: str | None = None  # sha256 of flow_weights' file (RAFT)
+    flow_backbone_sha256: str | None = None  # sha256 of flow_backbone_weights' file, filled in when it is loaded
     feature_dim: int | None = None  # D, the length of every feature vector
     input_size: tuple[int, int, int] | None = None  # (C, H, W) fed to the backbone
     mean: tuple[float, ...] | None = None  # per-channel normalisation, from the backbone's timm data config
@@ -110,6 +118,9 @@ class ExtractConfig:
         if self.stream != "rgb" and self.flow_method.startswith("raft") and self.flow_weights is None:
             raise FeatxError(f"--flow {self.flow_method} needs --weights-flow PATH (torchvision's "
                              f"{self.flow_method.replace('-', '_')} checkpoint); featx does not download weights")
+        if self.flow_backbone_weights is not None and self.stream == "rgb":
+            raise FeatxError("--weights-flow-backbone is the flow stream's backbone checkpoint: it needs --stream "
+                             "flow|both")
         if self.precision not in PRECISIONS:
             raise FeatxError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.resize_on not in RESIZE_ON:
@@ -141,12 +152,12 @@ class ExtractConfig:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        """The JSON a store saves. `resize_on` and `decoder` are left out at their values before they were recorded
-        ("cpu", "pyav"): such a store keeps the metadata it always had (and older featx versions still read it); a
-        device path or NVDEC store names them, which older versions refuse (an unknown key) rather than mix it
-        with their own."""
+        """The JSON a store saves. Keys recorded later than others (`resize_on`, `decoder`, `resize_size`, the flow
+        backbone's checkpoint) are left out at the values stores had before them (_LEFT_OUT_AT): such a store keeps
+        the metadata it always had (and older featx versions still read it); a device path, NVDEC or own-flow-weights
+        store names them, which older versions refuse (an unknown key) rather than mix it with their own."""
         data = self.to_dict()
-        for key, before in (("resize_on", "cpu"), ("decoder", "pyav"), ("resize_size", None)):
+        for key, before in _LEFT_OUT_AT.items():
             if data[key] == before:
                 del data[key]
         return json.dumps(data, sort_keys=True)

@@ -172,16 +172,26 @@ def _flow_model(config: ExtractConfig, device):
     return raft, dataclasses.replace(config, flow_weights=source, flow_weights_sha256=sha)
 
 
-def _networks(backbone, config: ExtractConfig, options: RunOptions) -> dict:
-    """Store column -> the backbone that fills it: RGB frames or clips, and/or optical-flow stacks. Compiled or
-    warmed up here, before the clock starts: that is part of loading."""
+def _flow_network(backbone, config: ExtractConfig, store_config: ExtractConfig):
+    """(the flow stream's backbone or None, `store_config` recording its own checkpoint's path and sha256 when
+    --weights-flow-backbone gave one). Built before the store opens: the sha256 is part of its identity."""
+    if _flow_column(config.stream) is None:
+        return None, store_config
+    from featx.backbones import flow_backbone
+
+    net = flow_backbone(backbone, config)
+    return net, dataclasses.replace(store_config, flow_backbone_weights=net.config.flow_backbone_weights,
+                                    flow_backbone_sha256=net.config.flow_backbone_sha256)
+
+
+def _networks(backbone, flow_net, config: ExtractConfig, options: RunOptions) -> dict:
+    """Store column -> the backbone that fills it: RGB frames or clips, and/or optical-flow stacks (`flow_net`).
+    Compiled or warmed up here, before the clock starts: that is part of loading."""
     nets = {}
     if config.stream != "flow":
         nets["feature"] = backbone
     if flow_column := _flow_column(config.stream):
-        from featx.backbones import flow_backbone
-
-        nets[flow_column] = flow_backbone(backbone, config)
+        nets[flow_column] = flow_net
     for net in nets.values():
         if options.compile:
             net.compile(options.batch_size)
@@ -339,6 +349,7 @@ def extract(
     t0 = time.monotonic()
     backbone = load_backbone(config, options.device)
     raft, store_config = _flow_model(backbone.config, backbone.device)
+    flow_net, store_config = _flow_network(backbone, config, store_config)
     pre = backbone.preprocess
     if config.resize_on == "device":  # the workers send upright frames at their decoded size; the runner resizes
         check_device_filter(pre.interpolation, config.backbone)
@@ -353,7 +364,7 @@ def extract(
         summary.elsewhere = _stored_from_elsewhere(writer.root, [v for v in inputs if v.video_id in writer.ok_ids])
         summary.skipped, summary.pages_read, summary.repairs = len(inputs) - len(todo), writer.pages_read, writer.repairs
         bar = progress_bar(total=len(todo), unit="video", desc="extract", enabled=options.progress)
-        run = _Extraction(todo, config, _networks(backbone, config, options), writer, summary, bar, options, raft,
+        run = _Extraction(todo, config, _networks(backbone, flow_net, config, options), writer, summary, bar, options, raft,
                           resize=pre if pre.resize_on == "device" else None)
         workers = options.workers if options.workers is not None else auto_workers(backbone.device.type)
         cpu_flow = config.flow_method if run.flow_column and config.flow_method in CPU_METHODS else None

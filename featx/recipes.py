@@ -2,8 +2,9 @@
 
 A recipe fills the options the user did not give, nothing else, and the store records the resolved values (not
 the name), so a store made with a recipe is identical to one made with the same options typed out. The backbone is
-featx's nearest to the published one (featx has no I3D: S3D is its separable form, Inception-v1 inflated); it is
-filled only when --backbone is not given, and its input size is the published features' (checked in the tests).
+the published one where featx has it (`i3d`, whose Kinetics weights are a local file: --weights rgb_imagenet.pt),
+else featx's nearest (S3D, Inception-v1 inflated with separable convolutions); it is filled only when --backbone
+is not given, and its input size is the published features' (checked in the tests).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from featx.errors import FeatxError
 class Recipe:
     summary: str  # the published features
     source: str  # where the numbers come from
-    backbone: str  # featx's nearest backbone (filled only without --backbone)
+    backbone: str  # the published backbone, or featx's nearest (filled only without --backbone)
     fps: float | None  # sampling rate; None: every frame (the video's native rate)
     clip_len: int  # frames per clip
     clip_stride: int  # frames between clip starts
@@ -36,7 +37,7 @@ RECIPES = {
         "native rate (~30 fps), 224 x 224; one row per 4/30 s",
         source="ActionFormer README (THUMOS14 details) and configs/thumos_i3d.yaml (feat_stride 4, num_frames 16); "
         "OpenTAD thumos-14/features_i3d_pad.py (feature_stride 4, offset_frames 8)",
-        backbone="s3d", fps=None, clip_len=16, clip_stride=4, input_size=224,
+        backbone="i3d", fps=None, clip_len=16, clip_stride=4, input_size=224,
     ),
     "anet-i3d-style": Recipe(
         summary="ActivityNet 1.3 I3D features of ActionFormer: 16-frame clips every 16 frames at 25 fps, 224 x 224",

@@ -30,7 +30,7 @@ def test_the_published_grids():
 def test_a_recipe_fills_only_what_was_not_given():
     options = {"backbone": "x", "fps": 8.0, "clip_len": None, "clip_stride": None, "dtype": "float32"}
     filled = apply_recipe("thumos-i3d-style", options, given={"fps"})
-    assert filled == {"backbone": "s3d", "fps": 8.0, "clip_len": 16, "clip_stride": 4, "dtype": "float32"}
+    assert filled == {"backbone": "i3d", "fps": 8.0, "clip_len": 16, "clip_stride": 4, "dtype": "float32"}
     filled = apply_recipe("anet-tsp-style", options, given={"backbone", "clip_len"})
     assert (filled["backbone"], filled["clip_len"], filled["clip_stride"], filled["fps"]) == ("x", None, 16, 15.0)
 

@@ -79,19 +79,45 @@ class Backbone:
 
 
 def flow_backbone(rgb: Backbone, config: ExtractConfig) -> Backbone:
-    """The flow stream's backbone: the same network and weights as `rgb`, its first convolution cross-modality
-    initialised (featx.flow) for 2L-channel flow stacks (a 2D network) or 2-channel flow clips (a clip network,
-    fed (2, L, H, W)); flow images are normalised with mean 0.5 and the mean of the RGB stds. Its config is
-    private: the store records the RGB one (with `stream`)."""
+    """The flow stream's backbone: the RGB network's architecture with 2L input channels for 2L-channel flow
+    stacks (a 2D network) or 2 for 2-channel flow clips (a clip network, fed (2, L, H, W); for i3d that is
+    InceptionI3d(in_channels=2), flow_imagenet.pt's layout). Its weights: `config.flow_backbone_weights`
+    (--weights-flow-backbone) loaded strictly, or else the RGB weights with the first convolution cross-modality
+    initialised (featx.flow). Flow images are normalised with mean 0.5 and the mean of the RGB stds (for i3d,
+    0.5: the uint8 flow images of featx.flow become clip(flow, -20, 20) / 20, the [-1, 1] flow its checkpoint
+    saw). Its config is private but for flow_backbone_weights / flow_backbone_sha256 (resolved here), which the
+    store records in the RGB one (with `stream`)."""
     import copy
 
     from featx.flow import cross_modality_init
 
-    twin = cross_modality_init(copy.deepcopy(rgb.model), config.flow_len)  # same weights, no second load
+    twin = cross_modality_init(copy.deepcopy(rgb.model), config.flow_len)  # no second build of the network
+    source = sha = None
+    if config.flow_backbone_weights is not None:
+        source, sha = _load_flow_weights(twin, config)
     channels = 2 * config.flow_len  # flow clips: flow_len is 1, one field per time step
     std = sum(rgb.config.std) / len(rgb.config.std)
-    flow_config = dataclasses.replace(rgb.config, mean=(0.5,) * channels, std=(std,) * channels)
-    return Backbone(flow_config, twin, rgb.device)
+    flow_config = dataclasses.replace(rgb.config, mean=(0.5,) * channels, std=(std,) * channels,
+                                      flow_backbone_weights=source, flow_backbone_sha256=sha)
+    return Backbone(flow_config, twin.eval(), rgb.device)
+
+
+def _load_flow_weights(twin, config: ExtractConfig) -> tuple[str, str]:
+    """Load --weights-flow-backbone into `twin` strictly (its classifier dropped): (resolved path, sha256)."""
+    from pathlib import Path
+
+    from featx.backbones import video3d
+    from featx.backbones.weights import file_sha256, load_into, read_state_dict
+
+    path = Path(config.flow_backbone_weights).expanduser()
+    label = f"--weights-flow-backbone {path}"
+    state = read_state_dict(path, label)  # one line for a missing or unreadable file
+    head = video3d.classifier_names(config.backbone) if config.backbone in video3d.CLIP_MODELS else None
+    arch = f"{config.backbone}'s flow network ({2 * config.flow_len} input channels)"
+    load_into(twin, state, label, arch, head)
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return str(path.resolve()), file_sha256(path)
 
 
 def resolve_precision(precision: str, device) -> str:

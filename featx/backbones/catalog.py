@@ -134,7 +134,8 @@ def pull(name: str):
     if name in video3d.CLIP_MODELS:
         spec = video3d.CLIP_MODELS[name]
         if spec.weights is None:
-            raise FeatxError(f"{name}: torchvision publishes no video weights of it; pass --weights PATH to extract")
+            raise FeatxError(f"{name}: featx knows no download of its weights; pass --weights PATH to extract "
+                             f"({spec.files or 'a local checkpoint'})")
         return hub.url_checkpoint(name, hub.torchvision_weights(spec.weights).url)
     timm2d.check_model_name(name)
     if name == bundled.TIMM_NAME:

