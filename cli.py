@@ -107,13 +107,11 @@ def extract(
                        inflate=inflate, inflate_time=inflate_time, mean_cube=mean_cube, stream=stream,
                        flow_len=flow_len, flow=flow, weights_flow=weights_flow,
                        weights_flow_backbone=weights_flow_backbone, resize_on=resize_on, decoder=decoder,
-                       batch_size=batch_size, workers=workers, device=device, progress=progress, part_mb=part_mb,
-                       shard=shard, compile=compile)
-        options["progress"] = progress and not quiet
+                       batch_size=batch_size, workers=workers, device=device, progress=progress and not quiet,
+                       part_mb=part_mb, shard=shard, compile=compile)
         if recipe is not None:  # the recipe fills what was not typed
             options.update({name: None for name in featx.api.RECIPE_FILLS if not typed(ctx, name)})
-        summary = featx.api.extract(inputs, out, recipe=recipe, engine=engine, shards=shards, ray_address=ray_address,
-                                    **options)
+        summary = featx.api.extract(inputs, out, recipe=recipe, engine=engine, shards=shards, ray_address=ray_address, **options)
     say(summary.lines(), quiet)
     if strict and summary.failed:
         raise typer.Exit(1)
