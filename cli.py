@@ -73,6 +73,7 @@ def extract(
     clip_tail: Annotated[str, typer.Option(help="The frames after the last full clip: pad (one more clip, the last frame repeated) or drop.", rich_help_panel="Sampling and clips")] = "pad",
     inflate: Annotated[Optional[str], typer.Option(help="Turn a 2D timm CNN (convolutions, batch norms, pools: ResNets, VGGs; others are refused) into a 3D clip backbone: mean (each k x k kernel repeated over time / T) or center (middle slice only).", rich_help_panel="Backbone")] = None,
     inflate_time: Annotated[int, typer.Option(help="With --inflate: the temporal kernel size of the k x k convolutions.", rich_help_panel="Backbone")] = 3,
+    layer: Annotated[Optional[str], typer.Option(help="Features from this named module of the backbone instead of its penultimate layer (a name of model.named_modules(): layer3, blocks.6, Mixed_4f), averaged over space, time or tokens. Recorded in the store.", rich_help_panel="Backbone")] = None,
     mean_cube: Annotated[Optional[Path], typer.Option(help="C3D (c3d, c3d_fc7) with --clip-len 16: a .npy mean cube (3x16x128x171 or 3x16x112x112, RGB, 0-255 scale, e.g. Sports-1M's) subtracted from every clip as the original C3D does; its sha256 is part of the store's identity.", rich_help_panel="Backbone")] = None,
     stream: Annotated[str, typer.Option(help="rgb (frames), flow (optical-flow stacks into the same network, its first convolution cross-modality initialised), or both: RGB in `feature` and flow in `flow_feature` on one time grid. Needs opencv-python-headless (pip install 'featx[flow]').", rich_help_panel="Optical flow")] = "rgb",
     flow_len: Annotated[Optional[int], typer.Option(min=1, help="With --stream flow|both: flow fields stacked per row (2L input channels; default 5). Clip backbones take one field per frame: a (2, L, H, W) flow clip for --clip-len L.", rich_help_panel="Optical flow")] = None,
@@ -104,13 +105,12 @@ def extract(
             raise FeatxError("--weights and --random-init exclude each other")
         options = dict(backbone=backbone, weights="random-init" if random_init else weights, fps=fps, dtype=dtype,
                        precision=precision, clip_len=clip_len, clip_stride=clip_stride, clip_tail=clip_tail,
-                       inflate=inflate, inflate_time=inflate_time, mean_cube=mean_cube, stream=stream,
+                       inflate=inflate, inflate_time=inflate_time, layer=layer, mean_cube=mean_cube, stream=stream,
                        flow_len=flow_len, flow=flow, weights_flow=weights_flow,
                        weights_flow_backbone=weights_flow_backbone, resize_on=resize_on, decoder=decoder,
                        batch_size=batch_size, workers=workers, device=device, progress=progress and not quiet,
                        part_mb=part_mb, shard=shard, compile=compile)
-        if recipe is not None:  # the recipe fills what was not typed
-            options.update({name: None for name in featx.api.RECIPE_FILLS if not typed(ctx, name)})
+        options.update({n: None for n in featx.api.RECIPE_FILLS if recipe and not typed(ctx, n)})  # the recipe's
         summary = featx.api.extract(inputs, out, recipe=recipe, engine=engine, shards=shards, ray_address=ray_address, **options)
     say(summary.lines(), quiet)
     if strict and summary.failed:

@@ -39,7 +39,7 @@ _NOT_IDENTITY = ("weights", "flow_weights", "flow_backbone_weights", "versions",
 # Left out of a store's JSON at these values (stores written before the key was recorded have them): such a store's
 # metadata stays what it was, and older featx versions still read it.
 _LEFT_OUT_AT = {"resize_on": "cpu", "decoder": "pyav", "resize_size": None, "flow_backbone_weights": None,
-                "flow_backbone_sha256": None}
+                "flow_backbone_sha256": None, "layer": None}
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class ExtractConfig:
     clip_tail: str = "pad"  # CLIP_TAILS
     inflate: str | None = None  # inflate a 2D timm CNN into 3D: "mean" or "center" (INFLATE_MODES)
     inflate_time: int = 3  # temporal kernel of the inflated k x k convolutions
+    layer: str | None = None  # --layer: the named module whose pooled output is the feature (featx.backbones.tap)
     mean_cube: str | None = None  # C3D: a .npy mean cube subtracted from every clip (its path; like weights, not identity)
     mean_cube_sha256: str | None = None  # sha256 of that file, filled in when the backbone is loaded (identity)
     stream: str = "rgb"  # STREAMS; "both" adds the column flow_feature
@@ -104,6 +105,8 @@ class ExtractConfig:
             raise FeatxError(f"--inflate must be one of {', '.join(INFLATE_MODES)}, not {self.inflate!r}")
         if self.inflate_time < 1 or self.inflate_time % 2 == 0:
             raise FeatxError(f"--inflate-time must be an odd positive number of frames, not {self.inflate_time}")
+        if self.layer is not None and (not isinstance(self.layer, str) or not self.layer.strip()):
+            raise FeatxError(f"--layer must name a module of the backbone, not {self.layer!r}")
         if self.stream not in STREAMS:
             raise FeatxError(f"--stream must be one of {', '.join(STREAMS)}, not {self.stream!r}")
         if self.flow_method not in FLOW_METHODS:

@@ -195,12 +195,34 @@ def _clip_model(config: ExtractConfig):
     return model, source, sha, data
 
 
+def _image_model(config: ExtractConfig):
+    """A timm image model, inflated to 3D with --inflate: (model, weights source, sha256, timm's data config)."""
+    import timm
+
+    from featx.backbones import timm2d, video3d
+
+    if config.clips and not config.inflate:
+        raise FeatxError(
+            f"--clip-len needs a clip backbone ({', '.join(video3d.CLIP_MODELS)}) or --inflate mean|center "
+            f"to turn {config.backbone!r} into one"
+        )
+    model, source, sha = timm2d.create(config.backbone, config.weights)
+    data = timm.data.resolve_data_config({}, model=model)
+    if config.inflate:
+        from featx.backbones.inflate import inflate
+
+        if not config.clips:
+            raise FeatxError("--inflate makes a clip backbone: give --clip-len too")
+        try:
+            model = inflate(model, config.inflate_time, config.inflate)
+        except (ValueError, FeatxError) as exc:  # a layer that does not inflate: say which, for this backbone
+            raise FeatxError(f"--inflate {config.backbone}: {exc}") from None
+    return model, source, sha, data
+
+
 def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
     """Build the frozen backbone that `config` names and return it with `config` resolved."""
-    import timm
     import torch
-
-    from featx.backbones import timm2d
 
     dev = resolve_device(device)
     if dev.type == "cuda" and resolve_precision(config.precision, dev) == "float32":
@@ -211,25 +233,11 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
     if config.mean_cube is not None:  # checked before the model is built: a bad file fails fast
         cube, cube_path, cube_sha = video3d.read_mean_cube(config.backbone, config.mean_cube, config.clip_len,
                                                            config.stream)
-    if config.backbone in video3d.CLIP_MODELS:
-        model, source, sha, data = _clip_model(config)
-    else:
-        if config.clips and not config.inflate:
-            raise FeatxError(
-                f"--clip-len needs a clip backbone ({', '.join(video3d.CLIP_MODELS)}) or --inflate mean|center "
-                f"to turn {config.backbone!r} into one"
-            )
-        model, source, sha = timm2d.create(config.backbone, config.weights)
-        data = timm.data.resolve_data_config({}, model=model)
-        if config.inflate:
-            from featx.backbones.inflate import inflate
+    model, source, sha, data = (_clip_model if config.backbone in video3d.CLIP_MODELS else _image_model)(config)
+    if config.layer is not None:
+        from featx.backbones.tap import LayerTap
 
-            if not config.clips:
-                raise FeatxError("--inflate makes a clip backbone: give --clip-len too")
-            try:
-                model = inflate(model, config.inflate_time, config.inflate)
-            except (ValueError, FeatxError) as exc:  # a layer that does not inflate: say which, for this backbone
-                raise FeatxError(f"--inflate {config.backbone}: {exc}") from None
+        model = LayerTap(model, config.layer)
     if cube is not None:
         model = video3d.MeanCubeSubtracted(model, cube)
     for p in model.parameters():
