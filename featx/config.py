@@ -39,7 +39,7 @@ _NOT_IDENTITY = ("weights", "flow_weights", "flow_backbone_weights", "versions",
 # Left out of a store's JSON at these values (stores written before the key was recorded have them): such a store's
 # metadata stays what it was, and older featx versions still read it.
 _LEFT_OUT_AT = {"resize_on": "cpu", "decoder": "pyav", "resize_size": None, "flow_backbone_weights": None,
-                "flow_backbone_sha256": None, "layer": None}
+                "flow_backbone_sha256": None, "layer": None, "feature_description": None}
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,10 @@ class ExtractConfig:
     # transforms with two sizes: r3d_18's 128 x 171); None: the shorter side, by crop_pct. Left out of the JSON
     # when None, as stores written before it was recorded have it.
     resize_size: tuple[int, int] | None = None
+    # What the feature is, for backbones that pick it among several outputs (transformers video models: "mean of
+    # VideoMAEModel's last_hidden_state over its tubelet tokens", "CLS token of ..."); None for the others, whose
+    # output is the model's pooled feature. Left out of the JSON when None.
+    feature_description: str | None = None
     # RESIZE_ON: which implementation resized the frames (identity: the two give slightly different features);
     # stores written before it was recorded lack the key and read as "cpu", the only path there was
     resize_on: str = "cpu"

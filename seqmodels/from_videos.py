@@ -19,7 +19,8 @@ def run_extraction(store_config: dict | None) -> ExtractConfig:
         raise FeatxError("this run does not record its store's extraction config (trained before featx recorded "
                          "it): extract the videos with `featx extract` and predict on that store")
     config = ExtractConfig.from_dict(store_config)
-    source = "auto" if config.weights.startswith(("bundled:", "timm-hub:")) else config.weights
+    hubs = ("bundled:", "timm-hub:", "torchvision:", "url:", "hf:")  # featx.backbones.hub's sources: look up again
+    source = "auto" if config.weights.startswith(hubs) else config.weights
     return dataclasses.replace(config, weights=source)
 
 

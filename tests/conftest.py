@@ -43,3 +43,29 @@ def labelled_store(tmp_path_factory) -> tuple[Path, Path]:
     result = CliRunner().invoke(app, ["extract", str(root / "v"), "--out", str(root / "s"), *TINY_ARGS, "--no-progress"])
     assert result.exit_code == 0, result.output
     return root / "s", data.labels
+
+
+@pytest.fixture
+def caches(tmp_path, monkeypatch):
+    """Empty torch.hub and Hugging Face caches under tmp_path, online as far as featx knows."""
+    import huggingface_hub.constants
+
+    from featx.backbones import hub
+
+    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", hub.TORCHVISION_URL_ENV):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    assert hub.torch_checkpoints_dir() == tmp_path / "torch" / "hub" / "checkpoints"
+    return tmp_path
+
+
+@pytest.fixture
+def server():
+    from tests.helpers import Server
+
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()

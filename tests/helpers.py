@@ -1,6 +1,10 @@
 """Helpers shared by test modules (test modules never import each other)."""
 
+import hashlib
+import http.server
 import re
+import socket
+import threading
 import time
 
 import numpy as np
@@ -129,3 +133,48 @@ def featx_command() -> str:
     path = shutil.which("featx", path=str(Path(sys.executable).parent))
     assert path, "the featx console script is installed with the package"
     return path
+
+
+REV = "0123456789abcdef0123456789abcdef01234567"  # a hub commit hash
+
+
+class Server:
+    """A local HTTP server of `files` (URL path -> bytes), with the headers huggingface_hub reads."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        files = self.files
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _headers(self) -> bytes | None:
+                body = files.get(self.path.split("?")[0])
+                self.send_response(200 if body is not None else 404)
+                if body is None:
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                else:
+                    self.send_header("X-Repo-Commit", REV)
+                    self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                return body
+
+            def do_HEAD(self):
+                self._headers()
+
+            def do_GET(self):
+                body = self._headers()
+                if body:
+                    self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -5,11 +5,8 @@ of featx's r3d_18 features with torchvision's own `weights.transforms()`."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import socket
 import subprocess
-import threading
 import time
 from types import SimpleNamespace
 
@@ -22,68 +19,9 @@ from typer.testing import CliRunner
 from cli import app
 from featx.backbones import hub, timm2d, video3d
 from featx.errors import FeatxError
-from tests.helpers import encode_h264, featx_command, one_error_line
+from tests.helpers import REV, closed_port, encode_h264, featx_command, one_error_line
 
 R3D = tvv.R3D_18_Weights.KINETICS400_V1
-REV = "0123456789abcdef0123456789abcdef01234567"  # a hub commit hash
-
-
-@pytest.fixture
-def caches(tmp_path, monkeypatch):
-    """Empty torch.hub and Hugging Face caches under tmp_path, online as far as featx knows."""
-    import huggingface_hub.constants
-
-    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", hub.TORCHVISION_URL_ENV):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    assert hub.torch_checkpoints_dir() == tmp_path / "torch" / "hub" / "checkpoints"
-    return tmp_path
-
-
-class Server:
-    """A local HTTP server of `files` (URL path -> bytes), with the headers huggingface_hub reads."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        files = self.files
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _headers(self) -> bytes | None:
-                body = files.get(self.path.split("?")[0])
-                self.send_response(200 if body is not None else 404)
-                if body is None:
-                    self.send_header("X-Error-Code", "EntryNotFound")
-                else:
-                    self.send_header("X-Repo-Commit", REV)
-                    self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                return body
-
-            def do_HEAD(self):
-                self._headers()
-
-            def do_GET(self):
-                body = self._headers()
-                if body:
-                    self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +59,6 @@ def serve_r3d(server, monkeypatch, data: bytes, prefix: str):
     monkeypatch.setattr(hub, "torchvision_weights", lambda spec: served if spec.startswith("R3D_18") else real(spec))
     monkeypatch.setenv(hub.TORCHVISION_URL_ENV, server.url)
     return hub.torch_checkpoints_dir() / name
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def extract(video, out, **options):

@@ -5,7 +5,6 @@ streams with both checkpoints' sha256 in the store's identity.
 
 Small inputs (64 x 64, 8 frames) keep the forward passes quick; only the extraction runs the 224 px network."""
 
-import dataclasses
 import hashlib
 import math
 

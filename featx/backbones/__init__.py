@@ -1,8 +1,9 @@
 """Backbones: a frozen module plus the preprocessing it expects, behind one `load_backbone` call.
 
-Any timm model name works (featx/backbones/timm2d.py), and the clip backbones of featx/backbones/video3d.py;
-every kind reads and loads weights through featx/backbones/weights.py. Heavy imports happen inside the
-functions.
+Any timm model name works (featx/backbones/timm2d.py), and the clip backbones of featx/backbones/video3d.py and
+featx/backbones/hf_video.py (transformers' video models, by alias or hf:<repo>); every kind reads and loads
+weights through featx/backbones/weights.py (or, for transformers, its own from_pretrained). Heavy imports happen
+inside the functions.
 """
 
 from __future__ import annotations
@@ -142,14 +143,18 @@ def resolve_device(device: str):
     return torch.device(device)
 
 
-def _versions() -> dict[str, str]:
+def _versions(backbone: str) -> dict[str, str]:
     import av
     import timm
     import torch
 
+    from featx.backbones import hf_video
     from featx.version import __version__
 
-    return {"featx": __version__, "torch": torch.__version__, "timm": timm.__version__, "av": av.__version__}
+    found = {"featx": __version__, "torch": torch.__version__, "timm": timm.__version__, "av": av.__version__}
+    if hf_video.handles(backbone):
+        found["transformers"] = hf_video.transformers_version()
+    return found
 
 
 def _output_dim(model, input_size, device, clip_len: int | None = None) -> int:
@@ -165,14 +170,18 @@ def _output_dim(model, input_size, device, clip_len: int | None = None) -> int:
 def extraction_config(**options) -> ExtractConfig:
     """An ExtractConfig from a user's options, with what the library decides filled in: a clip backbone given
     no clip length takes its usual one (torchvision's models the clip length their accuracy is measured with, 16
-    frames for r3d_18, mc3_18, r2plus1d_18 and MViT, 32 for Swin3D, 128 for S3D; 16 for C3D and I3D); flow_len None (not given)
+    frames for r3d_18, mc3_18, r2plus1d_18 and MViT, 32 for Swin3D, 128 for S3D; 16 for C3D and I3D; a transformers
+    video model the frame count of its config.json, read from the cache or downloaded); flow_len None (not given)
     is 1 for clips (a flow clip holds one field per frame) and 5 for frames; resize_on None (not given) is "device"
     for --decoder nvdec (its frames are on the GPU) and "cpu" otherwise."""
-    from featx.backbones import video3d
+    from featx.backbones import hf_video, video3d
 
-    spec = video3d.CLIP_MODELS.get(options.get("backbone", ExtractConfig.backbone))
+    backbone = options.get("backbone", ExtractConfig.backbone)
+    spec = video3d.CLIP_MODELS.get(backbone)
     if spec is not None and options.get("clip_len") is None:
         options = {**options, "clip_len": spec.clip_len}
+    elif hf_video.handles(backbone) and options.get("clip_len") is None:
+        options = {**options, "clip_len": hf_video.default_clip_len(backbone, options.get("weights", "auto"))}
     if options.get("flow_len", 0) is None:
         options = {**options, "flow_len": 1 if options.get("clip_len") is not None else ExtractConfig.flow_len}
     if options.get("resize_on", "cpu") is None:
@@ -196,15 +205,15 @@ def _clip_model(config: ExtractConfig):
 
 
 def _image_model(config: ExtractConfig):
-    """A timm image model, inflated to 3D with --inflate: (model, weights source, sha256, timm's data config)."""
+    """A timm image model, inflated into a clip model when asked: (model, weights source, sha256, data config)."""
     import timm
 
-    from featx.backbones import timm2d, video3d
+    from featx.backbones import hf_video, timm2d, video3d
 
     if config.clips and not config.inflate:
         raise FeatxError(
-            f"--clip-len needs a clip backbone ({', '.join(video3d.CLIP_MODELS)}) or --inflate mean|center "
-            f"to turn {config.backbone!r} into one"
+            f"--clip-len needs a clip backbone ({', '.join(video3d.CLIP_MODELS)}; a transformers video model: "
+            f"{', '.join(hf_video.ALIASES)} or hf:<repo>) or --inflate mean|center to turn {config.backbone!r} into one"
         )
     model, source, sha = timm2d.create(config.backbone, config.weights)
     data = timm.data.resolve_data_config({}, model=model)
@@ -227,13 +236,18 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
     dev = resolve_device(device)
     if dev.type == "cuda" and resolve_precision(config.precision, dev) == "float32":
         torch.backends.cudnn.allow_tf32 = False  # float32 means float32: cuDNN would round inputs to TF32
-    from featx.backbones import video3d
+    from featx.backbones import hf_video, video3d
 
     cube = cube_path = cube_sha = None
     if config.mean_cube is not None:  # checked before the model is built: a bad file fails fast
         cube, cube_path, cube_sha = video3d.read_mean_cube(config.backbone, config.mean_cube, config.clip_len,
                                                            config.stream)
-    model, source, sha, data = (_clip_model if config.backbone in video3d.CLIP_MODELS else _image_model)(config)
+    if config.backbone in video3d.CLIP_MODELS:
+        model, source, sha, data = _clip_model(config)
+    elif hf_video.handles(config.backbone):
+        model, source, sha, data = hf_video.create(config.backbone, config.weights, config.clip_len)
+    else:
+        model, source, sha, data = _image_model(config)
     if config.layer is not None:
         from featx.backbones.tap import LayerTap
 
@@ -258,7 +272,8 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         interpolation=str(data["interpolation"]),
         crop_pct=float(data["crop_pct"]),
         resize_size=data.get("resize_size"),
+        feature_description=data.get("feature_description"),
         precision=resolve_precision(config.precision, dev),
-        versions=_versions(),
+        versions=_versions(config.backbone),
     )
     return Backbone(resolved, model, dev)

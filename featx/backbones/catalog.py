@@ -1,5 +1,6 @@
 """What `featx weights list` and `featx weights pull` report and do: every backbone name featx knows (the clip
-registry, the bundled default, timm models already in the Hugging Face cache, and any timm name asked for), where
+registry, the transformers video aliases, the bundled default, timm models already in the Hugging Face cache, and
+any timm name or hf:<repo> asked for), where
 its pretrained weights come from and whether they are cached. Lookups go through featx.backbones.hub; nothing
 here downloads except `pull`."""
 
@@ -93,6 +94,26 @@ def _timm_info(name: str) -> WeightsInfo:
                        _size_mb(found.path) if found else None)
 
 
+def _hf_video_info(name: str) -> WeightsInfo:
+    """A transformers video model: read from its cached config and processor files, else what its alias says."""
+    from featx.backbones import hf_video, hub
+
+    repo = hf_video.repo_of(name)
+    config, processor = hub.hf_cached(repo, hub.HF_CONFIG), hub.hf_cached(repo, hub.HF_PROCESSOR_FILES)
+    alias = hf_video.ALIASES.get(name)
+    if config is not None and processor is not None:
+        family, dim, clip_len, size = hf_video.describe(config.path, processor.path)
+    elif alias is not None:
+        family, dim, clip_len = hf_video.ADAPTERS[alias.model_type].family, alias.dim, alias.clip_len
+        size = f"{alias.size}x{alias.size}"
+    else:
+        family, dim, clip_len, size = "video", None, None, "?"
+    found = hub.hf_cached(repo)
+    location = str(found.path) if found else hub.hf_layout(repo, hub.HF_FILES[0])
+    return WeightsInfo(name, f"transformers {family}", dim, clip_len, size, f"hf:{repo}", location, found is not None,
+                       _size_mb(found.path) if found else None)
+
+
 def cached_timm_names() -> list[str]:
     """timm models whose weights are in the Hugging Face cache (models--timm--<name>), by huggingface_hub's scan."""
     from huggingface_hub import scan_cache_dir
@@ -107,21 +128,25 @@ def cached_timm_names() -> list[str]:
 
 
 def weights_info(name: str) -> WeightsInfo:
-    """The `featx weights list` row of backbone `name` (a clip backbone or any timm name)."""
-    from featx.backbones import timm2d, video3d
+    """The `featx weights list` row of backbone `name` (a clip backbone, a transformers video model or any timm
+    name)."""
+    from featx.backbones import hf_video, timm2d, video3d
 
     if name in video3d.CLIP_MODELS:
         return _clip_info(name)
+    if hf_video.handles(name):
+        return _hf_video_info(name)
     timm2d.check_model_name(name)
     return _timm_info(name)
 
 
 def list_weights(names: list[str] | None = None) -> list[WeightsInfo]:
-    """Rows for `names`, or for every name featx knows: the clip registry, the bundled default, cached timm models."""
-    from featx.backbones import bundled, video3d
+    """Rows for `names`, or for every name featx knows: the clip registry, the transformers video aliases, the bundled
+    default, cached timm models."""
+    from featx.backbones import bundled, hf_video, video3d
 
     if not names:
-        names = [*video3d.CLIP_MODELS, bundled.TIMM_NAME]
+        names = [*video3d.CLIP_MODELS, *hf_video.ALIASES, bundled.TIMM_NAME]
         names += [n for n in cached_timm_names() if n not in names]
     return [weights_info(n) for n in names]
 
@@ -129,7 +154,7 @@ def list_weights(names: list[str] | None = None) -> list[WeightsInfo]:
 def pull(name: str):
     """Download backbone `name`'s pretrained weights into its hub's cache (a cached file is kept as it is).
     Returns the hub.Checkpoint."""
-    from featx.backbones import bundled, hub, timm2d, video3d
+    from featx.backbones import bundled, hf_video, hub, timm2d, video3d
 
     if name in video3d.CLIP_MODELS:
         spec = video3d.CLIP_MODELS[name]
@@ -137,6 +162,9 @@ def pull(name: str):
             raise FeatxError(f"{name}: featx knows no download of its weights; pass --weights PATH to extract "
                              f"({spec.files or 'a local checkpoint'})")
         return hub.url_checkpoint(name, hub.torchvision_weights(spec.weights).url)
+    if hf_video.handles(name):  # config.json (checked for an adapter), the processor config, then the weights
+        files = hf_video.repo_files(name)
+        return hub.Checkpoint(files.weights, files.source)
     timm2d.check_model_name(name)
     if name == bundled.TIMM_NAME:
         path = bundled.weights_path()

@@ -7,8 +7,11 @@ torchvision, timm or `featx weights pull` on any machine is used as it is):
 - torchvision's checkpoints (and timm models published only as a URL): `torch.hub.get_dir()/checkpoints/<file>`
   (`$TORCH_HOME/hub/checkpoints`), downloaded with `torch.hub.download_url_to_file`, whose check compares the
   file's sha256 with the hex digits the file name carries (`r3d_18-b3b3357e.pth`).
-- timm's Hugging Face repos: `$HF_HOME/hub/models--timm--<name>.<tag>/snapshots/<revision>/model.safetensors`,
-  looked up and downloaded by huggingface_hub itself (`try_to_load_from_cache`, `hf_hub_download`).
+- Hugging Face repos (timm's, and the transformers video models of featx.backbones.hf_video):
+  `$HF_HOME/hub/models--<org>--<name>/snapshots/<revision>/<file>`, looked up and downloaded file by file by
+  huggingface_hub itself (`try_to_load_from_cache`, `hf_hub_download`): model.safetensors for timm; config.json,
+  the processor config and the weights for transformers, in that order, so that a repo featx cannot use fails
+  before its weights are fetched.
 
 Offline means: `HF_HUB_OFFLINE=1` (no network attempt at all, for both hubs), or the hub's host does not accept
 a connection within CONNECT_TIMEOUT seconds (one try, no retries). Environment: `FEATX_TORCHVISION_URL` replaces
@@ -34,6 +37,10 @@ TORCHVISION_BASE = "https://download.pytorch.org"
 TORCHVISION_URL_ENV = "FEATX_TORCHVISION_URL"
 CONNECT_TIMEOUT = 1.5  # seconds for the one connection attempt that decides "online"
 HF_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for in a hub repo, in its order
+HF_CONFIG = ("config.json",)  # a transformers repo's model config
+# A transformers repo's processor config, in the order transformers' AutoVideoProcessor reads them (v5 nests the
+# processors of processor_config.json under their kind)
+HF_PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json", "processor_config.json")
 # torch.hub's rule: the hex digits after the last "-" of a checkpoint's name start its sha256
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
 
@@ -187,9 +194,10 @@ def hf_cached(repo_id: str, filenames: tuple[str, ...] = HF_FILES, revision: str
     return None
 
 
-def hf_checkpoint(name: str, repo_id: str, filenames: tuple[str, ...] = HF_FILES, download: bool = True) -> Checkpoint:
+def hf_checkpoint(name: str, repo_id: str, filenames: tuple[str, ...] = HF_FILES, download: bool = True,
+                  announce: bool = True) -> Checkpoint:
     """A Hugging Face hub file of `repo_id`: cached, else downloaded by hf_hub_download (which checks it), else
-    one FeatxError line."""
+    one FeatxError line. `announce`: say so on stderr before downloading (not for a small config file)."""
     found = hf_cached(repo_id, filenames)
     if found is not None:
         return found
@@ -198,14 +206,17 @@ def hf_checkpoint(name: str, repo_id: str, filenames: tuple[str, ...] = HF_FILES
     if why:
         raise _offline_error(name, hf_layout(repo_id, filenames[0]), why)
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    _say(f"{name}: downloading {repo_id} from {endpoint} into {hf_cache_dir()}")
+    if announce:
+        _say(f"{name}: downloading {' or '.join(filenames)} of {repo_id} from {endpoint} into {hf_cache_dir()}")
     for filename in filenames:
         try:
             hf_hub_download(repo_id, filename, cache_dir=str(hf_cache_dir()), endpoint=endpoint, etag_timeout=5)
-        except EntryNotFoundError:
-            continue  # timm's next file name
+        except LocalEntryNotFoundError:  # the host answered the connection check but not the request
+            raise _offline_error(name, hf_layout(repo_id, filename), f"{endpoint} did not answer") from None
+        except EntryNotFoundError:  # the repo has no such file: the next name (timm's, a processor file's)
+            continue
         except Exception as exc:  # httpx, repository and integrity errors: one line saying which
             raise FeatxError(f"{name}: could not download {filename} of {repo_id} from {endpoint} "
                              f"({exception_line(exc)})") from None
