@@ -187,6 +187,7 @@ def synth(
 app.command("train-head", cls=ReadableHelp)(head_commands.train_head)
 app.command(cls=ReadableHelp)(head_commands.evaluate)
 app.command(cls=ReadableHelp)(head_commands.predict)
+app.command("zero-shot", cls=head_commands.ZeroShotCommand)(head_commands.zero_shot)
 app.add_typer(weights_app, name="weights")
 
 

@@ -35,11 +35,13 @@ RESIZE_ON = ("cpu", "device")
 DECODERS = ("pyav", "nvdec")
 
 # Fields that do not change what the features mean: a store may be appended to when only these differ.
-_NOT_IDENTITY = ("weights", "flow_weights", "flow_backbone_weights", "versions", "import_source", "mean_cube")
+_NOT_IDENTITY = ("weights", "flow_weights", "flow_backbone_weights", "versions", "import_source", "mean_cube",
+                 "text_tower")
 # Left out of a store's JSON at these values (stores written before the key was recorded have them): such a store's
 # metadata stays what it was, and older featx versions still read it.
 _LEFT_OUT_AT = {"resize_on": "cpu", "decoder": "pyav", "resize_size": None, "flow_backbone_weights": None,
-                "flow_backbone_sha256": None, "layer": None, "feature_description": None}
+                "flow_backbone_sha256": None, "layer": None, "feature_description": None,
+                "text_tower": None}
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,11 @@ class ExtractConfig:
     # VideoMAEModel's last_hidden_state over its tubelet tokens", "CLS token of ..."); None for the others, whose
     # output is the model's pooled feature. Left out of the JSON when None.
     feature_description: str | None = None
+    # Image-text backbones (clip:<repo>, featx.backbones.image_text): the matching text tower, filled in when the
+    # backbone is loaded: {"source": "hf:<repo>@<revision>" or a folder, "sha256": of the weights file both towers
+    # share, "model_type": "clip" | "siglip", "feature": what a row is}; `featx zero-shot` loads it. Like `weights`,
+    # not identity (its sha256 is weights_sha256). None, and left out of the JSON, for every other backbone.
+    text_tower: dict | None = None
     # RESIZE_ON: which implementation resized the frames (identity: the two give slightly different features);
     # stores written before it was recorded lack the key and read as "cpu", the only path there was
     resize_on: str = "cpu"

@@ -224,3 +224,22 @@ def info_lines(info: dict) -> list[str]:
         lines.append(f"inputs     {info['inputs']}, {done}")
         lines.extend(f"  missing {video_id}" for video_id in missing[:10])
     return lines
+
+
+def several_values(*names: str) -> type:
+    """A ReadableHelp command whose options `names` take every value after them up to the next option
+    (`--classes "a dog" "a cat" -o x`), as if each were given with its own `--classes`: click's options take one
+    value each."""
+
+    class SeveralValues(ReadableHelp):
+        def parse_args(self, ctx, args):
+            spread, option = [], None
+            for arg in args:
+                if arg.startswith("-") and arg != "-":
+                    option = arg if arg in names else None
+                elif option is not None and spread[-1] != option:
+                    spread.append(option)  # the second and later values: repeat the option before each
+                spread.append(arg)
+            return super().parse_args(ctx, spread)
+
+    return SeveralValues

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featx.console import Progress, Quiet, head_options, notes, say, user_errors
+from featx.console import Progress, Quiet, head_options, notes, say, several_values, user_errors
 from featx.errors import FeatxError
 
 
@@ -135,3 +135,24 @@ def predict(
         options = PredictOptions(top_k, adaptive, device, subset, annotations, progress and not quiet)
         lines = task_of_run(run).predict(run, sources, out, options)
     say(lines, quiet)
+
+
+ZeroShotCommand = several_values("--classes")  # `--classes "a dog" "a cat"`, as the issue writes it
+
+
+def zero_shot(
+    store: Annotated[str, typer.Argument(help="A store extracted with an image-text backbone (--backbone clip:<org>/<name>).")],
+    classes: Annotated[list[str], typer.Option(help="The class prompts: every value after --classes up to the next option, e.g. --classes \"a person jumping\" \"a dog running\" (the text tower embeds each as given).", rich_help_panel="Classes")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="A .parquet or .csv file: video_id, step (empty on the video's own rows), t_start, t_end, class, score (cosine similarity; a video's is the mean of its steps').", rich_help_panel="Output")],
+    labels: Annotated[Optional[Path], typer.Option(help="CSV with video_id,label[,split] (as train-head reads): print top-1 accuracy over --classes, overall and per split. Every label must be one of --classes.", rich_help_panel="Classes")] = None,
+    device: Annotated[str, typer.Option(help="Where the text tower runs: auto, cpu or cuda[:N].", rich_help_panel="Output")] = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Zero-shot classification, no training: embed the class prompts with the text tower the store's config names
+    (the one its image features came from), score every step and video by cosine similarity, write the scores
+    and, with --labels, print top-1 accuracy."""
+    from seqmodels.zero_shot import zero_shot as run_zero_shot
+
+    with user_errors():
+        _, report = run_zero_shot(store, classes, out, labels, device)
+    say(report.lines(), quiet)

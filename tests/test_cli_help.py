@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from cli import app
 
-COMMANDS = ["extract", "info", "synth", "train-head", "evaluate", "predict", "demo", "export", "import"]
+COMMANDS = ["extract", "info", "synth", "train-head", "evaluate", "predict", "zero-shot", "demo", "export", "import"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -64,8 +64,8 @@ def test_every_command_takes_quiet_and_progress_listed_last_under_general(comman
     assert sections[-1] == "General" and sections.count("General") == 1, sections
     general = text.split("\nGeneral:\n")[1]
     assert "-q, --quiet" in general and "-h, --help" in general
-    # evaluate shows no progress (it reads a store and scores it): the only command without the option
-    assert ("--progress / --no-progress" in general) == (command != "evaluate")
+    # evaluate and zero-shot show no progress (they read a store and score it): the only commands without the option
+    assert ("--progress / --no-progress" in general) == (command not in ("evaluate", "zero-shot"))
 
 
 def test_extract_help_groups_its_options_by_topic():

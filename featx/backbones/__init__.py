@@ -148,11 +148,11 @@ def _versions(backbone: str) -> dict[str, str]:
     import timm
     import torch
 
-    from featx.backbones import hf_video
+    from featx.backbones import hf_video, image_text
     from featx.version import __version__
 
     found = {"featx": __version__, "torch": torch.__version__, "timm": timm.__version__, "av": av.__version__}
-    if hf_video.handles(backbone):
+    if hf_video.handles(backbone) or image_text.handles(backbone):
         found["transformers"] = hf_video.transformers_version()
     return found
 
@@ -236,7 +236,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
     dev = resolve_device(device)
     if dev.type == "cuda" and resolve_precision(config.precision, dev) == "float32":
         torch.backends.cudnn.allow_tf32 = False  # float32 means float32: cuDNN would round inputs to TF32
-    from featx.backbones import hf_video, video3d
+    from featx.backbones import hf_video, image_text, video3d
 
     cube = cube_path = cube_sha = None
     if config.mean_cube is not None:  # checked before the model is built: a bad file fails fast
@@ -246,6 +246,8 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         model, source, sha, data = _clip_model(config)
     elif hf_video.handles(config.backbone):
         model, source, sha, data = hf_video.create(config.backbone, config.weights, config.clip_len)
+    elif image_text.handles(config.backbone):  # CLIP, SigLIP: transformers' image towers
+        model, source, sha, data = image_text.create(config)
     else:
         model, source, sha, data = _image_model(config)
     if config.layer is not None:
@@ -273,6 +275,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         crop_pct=float(data["crop_pct"]),
         resize_size=data.get("resize_size"),
         feature_description=data.get("feature_description"),
+        text_tower=data.get("text_tower"),
         precision=resolve_precision(config.precision, dev),
         versions=_versions(config.backbone),
     )

@@ -114,6 +114,24 @@ def _hf_video_info(name: str) -> WeightsInfo:
                        _size_mb(found.path) if found else None)
 
 
+def _image_text_info(name: str) -> WeightsInfo:
+    """An image-text backbone's row: its sizes are read from its files once they are cached."""
+    from featx.backbones import hub, image_text
+
+    repo = image_text.repo_of(name)
+    try:
+        folder = image_text.pull(name, download=False)
+    except FeatxError:  # not (wholly) cached: nothing more is known without a download
+        return WeightsInfo(name, "image-text (transformers)", None, None, "?", f"hf:{repo}", hub.hf_layout(repo),
+                           False, None)
+    data = image_text.preprocessing(folder, name)
+    _, h, w = data["input_size"]
+    path = image_text.weights_file(folder, name)
+    kind, dim = image_text.model_type(folder, name), image_text.feature_dim(folder)
+    return WeightsInfo(name, f"image-text ({kind})", dim, None, f"{h}x{w}",
+                       f"hf:{repo}", str(path), True, _size_mb(path))
+
+
 def cached_timm_names() -> list[str]:
     """timm models whose weights are in the Hugging Face cache (models--timm--<name>), by huggingface_hub's scan."""
     from huggingface_hub import scan_cache_dir
@@ -128,14 +146,16 @@ def cached_timm_names() -> list[str]:
 
 
 def weights_info(name: str) -> WeightsInfo:
-    """The `featx weights list` row of backbone `name` (a clip backbone, a transformers video model or any timm
-    name)."""
-    from featx.backbones import hf_video, timm2d, video3d
+    """The `featx weights list` row of backbone `name` (a clip backbone, a transformers video model, an
+    image-text model or any timm name)."""
+    from featx.backbones import hf_video, image_text, timm2d, video3d
 
     if name in video3d.CLIP_MODELS:
         return _clip_info(name)
     if hf_video.handles(name):
         return _hf_video_info(name)
+    if image_text.handles(name):
+        return _image_text_info(name)
     timm2d.check_model_name(name)
     return _timm_info(name)
 
@@ -154,8 +174,11 @@ def list_weights(names: list[str] | None = None) -> list[WeightsInfo]:
 def pull(name: str):
     """Download backbone `name`'s pretrained weights into its hub's cache (a cached file is kept as it is).
     Returns the hub.Checkpoint."""
-    from featx.backbones import bundled, hf_video, hub, timm2d, video3d
+    from featx.backbones import bundled, hf_video, hub, image_text, timm2d, video3d
 
+    if image_text.handles(name):  # both towers' files: the weights, configs and tokenizer
+        folder = image_text.pull(name)
+        return hub.Checkpoint(image_text.weights_file(folder, name), f"hf:{image_text.repo_of(name)}@{folder.name}")
     if name in video3d.CLIP_MODELS:
         spec = video3d.CLIP_MODELS[name]
         if spec.weights is None:

@@ -134,9 +134,9 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _offline_error(name: str, where: str, why: str) -> FeatxError:
+def _offline_error(name: str, where: str, why: str, instead: str = "--weights PATH or --random-init") -> FeatxError:
     return FeatxError(f"{name}: no pretrained weights at {where} and {why}; run `featx weights pull {name}` on a "
-                      "connected machine and copy the file there (or pass --weights PATH or --random-init)")
+                      f"connected machine and copy the file there (or pass {instead})")
 
 
 def _why_offline(url: str) -> str | None:
@@ -257,3 +257,42 @@ def timm_cached(name: str) -> Checkpoint | None:
         return hf_cached(*where)
     path = url_file_path(where)
     return Checkpoint(path, f"url:{path.name}") if path.is_file() else None
+
+
+
+def hf_snapshot(name: str, repo_id: str, needed: tuple[str, ...], optional: tuple[str, ...] = (),
+                revision: str = "main", download: bool = True) -> Path:
+    """The snapshot folder of `repo_id` at `revision` (a branch or a commit) in the Hugging Face cache, holding
+    the weights (one of HF_FILES) and every file of `needed`: found without network access, else downloaded
+    file by file by hf_hub_download (with the `optional` files the repo has: tokenizer files differ by model),
+    else one FeatxError line naming the cache path. For repos in transformers' format (featx.backbones.image_text)."""
+    weights = hf_cached(repo_id, HF_FILES, revision)
+    if weights is not None and all(hf_cached(repo_id, (f,), revision) for f in needed):
+        return weights.path.parent
+    endpoint = hf_endpoint()
+    why = "it is not downloaded (featx weights pull)" if not download else _why_offline(endpoint)
+    if why:
+        raise _offline_error(name, hf_layout(repo_id), why, "--weights FOLDER, one that save_pretrained wrote")
+    _say(f"{name}: downloading {repo_id} ({revision}) from {endpoint} into {hf_cache_dir()}")
+    for filename in (*needed, *optional):
+        if not _hf_download(name, repo_id, filename, revision) and filename in needed:
+            raise FeatxError(f"{name}: {repo_id} has no {filename}; is it a model in transformers' format?")
+    if weights is None and not any(_hf_download(name, repo_id, f, revision) for f in HF_FILES):
+        raise FeatxError(f"{name}: {repo_id} holds none of {', '.join(HF_FILES)}; pass --weights FOLDER")
+    return hf_cached(repo_id, HF_FILES, revision).path.parent
+
+
+def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> bool:
+    """hf_hub_download of one file into the cache; False when the repo has no such file."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        hf_hub_download(repo_id, filename, revision=revision, cache_dir=str(hf_cache_dir()), endpoint=hf_endpoint(),
+                        etag_timeout=5)
+    except EntryNotFoundError:
+        return False
+    except Exception as exc:  # httpx, repository and integrity errors: one line saying which
+        raise FeatxError(f"{name}: could not download {filename} of {repo_id} from {hf_endpoint()} "
+                         f"({exception_line(exc)})") from None
+    return True
