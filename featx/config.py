@@ -129,9 +129,6 @@ class ExtractConfig:
                              "leave out --flow-len (or give 1)")
         if self.flow_weights is not None and not self.flow_method.startswith("raft"):
             raise FeatxError(f"--weights-flow is for --flow raft-small|raft-large, not {self.flow_method}")
-        if self.stream != "rgb" and self.flow_method.startswith("raft") and self.flow_weights is None:
-            raise FeatxError(f"--flow {self.flow_method} needs --weights-flow PATH (torchvision's "
-                             f"{self.flow_method.replace('-', '_')} checkpoint); featx does not download weights")
         if self.flow_backbone_weights is not None and self.stream == "rgb":
             raise FeatxError("--weights-flow-backbone is the flow stream's backbone checkpoint: it needs --stream "
                              "flow|both")

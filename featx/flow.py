@@ -21,6 +21,8 @@ from featx.errors import FeatxError
 
 CPU_METHODS = ("farneback", "tvl1")  # OpenCV, computed in the decoding workers
 RAFT_MODELS = {"raft-small": "raft_small", "raft-large": "raft_large"}  # --flow -> torchvision builder
+# --flow -> torchvision's weights (FlyingChairs + FlyingThings3D, its C_T_V2 recipe): what `--weights-flow` unset loads
+RAFT_WEIGHTS = {"raft-small": "Raft_Small_Weights.C_T_V2", "raft-large": "Raft_Large_Weights.C_T_V2"}
 METHODS = (*CPU_METHODS, *RAFT_MODELS)
 BOUND = 20.0  # pixels: flow is clipped to +-BOUND before it is stored as uint8
 
@@ -191,7 +193,8 @@ class Raft:
 
 def load_raft(method: str, weights: str | None, device) -> tuple[Raft, str, str]:
     """RAFT `method` (raft-small | raft-large) with torchvision's parameter names, weights read from the local file
-    `weights` and loaded strictly (featx.backbones.weights). Returns (Raft, weights path, sha256)."""
+    `weights`, or with None torchvision's own (RAFT_WEIGHTS, from torch.hub's cache or downloaded there:
+    featx.backbones.hub), loaded strictly (featx.backbones.weights). Returns (Raft, weights source, sha256)."""
     from pathlib import Path
 
     import torchvision.models.optical_flow as tvf
@@ -201,13 +204,17 @@ def load_raft(method: str, weights: str | None, device) -> tuple[Raft, str, str]
     if method not in RAFT_MODELS:
         raise FeatxError(f"--flow {method} is not RAFT; choose from {', '.join(RAFT_MODELS)}")
     if weights is None:
-        raise FeatxError(f"--flow {method} needs --weights-flow PATH (torchvision's {RAFT_MODELS[method]} "
-                         "checkpoint); featx does not download weights")
-    path = Path(weights).expanduser()
-    label = f"--weights-flow {path}"
+        from featx.backbones import hub
+
+        found = hub.url_checkpoint(method, hub.torchvision_weights(RAFT_WEIGHTS[method]).url,
+                                   instead="--weights-flow PATH")
+        path, label, source = found.path, f"{method}'s cached weights {found.path}", found.source
+    else:
+        path = Path(weights).expanduser()
+        label, source = f"--weights-flow {path}", str(path.resolve())
     state = read_state_dict(path, label)
     model = getattr(tvf, RAFT_MODELS[method])(weights=None)
     load_into(model, state, label, f"torchvision's {RAFT_MODELS[method]}", head=())
     for p in model.parameters():
         p.requires_grad_(False)
-    return Raft(model.eval().to(device), device), str(path.resolve()), file_sha256(path)
+    return Raft(model.eval().to(device), device), source, file_sha256(path)

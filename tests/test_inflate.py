@@ -195,11 +195,30 @@ def test_i3d_googlenet_loads_torchvisions_googlenet_file_and_feeds_it_as_torchvi
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())  # float32 rounding
 
 
-def test_i3d_googlenet_without_weights_or_with_another_networks_says_what_to_do(tmp_path):
+def test_i3d_googlenet_with_another_networks_weights_says_what_to_do(tmp_path):
     from featx.backbones.video3d import create
 
-    with pytest.raises(FeatxError, match="i3d-googlenet: pass --weights PATH .*googlenet.*or --random-init"):
-        create("i3d-googlenet", "auto")
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r.pth")
     with pytest.raises(FeatxError, match="does not fit torchvision's googlenet: .*missing.*unexpected"):
         create("i3d-googlenet", str(tmp_path / "r.pth"))
+
+
+def test_i3d_googlenet_takes_torchvisions_imagenet_googlenet_from_the_hub_cache(caches, tmp_path, monkeypatch):
+    """--backbone i3d-googlenet with no --weights: torchvision's googlenet-1378be20.pth from torch.hub's cache,
+    inflated exactly as the same file given by path; offline with an empty cache, one line saying how to get it."""
+    from featx.backbones import hub
+    from featx.backbones.video3d import create
+    from featx.backbones.weights import file_sha256
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FeatxError, match=r"googlenet-1378be20\.pth and HF_HUB_OFFLINE is set.*featx weights pull i3d-googlenet"):
+        create("i3d-googlenet", "auto")
+    torch.manual_seed(2)
+    cached = hub.torch_checkpoints_dir() / "googlenet-1378be20.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True).state_dict(), cached)
+    model, source, sha = create("i3d-googlenet", "auto")
+    assert (source, sha) == ("torchvision:googlenet-1378be20.pth", file_sha256(cached))
+    by_path, _, _ = create("i3d-googlenet", str(cached))
+    for (name, a), (_, b) in zip(model.state_dict().items(), by_path.state_dict().items()):
+        assert torch.equal(a, b), name

@@ -90,8 +90,10 @@ def test_fields_by_chunks_batch_the_pairs_of_the_whole_video():
     np.testing.assert_array_equal(got[1:], np.stack(expected))
 
 
-def test_raft_without_weights_or_weights_without_raft_is_one_line(tiny_videos, tmp_path, raft_small_file):
-    for args, says in ((["--flow", "raft-small"], "--flow raft-small needs --weights-flow PATH"),
+def test_raft_offline_without_weights_or_weights_without_raft_is_one_line(tiny_videos, tmp_path, raft_small_file,
+                                                                         caches, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no download tried: the empty cache is all there is
+    for args, says in ((["--flow", "raft-small"], "raft_small_C_T_V2-01064c6d.pth and HF_HUB_OFFLINE is set"),
                        (["--weights-flow", str(raft_small_file)], "--weights-flow is for --flow raft-small|raft-large")):
         result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(tmp_path / "s"), *TINY_ARGS,
                                      "--stream", "both", *args])
@@ -122,3 +124,19 @@ def test_a_store_with_raft_flow_records_its_weights(tiny_videos, tmp_path, raft_
     result = runner.invoke(app, ["extract", str(video), "--out", str(store), *TINY_ARGS, "--fps", "1", "--stream",
                                  "both", "--flow-len", "2"])  # appending Farneback flow to a RAFT store
     assert result.exit_code == 1 and "flow_method" in result.output
+
+
+def test_raft_without_weights_flow_loads_torchvisions_checkpoint_from_the_hub_cache(caches, raft_small_file):
+    """What `--flow raft-small` reads with no --weights-flow: torchvision's C_T_V2 file in torch.hub's cache,
+    recorded by name and sha256, the same network as the file given by path."""
+    from featx.backbones import hub
+    from featx.backbones.weights import file_sha256
+
+    cached = hub.torch_checkpoints_dir() / "raft_small_C_T_V2-01064c6d.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(raft_small_file.read_bytes())
+    raft, source, sha = load_raft("raft-small", None, torch.device("cpu"))
+    assert (source, sha) == ("torchvision:raft_small_C_T_V2-01064c6d.pth", file_sha256(raft_small_file))
+    by_path, _, _ = load_raft("raft-small", str(raft_small_file), torch.device("cpu"))
+    for (name, a), (_, b) in zip(raft.model.state_dict().items(), by_path.model.state_dict().items()):
+        assert torch.equal(a, b), name

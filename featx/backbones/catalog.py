@@ -46,15 +46,28 @@ def _clip_info(name: str) -> WeightsInfo:
     resize = "x".join(map(str, inp.resize)) if len(inp.resize) == 2 else f"shorter side {inp.resize[0]}"
     size = f"{inp.crop}x{inp.crop} ({resize} first)"
     dim = video3d.feature_dim(name)
-    if spec.weights is None:
+    if spec.url_weights is None:
         return WeightsInfo(name, "featx clip", dim, inp.clip_len, size, "--weights PATH only", None, False, None)
-    member = hub.torchvision_weights(spec.weights)
+    member = hub.torchvision_weights(spec.url_weights)
     path = hub.url_file_path(member.url)
     cached = path.is_file()
     size_mb = _size_mb(path) if cached else member.meta.get("_file_size")
-    return WeightsInfo(name, "torchvision video (Kinetics-400)", dim, inp.clip_len, size, f"torchvision:{path.name}",
+    family = "torchvision video (Kinetics-400)" if spec.weights else "featx clip (ImageNet 2D, inflated)"
+    return WeightsInfo(name, family, dim, inp.clip_len, size, f"torchvision:{path.name}",
                        str(path), cached, size_mb)
 
+
+
+def _raft_info(name: str) -> WeightsInfo:
+    """RAFT (--flow raft-small|raft-large): the optical flow network, torchvision's FlyingChairs + Things weights."""
+    from featx.backbones import hub
+    from featx.flow import RAFT_WEIGHTS
+
+    member = hub.torchvision_weights(RAFT_WEIGHTS[name])
+    path = hub.url_file_path(member.url)
+    cached = path.is_file()
+    return WeightsInfo(name, "torchvision optical flow (--flow)", None, None, "any (multiple of 8)",
+                       f"torchvision:{path.name}", str(path), cached, _size_mb(path) if cached else member.meta.get("_file_size"))
 
 def _timm_dim(name: str) -> int | None:
     """D of timm model `name`, measured on the meta device; None when the model does not build there."""
@@ -149,9 +162,12 @@ def weights_info(name: str) -> WeightsInfo:
     """The `featx weights list` row of backbone `name` (a clip backbone, a transformers video model, an
     image-text model or any timm name)."""
     from featx.backbones import hf_video, image_text, timm2d, video3d
+    from featx.flow import RAFT_WEIGHTS
 
     if name in video3d.CLIP_MODELS:
         return _clip_info(name)
+    if name in RAFT_WEIGHTS:
+        return _raft_info(name)
     if hf_video.handles(name):
         return _hf_video_info(name)
     if image_text.handles(name):
@@ -165,8 +181,10 @@ def list_weights(names: list[str] | None = None) -> list[WeightsInfo]:
     default, cached timm models."""
     from featx.backbones import bundled, hf_video, video3d
 
+    from featx.flow import RAFT_WEIGHTS
+
     if not names:
-        names = [*video3d.CLIP_MODELS, *hf_video.ALIASES, bundled.TIMM_NAME]
+        names = [*video3d.CLIP_MODELS, *hf_video.ALIASES, *RAFT_WEIGHTS, bundled.TIMM_NAME]
         names += [n for n in cached_timm_names() if n not in names]
     return [weights_info(n) for n in names]
 
@@ -179,12 +197,16 @@ def pull(name: str):
     if image_text.handles(name):  # both towers' files: the weights, configs and tokenizer
         folder = image_text.pull(name)
         return hub.Checkpoint(image_text.weights_file(folder, name), f"hf:{image_text.repo_of(name)}@{folder.name}")
+    from featx.flow import RAFT_WEIGHTS
+
+    if name in RAFT_WEIGHTS:
+        return hub.url_checkpoint(name, hub.torchvision_weights(RAFT_WEIGHTS[name]).url, instead="--weights-flow PATH")
     if name in video3d.CLIP_MODELS:
         spec = video3d.CLIP_MODELS[name]
-        if spec.weights is None:
+        if spec.url_weights is None:
             raise FeatxError(f"{name}: featx knows no download of its weights; pass --weights PATH to extract "
                              f"({spec.files or 'a local checkpoint'})")
-        return hub.url_checkpoint(name, hub.torchvision_weights(spec.weights).url)
+        return hub.url_checkpoint(name, hub.torchvision_weights(spec.url_weights).url)
     if hf_video.handles(name):  # config.json (checked for an adapter), the processor config, then the weights
         files = hf_video.repo_files(name)
         return hub.Checkpoint(files.weights, files.source)

