@@ -258,3 +258,22 @@ def test_resize_size_is_kept_out_of_the_json_unless_set():
     plain, squeezed = ExtractConfig(), ExtractConfig(resize_size=(128, 171))
     assert "resize_size" not in json.loads(plain.to_json())  # other stores' metadata is what it was
     assert ExtractConfig.from_json(squeezed.to_json()) == squeezed and plain.differences(squeezed)
+
+
+@pytest.mark.parametrize("kind", ["foreign", "another model's"])
+def test_a_cached_timm_file_that_is_not_the_models_weights_is_one_line(caches, monkeypatch, kind):
+    """timm loads pretrained files non-strictly once the classifier is gone: featx checks every tensor was filled."""
+    import huggingface_hub.constants
+    from safetensors.torch import save
+
+    from featx.backbones import timm2d
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    if kind == "foreign":
+        data = save({"foo": torch.zeros(1)})
+    else:  # resnet18's tensors where resnet34's belong: layers missing
+        data, _ = timm_safetensors("resnet18")
+    hf_cache_file(caches, "timm/resnet34.a1_in1k", data)
+    with pytest.raises(FeatxError, match="does not hold timm's resnet34 .*missing|timm could not load") as caught:
+        timm2d.create("resnet34", "auto")
+    assert "\n" not in str(caught.value)

@@ -57,3 +57,27 @@ def test_extract_with_a_layer_records_it_and_it_is_the_stores_identity(tmp_path,
     assert "layer" in line
     assert "nearest" in one_error_line(runner.invoke(app, ["extract", str(tiny_videos), "-o", str(tmp_path / "t"),
                                                            *TINY_ARGS, "--layer", "blocks.x"]))
+
+
+def test_channels_last_outputs_of_linear_and_layernorm_pool_over_space():
+    model = timm.create_model("convnext_atto", pretrained=False, num_classes=0).eval()
+    name = "stages.0.blocks.0.norm"  # a LayerNorm on (B, H, W, C)
+    x = torch.randn(1, 3, 64, 64)
+    kept = []
+    model.get_submodule(name).register_forward_hook(lambda m, i, o: kept.append(o))
+    with torch.inference_mode():
+        got = LayerTap(model, name)(x)
+    assert kept[-1].ndim == 4 and got.shape == (1, kept[-1].shape[-1])
+    torch.testing.assert_close(got, kept[-1].mean(dim=(1, 2)))
+
+
+def test_a_copied_tap_taps_its_own_copy():
+    """The flow stream's twin is a deep copy of the RGB backbone: its tap must read the copy's module."""
+    import copy
+
+    model = timm.create_model("test_efficientnet", pretrained=False, num_classes=0).eval()
+    tap = LayerTap(model, "blocks.1")
+    twin = copy.deepcopy(tap)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(twin(x), tap(x))

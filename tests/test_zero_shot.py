@@ -225,3 +225,15 @@ def test_the_store_config_round_trips_and_old_json_is_unchanged():
     with_tower = toy_config(text_tower=tower)
     assert ExtractConfig.from_json(with_tower.to_json()) == with_tower
     assert not plain.differences(with_tower)  # like `weights`: its sha256 is weights_sha256
+
+
+def test_a_tapped_layer_is_not_the_joint_space_so_the_store_names_no_text_tower(hf_home, pair_files, tiny_videos,
+                                                                                tmp_path):
+    cache_repo(hf_home, pair_files)
+    out = tmp_path / "tapped"
+    result = CliRunner().invoke(app, ["extract", str(tiny_videos), "-o", str(out), "--backbone", NAME, "--layer",
+                                      "pair.vision_model.post_layernorm", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert open_store(out).config.text_tower is None
+    one_error_line(CliRunner().invoke(app, ["zero-shot", str(out), "--classes", "a", "b", "-o",
+                                            str(tmp_path / "z.csv")]), "has no text tower")

@@ -299,7 +299,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         crop_pct=float(data["crop_pct"]),
         resize_size=data.get("resize_size"),
         feature_description=data.get("feature_description"),
-        text_tower=data.get("text_tower"),
+        text_tower=None if config.layer else data.get("text_tower"),  # a tapped layer is not the joint space
         precision=precision,
         versions=_versions(config.backbone, config.runtime),
     )

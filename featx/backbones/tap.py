@@ -2,7 +2,8 @@
 
 The module's output is kept by a forward hook and pooled to one vector per frame or clip: a (B, C, H, W) map
 over space, a (B, C, T, H, W) one over time and space, (B, N, C) tokens over the tokens, a (B, C) vector as it
-is. A module that returns a tuple or a transformers output gives its first tensor (the hidden states). Names
+is; the output of a Linear or LayerNorm module is channels-last ((B, H, W, C) in ConvNeXt and Swin blocks) and
+is pooled over every axis but the last. A module that returns a tuple or a transformers output gives its first tensor (the hidden states). Names
 are those of `model.named_modules()` (`layer3`, `blocks.6`, `Mixed_4f`); a wrong one is one error line with
 the nearest names.
 """
@@ -17,8 +18,9 @@ from torch import nn
 from featx.errors import FeatxError
 
 
-def pooled(output) -> torch.Tensor:
-    """A module's output as (B, D): its first tensor, averaged over every axis after the channels."""
+def pooled(output, channels_last: bool = False) -> torch.Tensor:
+    """A module's output as (B, D): its first tensor, averaged over every axis but the batch and the channels
+    (the last axis when `channels_last`, else the second)."""
     if not isinstance(output, torch.Tensor):
         first = output[0] if isinstance(output, (tuple, list)) else next(iter(output.values()), None)
         if not isinstance(first, torch.Tensor):
@@ -26,14 +28,15 @@ def pooled(output) -> torch.Tensor:
         output = first
     if output.ndim == 2:  # (B, C)
         return output
-    if output.ndim == 3:  # (B, N, C) tokens
-        return output.mean(dim=1)
+    if output.ndim == 3 or channels_last:  # (B, N, C) tokens, (B, H, W, C) or (B, T, H, W, C) maps
+        return output.flatten(1, -2).mean(dim=1)
     return output.flatten(2).mean(dim=2)  # (B, C, ...) maps: over space (and time)
 
 
 class LayerTap(nn.Module):
     """`model`, returning the pooled output of its module `name` (the model still runs to the end: modules
-    may be called in any order, so nothing after the layer is known to be unused)."""
+    may be called in any order, so nothing after the layer is known to be unused). The hook is set for each call
+    and removed after it, so a copy of the tap (the flow stream's twin) taps its own copy of the module."""
 
     def __init__(self, model: nn.Module, name: str):
         super().__init__()
@@ -43,12 +46,16 @@ class LayerTap(nn.Module):
             hint = f"; nearest: {', '.join(close)}" if close else "; see model.named_modules()"
             raise FeatxError(f"--layer {name!r}: no such module in this backbone{hint}")
         self.model, self.name = model, name
-        self._kept: list = []
-        modules[name].register_forward_hook(lambda module, inputs, output: self._kept.append(output))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._kept.clear()
-        self.model(x)
-        if not self._kept:
+        module = self.model.get_submodule(self.name)
+        kept: list = []
+        handle = module.register_forward_hook(lambda m, inputs, output: kept.append(output))
+        try:
+            self.model(x)
+        finally:
+            handle.remove()
+        if not kept:
             raise FeatxError(f"--layer {self.name!r}: the module is not called by this backbone's forward pass")
-        return pooled(self._kept[-1])
+        # Linear and LayerNorm act on the last axis: on a (B, H, W, C) map (ConvNeXt, Swin) that is the channels
+        return pooled(kept[-1], channels_last=isinstance(module, (nn.Linear, nn.LayerNorm)))
