@@ -88,9 +88,17 @@ def param_topic(param) -> str:
 
 class OneLineErrors(typer.core.TyperGroup):
     """Usage errors (an unknown option, a value of the wrong type) keep the contract of every other bad input:
-    one `error:` line on stderr and exit code 1, not click's usage block and exit code 2."""
+    one `error:` line on stderr and exit code 1, not click's usage block and exit code 2. The command list gives
+    each command's first sentence whole, wrapped, never cut with "..."."""
 
     context_class = _WholeWordsContext
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, command.get_short_help_str(limit=300)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:

@@ -191,6 +191,14 @@ class Raft:
         return flow[:, :, :h, :w].permute(0, 2, 3, 1).float().cpu().numpy()
 
 
+def raft_checkpoint(method: str):
+    """torchvision's weights of RAFT `method` (RAFT_WEIGHTS) in torch.hub's cache, downloaded there when missing;
+    offline without them, one error line (featx.backbones.hub)."""
+    from featx.backbones import hub
+
+    return hub.url_checkpoint(method, hub.torchvision_weights(RAFT_WEIGHTS[method]).url, instead="--weights-flow PATH")
+
+
 def load_raft(method: str, weights: str | None, device) -> tuple[Raft, str, str]:
     """RAFT `method` (raft-small | raft-large) with torchvision's parameter names, weights read from the local file
     `weights`, or with None torchvision's own (RAFT_WEIGHTS, from torch.hub's cache or downloaded there:
@@ -204,10 +212,7 @@ def load_raft(method: str, weights: str | None, device) -> tuple[Raft, str, str]
     if method not in RAFT_MODELS:
         raise FeatxError(f"--flow {method} is not RAFT; choose from {', '.join(RAFT_MODELS)}")
     if weights is None:
-        from featx.backbones import hub
-
-        found = hub.url_checkpoint(method, hub.torchvision_weights(RAFT_WEIGHTS[method]).url,
-                                   instead="--weights-flow PATH")
+        found = raft_checkpoint(method)
         path, label, source = found.path, f"{method}'s cached weights {found.path}", found.source
     else:
         path = Path(weights).expanduser()

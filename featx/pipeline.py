@@ -19,7 +19,8 @@ from featx.clips import ClipWindow
 from featx.config import STORE_COLUMNS, ExtractConfig
 from featx.decode_pool import Decoded, Event, Failed, Frames, decode_events
 from featx.errors import FeatxError
-from featx.flow import CPU_METHODS, RAFT_MODELS, FlowFields, FlowStacker, check_method, load_raft
+from featx.flow import (CPU_METHODS, RAFT_MODELS, RAFT_WEIGHTS, FlowFields, FlowStacker, check_method, load_raft,
+                        raft_checkpoint)
 from featx.inputs import VideoInput
 from featx.interrupts import InterruptLater
 from featx.shards import select_shard
@@ -347,6 +348,8 @@ def extract(
     from featx.backbones import load_backbone
 
     t0 = time.monotonic()
+    if config.stream != "rgb" and config.flow_method in RAFT_WEIGHTS and config.flow_weights is None:
+        raft_checkpoint(config.flow_method)  # RAFT's file, before the backbone is built: offline is one fast line
     backbone = load_backbone(config, options.device)
     raft, store_config = _flow_model(backbone.config, backbone.device)
     flow_net, store_config = _flow_network(backbone, config, store_config)

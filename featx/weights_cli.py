@@ -7,9 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from featx.console import Quiet, ReadableHelp, say, user_errors
+from featx.console import OneLineErrors, Quiet, ReadableHelp, say, user_errors
+from featx.errors import FeatxError
 
 weights_app = typer.Typer(
+    cls=OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -26,7 +28,7 @@ def table(rows: list[list[str]]) -> list[str]:
 
 @weights_app.command("list", cls=ReadableHelp)
 def list_command(
-    names: Annotated[Optional[list[str]], typer.Argument(metavar="NAME", show_default=False, help="Backbone names (any timm name too). Default: every clip backbone, the bundled default and the timm models in the Hugging Face cache.")] = None,
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="NAME", show_default=False, help="Backbone names (any timm name too). Default: every clip backbone, the transformers video aliases, RAFT, the bundled default and the timm models in the Hugging Face cache.")] = None,
     paths: Annotated[bool, typer.Option("--paths", help="Also print where each file is (or belongs) in the cache.", rich_help_panel="Report")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -45,7 +47,7 @@ def list_command(
 
 @weights_app.command("pull", cls=ReadableHelp)
 def pull_command(
-    names: Annotated[list[str], typer.Argument(metavar="NAME", show_default=False, help="Backbone names: clip backbones (r3d_18, ...) or timm names.")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME", show_default=False, help="Backbone names: timm names, clip backbones (r3d_18, s3d, i3d-googlenet, ...), transformers video aliases (videomae-base, ...) or hf:<org>/<name>, clip:<org>/<name>, raft-small / raft-large.")],
     quiet: Quiet = False,
 ) -> None:
     """Download pretrained weights into the hub's cache (torch.hub's for torchvision, Hugging Face's for timm),
@@ -53,6 +55,13 @@ def pull_command(
     from featx.backbones import catalog
 
     with user_errors(on_interrupt="the files pulled before are in the cache; run the same command again for the rest"):
-        for name in names:
-            found = catalog.pull(name)
+        failed = []
+        for name in names:  # one name that fails does not keep the others from being pulled
+            try:
+                found = catalog.pull(name)
+            except FeatxError as exc:
+                failed.append(f"{name} ({exc})" if name not in str(exc) else str(exc))
+                continue
             say([f"{name}: {found.path} ({found.source})"], quiet)
+        if failed:
+            raise FeatxError(f"{len(failed)} of {len(names)} not pulled: " + "; ".join(failed))

@@ -16,6 +16,7 @@ import transformers
 from typer.testing import CliRunner
 
 from cli import app
+from featx.errors import FeatxError
 from featx.backbones import hf_video
 from featx.digests import file_sha256
 from featx.store import open_store
@@ -242,3 +243,20 @@ def test_a_fixed_frame_model_refuses_another_clip_length(tmp_path, tiny, video):
     result = CliRunner().invoke(app, ["extract", str(video), "--backbone", "hf:tiny-org/videomae", "--weights",
                                       str(tiny["videomae"]), "--clip-len", "2", "--out", str(tmp_path / "s")])
     one_error_line(result, "takes exactly its 4 frames per clip")
+
+
+@pytest.mark.parametrize("processor, says", [
+    ({"size": {"shortest_edge": 0}}, "not usable"),  # no size: the computation fails on it
+    ({"crop_size": {"height": 0, "width": 0}}, "input size 3 x 0 x 0"),
+    ({"image_mean": [0.5, 0.5]}, "2 means and 3 stds"),
+    ({"image_std": [0, 0, 0]}, "std [0.0, 0.0, 0.0]"),
+    ({"image_mean": "abc"}, "not usable"),
+    ({"size": {"shortest_edge": -5}}, "crop fraction"),
+])
+def test_an_absurd_processor_config_is_one_error_line(processor, says):
+    """What a checkpoint's processor config says is checked before a frame is fed (a zero std gives NaN rows)."""
+    from featx.backbones import _check_input, hf_video
+
+    with pytest.raises(FeatxError, match="not usable") as caught:
+        _check_input("hf:x/y", hf_video.preprocessing(processor, hf_video.ADAPTERS["videomae"]))
+    assert says in str(caught.value) and "\n" not in str(caught.value)

@@ -277,3 +277,22 @@ def test_a_cached_timm_file_that_is_not_the_models_weights_is_one_line(caches, m
     with pytest.raises(FeatxError, match="does not hold timm's resnet34 .*missing|timm could not load") as caught:
         timm2d.create("resnet34", "auto")
     assert "\n" not in str(caught.value)
+
+
+def test_weights_list_passes_over_timm_org_repos_that_are_not_timm_models(caches):
+    """The timm organisation on the hub also holds open_clip's models; a tag this timm does not know is skipped."""
+    hf_cache_file(caches, "timm/ViT-B-16-SigLIP", b"{}")
+    hf_cache_file(caches, "timm/resnet18.a1_in1k_x", b"{}")
+    listed = CliRunner().invoke(app, ["weights", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "ViT-B-16-SigLIP" not in listed.output and "a1_in1k_x" not in listed.output and "r3d_18" in listed.output
+
+
+def test_pull_goes_on_past_a_name_that_fails_and_says_which_failed(caches, server, monkeypatch, r3d_file):
+    data, sha = r3d_file
+    path = serve_r3d(server, monkeypatch, data, sha[:8])
+    result = CliRunner().invoke(app, ["weights", "pull", "c3d", "r3d_18"])
+    assert path.read_bytes() == data  # r3d_18 pulled although c3d, named first, cannot be
+    assert result.exit_code == 1 and "r3d_18:" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: 1 of 2 not pulled: c3d"), result.stderr

@@ -93,6 +93,9 @@ def test_fields_by_chunks_batch_the_pairs_of_the_whole_video():
 def test_raft_offline_without_weights_or_weights_without_raft_is_one_line(tiny_videos, tmp_path, raft_small_file,
                                                                          caches, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no download tried: the empty cache is all there is
+    import featx.backbones  # RAFT's missing file is said before any backbone is built (that can take a minute)
+
+    monkeypatch.setattr(featx.backbones, "load_backbone", lambda *a, **k: pytest.fail("the backbone was built first"))
     for args, says in ((["--flow", "raft-small"], "raft_small_C_T_V2-01064c6d.pth and HF_HUB_OFFLINE is set"),
                        (["--weights-flow", str(raft_small_file)], "--weights-flow is for --flow raft-small|raft-large")):
         result = runner.invoke(app, ["extract", str(tiny_videos), "--out", str(tmp_path / "s"), *TINY_ARGS,

@@ -234,6 +234,26 @@ def _image_model(config: ExtractConfig):
 
 
 
+def _check_input(backbone: str, data: dict) -> None:
+    """One error line unless the backbone's input is one a frame can become: a positive size, a mean and a
+    positive std per channel, a positive crop (a checkpoint's processor config can say anything)."""
+    import math
+
+    c, h, w = (int(v) for v in data["input_size"])
+    mean, std = [float(v) for v in data["mean"]], [float(v) for v in data["std"]]
+    resize = data.get("resize_size") or (1, 1)
+    problems = [why for bad, why in (
+        (min(c, h, w) < 1, f"input size {c} x {h} x {w}"),
+        (len(mean) != c or len(std) != c, f"{len(mean)} means and {len(std)} stds for {c} channels"),
+        (not all(math.isfinite(v) for v in mean + std) or min(std) <= 0, f"mean {mean}, std {std}"),
+        (not 0 < float(data["crop_pct"]) < math.inf, f"crop fraction {data['crop_pct']}"),
+        (min(resize) < 1, f"resize to {resize}"))
+        if bad]
+    if problems:
+        raise FeatxError(f"--backbone {backbone}: its preprocessing is not usable ({problems[0]}); check the "
+                         "checkpoint's processor config")
+
+
 def _on_runtime(model, config: ExtractConfig, input_size, dev, sha: str, cube_sha: str | None):
     """(the model as `config.runtime` runs it, the precision it runs at): torch's module as it is, or OpenVINO's
     compiled model (featx.backbones.runtime) on the CPU."""
@@ -273,6 +293,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         model, source, sha, data = image_text.create(config)
     else:
         model, source, sha, data = _image_model(config)
+    _check_input(config.backbone, data)
     if config.layer is not None:
         from featx.backbones.tap import LayerTap
 

@@ -154,8 +154,18 @@ def cached_timm_names() -> list[str]:
     folder = hub.hf_cache_dir()
     if not folder.is_dir():
         return []
+    import timm.models
+
     repos = scan_cache_dir(folder).repos
-    return sorted(r.repo_id.split("/", 1)[1] for r in repos if r.repo_type == "model" and r.repo_id.startswith("timm/"))
+    names = sorted(r.repo_id.split("/", 1)[1] for r in repos if r.repo_type == "model" and r.repo_id.startswith("timm/"))
+    return [n for n in names if _timm_knows(timm.models, n)]  # the timm org also holds open_clip's models
+
+
+def _timm_knows(models, name: str) -> bool:
+    try:
+        return models.get_pretrained_cfg(name) is not None
+    except RuntimeError:  # a tag this timm version does not know
+        return False
 
 
 def weights_info(name: str) -> WeightsInfo:
@@ -200,7 +210,9 @@ def pull(name: str):
     from featx.flow import RAFT_WEIGHTS
 
     if name in RAFT_WEIGHTS:
-        return hub.url_checkpoint(name, hub.torchvision_weights(RAFT_WEIGHTS[name]).url, instead="--weights-flow PATH")
+        from featx.flow import raft_checkpoint
+
+        return raft_checkpoint(name)
     if name in video3d.CLIP_MODELS:
         spec = video3d.CLIP_MODELS[name]
         if spec.url_weights is None:

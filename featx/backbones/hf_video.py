@@ -15,13 +15,13 @@ its weights are fetched. Nothing here imports transformers until a model is buil
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from featx.backbones import hub
 from featx.errors import FeatxError, exception_line
 
 PREFIX = "hf:"
@@ -128,14 +128,7 @@ def repo_of(name: str) -> str:
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise FeatxError(f"--backbone {name}: give hf:<org>/<name>, a Hugging Face model repo (or an alias: "
                          f"{', '.join(ALIASES)})")
-    return repo
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise FeatxError(f"{path}: not a readable JSON file ({exception_line(exc)})") from None
+    return hub.check_repo_id(name, repo)
 
 
 def adapter_for(config: dict, where: str) -> Adapter:
@@ -156,8 +149,6 @@ def _nested(config: dict, keys: tuple[str, ...]):
 
 def _local_files(folder: Path, need_weights: bool) -> RepoFiles:
     """A save_pretrained folder given as --weights."""
-    from featx.backbones import hub
-
     if not folder.is_dir() or not (folder / hub.HF_CONFIG[0]).is_file():
         raise FeatxError(f"--weights {folder}: give a folder holding config.json, its processor config and the "
                          "weights (what save_pretrained writes), or leave --weights out")
@@ -175,14 +166,13 @@ def _local_files(folder: Path, need_weights: bool) -> RepoFiles:
 def repo_files(name: str, weights: str = "auto", need_weights: bool = True, download: bool = True) -> RepoFiles:
     """The config, processor config and (when `need_weights`) weights of backbone `name`: from the local folder
     `weights`, else the cache or a download (featx.backbones.hub), the config checked for an adapter first."""
-    from featx.backbones import hub
     from featx.backbones.weights import AUTO, RANDOM_INIT
 
     if weights not in (AUTO, RANDOM_INIT):
         return _local_files(Path(weights).expanduser(), need_weights)
     repo = repo_of(name)
     config = hub.hf_checkpoint(name, repo, hub.HF_CONFIG, download, announce=False)
-    adapter_for(read_json(config.path), f"--backbone {name}")
+    adapter_for(hub.read_json_object(config.path), f"--backbone {name}")
     processor = hub.hf_checkpoint(name, repo, hub.HF_PROCESSOR_FILES, download, announce=False)
     found = hub.hf_checkpoint(name, repo, hub.HF_FILES, download) if need_weights and weights == AUTO else None
     return RepoFiles(config.path, processor.path, found.path if found else None, found.source if found else "")
@@ -190,7 +180,7 @@ def repo_files(name: str, weights: str = "auto", need_weights: bool = True, down
 
 def read_processor(path: Path) -> dict:
     """The processor settings a processor file holds (processor_config.json nests them by kind)."""
-    data = read_json(path)
+    data = hub.read_json_object(path)
     if path.name == "processor_config.json":
         data = data.get("video_processor") or data.get("image_processor") or {}
     return data
@@ -208,7 +198,13 @@ def preprocessing(processor: dict, adapter: Adapter) -> dict:
     """A timm-style data config (input_size, mean, std, interpolation, crop_pct, resize_size) equal to what the
     processor does: resize, centre crop, then (v * rescale - offset - mean) / std of 0-255 values v, which is
     (x - M) / S of x = v / 255 with M = (offset + mean) / (255 rescale) and S = std / (255 rescale)."""
-    p = {**PROCESSOR, **adapter.processor, **processor}
+    try:
+        return _preprocessing({**PROCESSOR, **adapter.processor, **processor}, adapter)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:  # absurd values: which
+        raise FeatxError(f"processor config: its preprocessing is not usable ({exception_line(exc)})") from None
+
+
+def _preprocessing(p: dict, adapter: Adapter) -> dict:
     crop = _pair(p.get("crop_size"), "crop_size")
     size = p.get("size")
     if adapter.size_from_crop is not None:
@@ -247,7 +243,7 @@ def frames_of(config: dict, adapter: Adapter) -> int:
 
 def describe(config_path: Path, processor_path: Path) -> tuple[str, int | None, int, str]:
     """(family, D, frames per clip, input size) of a model, from its config and processor files."""
-    config = read_json(config_path)
+    config = hub.read_json_object(config_path)
     adapter = adapter_for(config, str(config_path))
     data = preprocessing(read_processor(processor_path), adapter)
     _, h, w = data["input_size"]
@@ -260,7 +256,7 @@ def describe(config_path: Path, processor_path: Path) -> tuple[str, int | None, 
 def default_clip_len(name: str, weights: str = "auto") -> int:
     """The model's own frames per clip (its config.json), the default --clip-len."""
     files = repo_files(name, str(weights), need_weights=False)
-    config = read_json(files.config)
+    config = hub.read_json_object(files.config)
     return frames_of(config, adapter_for(config, f"--backbone {name}"))
 
 
@@ -326,7 +322,7 @@ def _build(adapter: Adapter, files: RepoFiles, weights: str) -> tuple[nn.Module,
 def create(backbone: str, weights: str, clip_len: int | None) -> tuple[nn.Module, str, str, dict]:
     """(VideoFeatures model, weights source, sha256, data config with `feature_description`) of backbone `backbone`."""
     files = repo_files(backbone, weights)
-    config = read_json(files.config)
+    config = hub.read_json_object(files.config)
     adapter = adapter_for(config, f"--backbone {backbone}")
     frames = frames_of(config, adapter)
     if clip_len is None:

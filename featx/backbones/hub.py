@@ -21,6 +21,7 @@ a connection within CONNECT_TIMEOUT seconds (one try, no retries). Environment: 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -301,3 +302,25 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> bool:
         raise FeatxError(f"{name}: could not download {filename} of {repo_id} from {hf_endpoint()} "
                          f"({exception_line(exc)})") from None
     return True
+
+
+def check_repo_id(name: str, repo: str) -> str:
+    """`repo` when huggingface_hub accepts it as a repo id, else one error line naming the backbone."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as exc:
+        raise FeatxError(f"--backbone {name}: {repo!r} is not a Hugging Face repo id ({exception_line(exc)})") from None
+    return repo
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object (a config): one error line naming it otherwise."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise FeatxError(f"{path}: not a readable JSON file ({exception_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise FeatxError(f"{path}: holds a JSON {type(data).__name__}, not the object a config is")
+    return data

@@ -17,7 +17,6 @@ store also records the text tower (the same repo, revision and weights sha256: o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from featx.backbones.weights import AUTO, RANDOM_INIT
@@ -45,7 +44,9 @@ def repo_of(name: str) -> str:
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise FeatxError(f"--backbone {name}: give clip:<org>/<name>, a Hugging Face repo of a CLIP or SigLIP "
                          "model in transformers' format (e.g. clip:openai/clip-vit-base-patch32)")
-    return repo
+    from featx.backbones import hub
+
+    return hub.check_repo_id(name, repo)
 
 
 def pull(name: str, download: bool = True) -> Path:
@@ -82,10 +83,9 @@ def _snapshot(name: str, weights: str) -> tuple[Path, str]:
 
 def model_type(folder: Path, what: str) -> str:
     """config.json's model_type, refused unless featx knows how to use its towers (FAMILIES)."""
-    try:
-        kind = json.loads((folder / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError) as exc:
-        raise FeatxError(f"{what}: cannot read {folder / 'config.json'} ({exception_line(exc)})") from None
+    from featx.backbones import hub
+
+    kind = hub.read_json_object(folder / "config.json").get("model_type")
     if kind not in FAMILIES:
         raise FeatxError(f"{what}: its model_type is {kind!r}; image-text backbones are {', '.join(FAMILIES)} models")
     return kind
@@ -93,7 +93,9 @@ def model_type(folder: Path, what: str) -> str:
 
 def feature_dim(folder: Path) -> int | None:
     """D of the joint space, from config.json (CLIP: projection_dim; SigLIP: the vision tower's width)."""
-    config = json.loads((folder / "config.json").read_text())
+    from featx.backbones import hub
+
+    config = hub.read_json_object(folder / "config.json")
     return config.get("projection_dim") or (config.get("vision_config") or {}).get("hidden_size")
 
 
@@ -132,10 +134,20 @@ def preprocessing(folder: Path, what: str) -> dict:
         processor = _transformers().AutoImageProcessor.from_pretrained(str(folder))
     except (OSError, ValueError) as exc:
         raise FeatxError(f"{what}: no usable preprocessor_config.json in {folder} ({exception_line(exc)})") from None
+    try:
+        return _preprocessing(processor)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:  # absurd values: which
+        raise FeatxError(f"{what}: the preprocessing of {folder / 'preprocessor_config.json'} is not usable "
+                         f"({exception_line(exc)})") from None
+
+
+def _preprocessing(processor) -> dict:
     size, crop = dict(processor.size), dict(getattr(processor, "crop_size", None) or {})
     resample = getattr(processor.resample, "value", processor.resample)
+    if resample not in FILTERS and not isinstance(resample, str):
+        raise ValueError(f"resample {resample!r} has no FFmpeg equivalent in featx")
     data = {"mean": tuple(processor.image_mean), "std": tuple(processor.image_std),
-            "interpolation": FILTERS.get(resample, resample if isinstance(resample, str) else "bicubic")}
+            "interpolation": FILTERS.get(resample, resample)}
     if size.get("shortest_edge"):
         shorter = int(size["shortest_edge"])
         h, w = (int(crop["height"]), int(crop["width"])) if getattr(processor, "do_center_crop", False) else (shorter,) * 2
@@ -209,8 +221,10 @@ def embed_texts(text_tower: dict, prompts: list[str], device, what: str):
     try:
         tokenizer = _transformers().AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError) as exc:
+        source = str(text_tower.get("source", ""))
+        name = PREFIX + source[3:].split("@")[0] if source.startswith("hf:") else f"{PREFIX}<org>/<name>"
         raise FeatxError(f"{what}: no usable tokenizer in {folder} ({exception_line(exc)}); run "
-                         f"`featx weights pull {PREFIX}<repo>` for its tokenizer files") from None
+                         f"`featx weights pull {name}` for its tokenizer files") from None
     pair = load_pair(folder, what).to(device)
     padding = FAMILIES[text_tower["model_type"]]
     length = pair.config.text_config.max_position_embeddings
