@@ -178,3 +178,19 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def go_offline(monkeypatch, how: str) -> None:
+    """No network for featx, two ways: HF_HUB_OFFLINE set ("HF_HUB_OFFLINE"), or every hub pointed at a closed
+    local port ("unreachable": a download would be tried and fail at once)."""
+    import huggingface_hub.constants
+
+    from featx.backbones import hub
+
+    if how == "HF_HUB_OFFLINE":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    else:
+        nowhere = f"http://127.0.0.1:{closed_port()}"
+        monkeypatch.setenv(hub.TORCHVISION_URL_ENV, nowhere)
+        monkeypatch.setenv("HF_ENDPOINT", nowhere)

@@ -20,7 +20,7 @@ from featx.errors import FeatxError
 from featx.backbones import hf_video
 from featx.digests import file_sha256
 from featx.store import open_store
-from tests.helpers import REV, closed_port, encode_h264, featx_command, one_error_line
+from tests.helpers import REV, encode_h264, featx_command, go_offline, one_error_line
 
 SMALL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 FRAMES, CROP, SHORTER = 4, 32, 40  # every tiny model: 4 frames, 32 x 32 crops of frames resized to 40 first
@@ -211,13 +211,7 @@ def test_weights_list_and_pull_by_alias_then_an_offline_featx_process(caches, se
 
 @pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "unreachable"])
 def test_offline_with_an_empty_cache_is_one_fast_error_line(caches, monkeypatch, video, how):
-    import huggingface_hub.constants
-
-    if how == "HF_HUB_OFFLINE":
-        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    else:
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    go_offline(monkeypatch, how)
     start = time.perf_counter()
     result = CliRunner().invoke(app, ["extract", str(video), "--backbone", "vjepa2-vitl", "--out",
                                       str(caches / "store")])

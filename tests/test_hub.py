@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cli import app
 from featx.backbones import hub, timm2d, video3d
 from featx.errors import FeatxError
-from tests.helpers import REV, closed_port, encode_h264, featx_command, one_error_line
+from tests.helpers import REV, encode_h264, featx_command, go_offline, one_error_line
 
 R3D = tvv.R3D_18_Weights.KINETICS400_V1
 
@@ -171,15 +171,7 @@ def test_a_timm_model_downloads_through_huggingface_hub(caches, server, monkeypa
 @pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "unreachable"])
 @pytest.mark.parametrize("name", ["r3d_18", "resnet18"])
 def test_offline_without_a_cache_is_one_fast_line_naming_the_cache_path(caches, monkeypatch, how, name):
-    import huggingface_hub.constants
-
-    if how == "HF_HUB_OFFLINE":
-        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    else:
-        nowhere = f"http://127.0.0.1:{closed_port()}"
-        monkeypatch.setenv(hub.TORCHVISION_URL_ENV, nowhere)
-        monkeypatch.setenv("HF_ENDPOINT", nowhere)
+    go_offline(monkeypatch, how)
     where = (str(hub.url_file_path(R3D.url)) if name == "r3d_18"
              else str(caches / "hf" / "hub" / "models--timm--resnet18.a1_in1k" / "snapshots"))
     create = video3d.create if name == "r3d_18" else timm2d.create
