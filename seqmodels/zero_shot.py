@@ -55,6 +55,8 @@ def check_out(out: str | Path, labels) -> Path:
     out = Path(out)
     if out.suffix not in OUT_SUFFIXES:
         raise FeatxError(f"--out {out}: use a .parquet or .csv file name")
+    if out.is_dir():
+        raise FeatxError(f"--out {out}: is a folder; give a file name")
     refuse_output_in_store(out)
     refuse_writing_over(out, [labels] if labels is not None else [])
     return out

@@ -237,3 +237,13 @@ def test_a_tapped_layer_is_not_the_joint_space_so_the_store_names_no_text_tower(
     assert open_store(out).config.text_tower is None
     one_error_line(CliRunner().invoke(app, ["zero-shot", str(out), "--classes", "a", "b", "-o",
                                             str(tmp_path / "z.csv")]), "has no text tower")
+
+
+def test_an_out_that_is_a_folder_is_refused_before_any_work(clip_store, tmp_path, monkeypatch):
+    from featx.backbones import image_text
+
+    store, _ = clip_store
+    (tmp_path / "z.csv").mkdir()
+    monkeypatch.setattr(image_text, "embed_texts", lambda *a, **k: pytest.fail("the work started"))
+    one_error_line(CliRunner().invoke(app, ["zero-shot", str(store), "--classes", "a", "b", "-o",
+                                            str(tmp_path / "z.csv")]), "is a folder")
