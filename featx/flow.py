@@ -191,12 +191,13 @@ class Raft:
         return flow[:, :, :h, :w].permute(0, 2, 3, 1).float().cpu().numpy()
 
 
-def raft_checkpoint(method: str):
+def raft_checkpoint(method: str, verify: bool = False):
     """torchvision's weights of RAFT `method` (RAFT_WEIGHTS) in torch.hub's cache, downloaded there when missing;
     offline without them, one error line (featx.backbones.hub)."""
     from featx.backbones import hub
 
-    return hub.url_checkpoint(method, hub.torchvision_weights(RAFT_WEIGHTS[method]).url, instead="--weights-flow PATH")
+    return hub.url_checkpoint(method, hub.torchvision_weights(RAFT_WEIGHTS[method]).url, instead="--weights-flow PATH",
+                              verify=verify)
 
 
 def load_raft(method: str, weights: str | None, device) -> tuple[Raft, str, str]:

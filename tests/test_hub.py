@@ -288,3 +288,8 @@ def test_pull_goes_on_past_a_name_that_fails_and_says_which_failed(caches, serve
     assert result.exit_code == 1 and "r3d_18:" in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: 1 of 2 not pulled: c3d"), result.stderr
+
+
+def test_pull_checks_a_cached_file_against_the_hash_in_its_name(caches):
+    cached_r3d(b"truncated")
+    one_error_line(CliRunner().invoke(app, ["weights", "pull", "r3d_18"]), "is damaged", "delete it")

@@ -212,13 +212,13 @@ def pull(name: str):
     if name in RAFT_WEIGHTS:
         from featx.flow import raft_checkpoint
 
-        return raft_checkpoint(name)
+        return raft_checkpoint(name, verify=True)
     if name in video3d.CLIP_MODELS:
         spec = video3d.CLIP_MODELS[name]
         if spec.url_weights is None:
             raise FeatxError(f"{name}: featx knows no download of its weights; pass --weights PATH to extract "
                              f"({spec.files or 'a local checkpoint'})")
-        return hub.url_checkpoint(name, hub.torchvision_weights(spec.url_weights).url)
+        return hub.url_checkpoint(name, hub.torchvision_weights(spec.url_weights).url, verify=True)
     if hf_video.handles(name):  # config.json (checked for an adapter), the processor config, then the weights
         files = hf_video.repo_files(name)
         return hub.Checkpoint(files.weights, files.source)

@@ -155,12 +155,14 @@ def _why_offline(url: str) -> str | None:
 
 
 def url_checkpoint(name: str, url: str, kind: str = "torchvision", download: bool = True,
-                   instead: str = "--weights PATH or --random-init") -> Checkpoint:
+                   instead: str = "--weights PATH or --random-init", verify: bool = False) -> Checkpoint:
     """The file of `url` in torch.hub's cache, downloaded (progress bar, sha256 checked against the name's hash
     prefix) when missing and `download`. Raises one FeatxError line when it is not there and cannot be."""
     path = url_file_path(url)
     source = f"{kind}:{path.name}"
     if path.is_file():
+        if verify:  # `featx weights pull`: a cached file is checked against the hash its name carries
+            _check_hash_in_name(name, path)
         return Checkpoint(path, source)
     why = "it is not downloaded (featx weights pull)" if not download else _why_offline(mirrored(url))
     if why:
@@ -324,3 +326,12 @@ def read_json_object(path: Path) -> dict:
     if not isinstance(data, dict):
         raise FeatxError(f"{path}: holds a JSON {type(data).__name__}, not the object a config is")
     return data
+
+
+def _check_hash_in_name(name: str, path: Path) -> None:
+    from featx.digests import file_sha256
+
+    found = HASH_IN_NAME.search(path.name)
+    if found and not file_sha256(path).startswith(found.group(1)):
+        raise FeatxError(f"{name}: the cached {path} is damaged (its sha256 does not start with {found.group(1)}); "
+                         f"delete it and run `featx weights pull {name}` again")
