@@ -14,6 +14,7 @@ Ratios are measured in one run, interleaved on the same machine. Prints a table 
 bench/results/runtime_cpu.json.
     python bench/runtime.py
     python bench/runtime.py --backbones tf_efficientnet_lite0 resnet50 --videos 4 --seconds 20
+    python bench/runtime.py --workers-sweep 0 1 2     # also: end to end per decoding worker count, both runtimes
 """
 
 from __future__ import annotations
@@ -79,10 +80,22 @@ def plain_script(backbone, paths: list[Path], fps: float = 4.0, batch: int = 32)
     return frames / (time.perf_counter() - started)
 
 
-def end_to_end(paths: list[Path], config: ExtractConfig, out: Path) -> float:
+def end_to_end(paths: list[Path], config: ExtractConfig, out: Path, workers: int | None = None) -> float:
     extract(collect_inputs(paths[:1]), out.with_name(out.name + "-warm"), config, RunOptions(progress=False))
-    summary = extract(collect_inputs(paths), out, config, RunOptions(progress=False))
+    summary = extract(collect_inputs(paths), out, config, RunOptions(progress=False, workers=workers))
     return summary.frames_per_second
+
+
+def workers_sweep(paths: list[Path], counts: list[int], tmp: Path) -> list[dict]:
+    """End to end frames/s of the default backbone per decoding worker count (0: decode in the main process)."""
+    rows = []
+    for runtime in ("torch", "openvino"):
+        config = ExtractConfig(fps=4.0, runtime=runtime)
+        for n in counts:
+            fps = end_to_end(paths, config, tmp / f"workers-{runtime}-{n}", workers=n)
+            rows.append({"runtime": runtime, "workers": n, "end_to_end_fps": fps})
+            print(f"{runtime} workers {n}: {fps:.1f} f/s")
+    return rows
 
 
 def bench_backbone(name: str, paths: list[Path], tmp: Path) -> list[dict]:
@@ -129,14 +142,20 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=[DEFAULT_BACKBONE, "resnet50"])
     parser.add_argument("--videos", type=int, default=2, help="distinct 640 x 360 h264 videos")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers-sweep", type=int, nargs="*", default=[], metavar="N")
     add_out(parser, "runtime_cpu.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_videos(Path(tmp) / "videos", args.videos, args.seconds, 25, (640, 360), 25, 1)
         rows = [r for name in args.backbones for r in bench_backbone(name, paths, Path(tmp))]
+        sweep = workers_sweep(paths, args.workers_sweep, Path(tmp))
     print(markdown_table(COLUMNS, [_cells(r) for r in rows]))
-    write_results(results_path(args.out, "runtime_cpu.json", "cpu"), {"rows": rows, "videos": args.videos,
-                                                            "seconds": args.seconds, "fps": 4.0}, "cpu")
+    if sweep:
+        print(markdown_table([Column("runtime", "<", 8), Column("workers", ">", 7), Column("end to end", ">", 10)],
+                             [[r["runtime"], str(r["workers"]), f"{r['end_to_end_fps']:.1f}"] for r in sweep]))
+    write_results(results_path(args.out, "runtime_cpu.json", "cpu"), {"rows": rows, "workers_sweep": sweep,
+                                                            "videos": args.videos, "seconds": args.seconds, "fps": 4.0},
+                  "cpu")
 
 
 if __name__ == "__main__":
