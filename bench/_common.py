@@ -249,3 +249,31 @@ def make_videos(folder: Path, distinct: int, seconds: float, fps: int, size: tup
         for c in range(1, copies):
             os.link(first, folder / f"clip{v:02d}_{c:03d}.mp4")
     return sorted(folder.glob("*.mp4"))
+
+
+def plain_script(backbone, paths: list[Path], fps: float | None = None, batch: int = 32) -> int:
+    """The peer script a user would write, serially: PyAV decodes each whole video, keeps every frame (or, at
+    `fps`, the first at or after each 1/fps), resizes its shorter side and centre-crops it (swscale, bicubic), and
+    the backbone embeds batches of `batch`. Returns the frames embedded."""
+    import av
+    import torch
+
+    pre, frames = backbone.preprocess, 0
+    for path in paths:
+        kept, next_t = [], 0.0
+        with av.open(str(path)) as container:
+            for f in container.decode(video=0):
+                if fps is not None:
+                    if f.time < next_t - 1e-6:
+                        continue
+                    next_t = (int(f.time * fps + 1e-6) + 1) / fps
+                scale = pre.resize_shorter / min(f.width, f.height)
+                w, h = round(f.width * scale), round(f.height * scale)
+                rgb = f.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
+                top, left = (h - pre.crop[0]) // 2, (w - pre.crop[1]) // 2
+                kept.append(rgb[top : top + pre.crop[0], left : left + pre.crop[1]])
+        pixels = np.stack(kept)
+        for s in range(0, len(pixels), batch):
+            backbone.embed(torch.from_numpy(pixels[s : s + batch]))
+        frames += len(pixels)
+    return frames

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import Column, add_out, make_parser, make_videos, markdown_table, results_path, timed, write_results
+from _common import plain_script as run_plain_script
 
 from featx.backbones import load_backbone
 from featx.config import DEFAULT_BACKBONE, ExtractConfig
@@ -54,30 +55,12 @@ def model_alone(backbone, pixels: np.ndarray) -> tuple[float, np.ndarray]:
     return 32 / timing.median, features
 
 
-def plain_script(backbone, paths: list[Path], fps: float = 4.0, batch: int = 32) -> float:
-    """frames/s of the plain PyAV + torch script at `fps` (the torch float32 backbone)."""
+def plain_script_fps(backbone, paths: list[Path], fps: float = 4.0) -> float:
+    """frames/s of the plain PyAV + torch script at `fps` (the torch float32 backbone; bench/_common.py)."""
     import time
 
-    import av
-
-    pre, frames, started = backbone.preprocess, 0, time.perf_counter()
-    for path in paths:
-        kept, next_t = [], 0.0
-        with av.open(str(path)) as container:
-            for f in container.decode(video=0):
-                if f.time < next_t - 1e-6:
-                    continue
-                next_t = (int(f.time * fps + 1e-6) + 1) / fps
-                scale = pre.resize_shorter / min(f.width, f.height)
-                w, h = round(f.width * scale), round(f.height * scale)
-                rgb = f.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
-                top, left = (h - pre.crop[0]) // 2, (w - pre.crop[1]) // 2
-                kept.append(rgb[top : top + pre.crop[0], left : left + pre.crop[1]])
-        pixels = np.stack(kept)
-        for s in range(0, len(pixels), batch):
-            backbone.embed(torch.from_numpy(pixels[s : s + batch]))
-        frames += len(pixels)
-    return frames / (time.perf_counter() - started)
+    started = time.perf_counter()
+    return run_plain_script(backbone, paths, fps) / (time.perf_counter() - started)
 
 
 def end_to_end(paths: list[Path], config: ExtractConfig, out: Path, workers: int | None = None) -> float:
@@ -106,7 +89,7 @@ def bench_backbone(name: str, paths: list[Path], tmp: Path) -> list[dict]:
         backbone = load_backbone(config, "cpu")
         pixels = frames_of(paths, backbone.preprocess, 96)
         fps, features = model_alone(backbone, pixels)
-        plain = plain_script(backbone, paths) if plain is None else plain  # the first setting is torch float32
+        plain = plain_script_fps(backbone, paths) if plain is None else plain  # the first setting is torch float32
         reference = features if reference is None else reference
         cosine = (features * reference).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(reference, axis=1)
         rel = np.linalg.norm(features - reference, axis=1) / np.linalg.norm(reference, axis=1)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from _common import (Column, Stopwatch, add_out, make_parser, make_videos, markdown_table, results_path, table_header,
                      table_row, timed, write_results)
+from _common import plain_script as run_plain_script
 
 from featx.backbones import load_backbone
 from featx.config import ExtractConfig
@@ -85,29 +86,9 @@ def model_alone(backbone, pixels: np.ndarray, batch: int, frames: int) -> float:
 def plain_script(backbone, paths: list[Path], batch: int = 32) -> float:
     """frames/s of the plain script: decode each whole video with PyAV, then run the model on it, serially.
     The first video is run once untimed first (the model's warm-up for its batch shapes)."""
-    _plain_script(backbone, paths[:1], batch)
-    timing = timed(lambda: _plain_script(backbone, paths, batch))
+    run_plain_script(backbone, paths[:1], batch=batch)
+    timing = timed(lambda: run_plain_script(backbone, paths, batch=batch))
     return timing.result / timing.best
-
-
-def _plain_script(backbone, paths: list[Path], batch: int) -> int:
-    import av
-
-    pre, frames = backbone.preprocess, 0
-    for path in paths:
-        with av.open(str(path)) as c:
-            decoded = []
-            for f in c.decode(video=0):
-                scale = pre.resize_shorter / min(f.width, f.height)
-                w, h = round(f.width * scale), round(f.height * scale)
-                rgb = f.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
-                top, left = (h - pre.crop[0]) // 2, (w - pre.crop[1]) // 2
-                decoded.append(rgb[top : top + pre.crop[0], left : left + pre.crop[1]])
-        pixels = np.stack(decoded)
-        for s in range(0, len(pixels), batch):
-            backbone.embed(torch.from_numpy(pixels[s : s + batch]))
-        frames += len(pixels)
-    return frames
 
 
 class GpuSampler:
