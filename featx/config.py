@@ -15,7 +15,8 @@ FORMAT_VERSION = 1
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DTYPES = ("float16", "float32")
 # The backbone's arithmetic: "auto" resolves to float16 autocast on CUDA and float32 on the CPU.
-RUNTIMES = ("torch", "openvino")  # featx.backbones.runtime
+# What runs the backbone (featx.backbones.runtime); "auto" is resolved when the backbone is loaded, to what ran.
+RUNTIMES = ("auto", "torch", "openvino")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 CLIP_TAILS = ("pad", "drop")  # the last, incomplete clip: repeat the last frame, or leave it out
 INFLATE_MODES = ("mean", "center")
@@ -97,8 +98,9 @@ class ExtractConfig:
     # what actually decoded: a run asked for nvdec that fell back to PyAV records "pyav". Older stores read "pyav".
     decoder: str = "pyav"
     # RUNTIMES: what ran the backbone, torch or OpenVINO's compiled model (featx.backbones.runtime); identity (its
-    # features differ from torch's in the last digits, more at bfloat16). Left out of the JSON at "torch".
-    runtime: str = "torch"
+    # features differ from torch's in the last digits, more at bfloat16). "auto" until the backbone is loaded; a
+    # store records what ran, and leaves the key out at "torch" (stores written before it was recorded ran torch).
+    runtime: str = "auto"
     versions: dict[str, str] = field(default_factory=dict)  # featx / torch / timm / av versions
     # `featx import` (featx.importer) of arrays made elsewhere: how they were read, {"fps": F (None: per video,
     # --source-fps-file), "stride": S, "window": W, "layout": "TC" | "CT", "key": array name or None}; None when the
@@ -145,7 +147,7 @@ class ExtractConfig:
                              "--stream flow|both resize in the decoding workers; leave out --resize-on")
         if self.runtime not in RUNTIMES:
             raise FeatxError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
-        if self.runtime != "torch" and self.stream != "rgb":
+        if self.runtime == "openvino" and self.stream != "rgb":
             raise FeatxError(f"--runtime {self.runtime} embeds RGB only so far: use --runtime torch with --stream "
                              f"{self.stream}")
         if self.decoder not in DECODERS:
@@ -192,6 +194,7 @@ class ExtractConfig:
             )
         data = dict(data)
         data.setdefault("precision", "float32")  # stores written before precision was recorded ran float32
+        data.setdefault("runtime", "torch")  # left out of the JSON at torch (and absent before it was recorded)
         for key in ("input_size", "mean", "std", "resize_size"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])

@@ -346,10 +346,12 @@ def extract(
     from featx.progress import progress as progress_bar
 
     from featx.backbones import load_backbone
+    from featx.backbones.runtime import settle_runtime
 
     t0 = time.monotonic()
     if config.stream != "rgb" and config.flow_method in RAFT_WEIGHTS and config.flow_weights is None:
         raft_checkpoint(config.flow_method)  # RAFT's file, before the backbone is built: offline is one fast line
+    config = settle_runtime(config, out, options.compile)
     backbone = load_backbone(config, options.device)
     raft, store_config = _flow_model(backbone.config, backbone.device)
     flow_net, store_config = _flow_network(backbone, config, store_config)

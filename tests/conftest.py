@@ -69,3 +69,21 @@ def server():
     yield s
     s.httpd.shutdown()
     s.httpd.server_close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def featx_cache(tmp_path_factory):
+    """One on-disk cache of converted backbones (--runtime auto / openvino) for the whole session, in a temporary
+    folder: tests write nothing under the user's home, and each model converts once per session."""
+    import os
+
+    from featx.backbones import runtime
+
+    folder = tmp_path_factory.mktemp("featx_cache")
+    before = os.environ.get(runtime.CACHE_ENV)
+    os.environ[runtime.CACHE_ENV] = str(folder)  # subprocesses (the CLI run as a program) inherit it
+    yield folder
+    if before is None:
+        os.environ.pop(runtime.CACHE_ENV, None)
+    else:
+        os.environ[runtime.CACHE_ENV] = before

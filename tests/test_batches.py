@@ -17,8 +17,8 @@ from tests.conftest import TINY
 DEVICE = os.environ.get("FEATX_TEST_DEVICE", "cpu")
 
 
-def _tiny():
-    return load_backbone(ExtractConfig(**TINY, precision="float32"), DEVICE)
+def _tiny():  # torch's module: the tests hook its forward and torch.compile it
+    return load_backbone(ExtractConfig(**TINY, precision="float32", runtime="torch"), DEVICE)
 
 
 @pytest.fixture(scope="module")

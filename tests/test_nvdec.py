@@ -190,7 +190,7 @@ def test_frames_without_a_timestamp_continue_the_clock_as_in_pyavs_path():
 # --- frames already on the device (what featx.nvdec hands on) through the device-side resize ---
 
 def test_tensor_frames_are_resized_and_embedded_as_the_staged_frames_are():
-    backbone = load_backbone(ExtractConfig(**TINY), "cpu")
+    backbone = load_backbone(ExtractConfig(**TINY, runtime="torch"), "cpu")  # torch takes any frame size
     pre = Preprocess(48, (40, 40), "bilinear", resize_on="device")
     rng = np.random.default_rng(0)
     pieces = [rng.integers(0, 256, (3, 60, 80, 3), dtype=np.uint8), rng.integers(0, 256, (2, 60, 80, 3), dtype=np.uint8),

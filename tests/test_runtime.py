@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 import featx
 from cli import app
 from featx.backbones import runtime
+from featx.config import ExtractConfig
 from featx.errors import FeatxError
 from tests.conftest import TINY_ARGS
 from tests.helpers import one_error_line
@@ -61,11 +62,11 @@ def test_a_second_run_reads_the_converted_model_from_the_cache(cached, tiny_vide
 def test_the_runtime_is_the_stores_identity_and_wrong_combinations_are_one_line(cached, tiny_videos, tmp_path):
     _extract(tiny_videos, tmp_path / "s", "--runtime", "openvino")
     base = ["extract", str(tiny_videos), "-o", str(tmp_path / "s"), *TINY_ARGS, "--dtype", "float32"]
-    assert "runtime" in one_error_line(runner.invoke(app, base))  # the same store, run by torch: refused
+    assert "runtime" in one_error_line(runner.invoke(app, [*base, "--runtime", "torch"]))  # run by torch: refused
     fresh = ["extract", str(tiny_videos), "-o", str(tmp_path / "t"), *TINY_ARGS, "--runtime", "openvino"]
     one_error_line(runner.invoke(app, [*fresh, "--precision", "float16"]), "runs float32 or bfloat16")
     one_error_line(runner.invoke(app, [*fresh, "--stream", "both"]), "RGB only so far")
-    one_error_line(runner.invoke(app, [*fresh[:-1], "tensorrt"]), "--runtime must be one of torch, openvino")
+    one_error_line(runner.invoke(app, [*fresh[:-1], "tensorrt"]), "--runtime must be one of auto, torch, openvino")
     assert not (tmp_path / "t").exists()
 
 
@@ -89,3 +90,99 @@ def test_clip_backbones_and_tapped_layers_convert_too(cached, tiny_videos, tmp_p
     got, want = _rows(tmp_path / "ov"), _rows(tmp_path / "torch")
     assert got.shape == want.shape
     assert (np.linalg.norm(got - want, axis=1) / np.linalg.norm(want, axis=1)).max() < 1e-4
+
+
+def _tiny_defaults(videos, out, *extra):
+    """`featx extract` of `videos` with the tiny backbone and no --runtime (the default, auto)."""
+    return runner.invoke(app, ["extract", str(videos), "-o", str(out), *TINY_ARGS, "--dtype", "float32", "--no-progress",
+                               *extra])
+
+
+def test_the_default_runtime_is_openvino_on_the_cpu_with_torch_float32_features(cached, tiny_videos, tmp_path):
+    result = _tiny_defaults(tiny_videos, tmp_path / "auto")
+    assert result.exit_code == 0, result.output
+    config = featx.open_store(tmp_path / "auto").config
+    assert (config.runtime, config.precision) == ("openvino", "float32")
+    verdict = [runtime._read_json(p) for p in cached.glob("openvino/*.json")]
+    assert verdict and all(v["ok"] and v["min_cosine"] >= runtime.MIN_COSINE for v in verdict)
+    _extract(tiny_videos, tmp_path / "torch", "--runtime", "torch")
+    got, want = _rows(tmp_path / "auto"), _rows(tmp_path / "torch")
+    cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert got.shape == want.shape and cosine.min() >= 0.9999
+
+
+def test_auto_extends_a_store_with_the_runtime_it_started_with(cached, tiny_videos, tmp_path):
+    some = tmp_path / "some"
+    some.mkdir()
+    for name in sorted(p.name for p in tiny_videos.glob("*.mp4"))[:2]:
+        (some / name).symlink_to(tiny_videos / name)
+    _extract(some, tmp_path / "s", "--runtime", "torch")
+    result = _tiny_defaults(tiny_videos, tmp_path / "s")  # auto, on a store torch started: torch again
+    assert result.exit_code == 0, result.output
+    store = featx.open_store(tmp_path / "s")
+    assert store.config.runtime == "torch" and len(store.ok_ids()) == len(list(tiny_videos.glob("*.mp4")))
+
+
+def test_a_store_this_machine_cannot_run_as_it_started_is_refused_in_one_line(cached, tiny_videos, tmp_path,
+                                                                               monkeypatch):
+    _extract(tiny_videos, tmp_path / "s", "--runtime", "openvino")
+    monkeypatch.setattr(runtime, "has_openvino", lambda: False)
+    one_error_line(_tiny_defaults(tiny_videos, tmp_path / "s"), "extracted by OpenVINO at float32, which is not "
+                                                                "installed here")
+    monkeypatch.setattr(runtime, "has_openvino", lambda: True)
+    config = featx.open_store(tmp_path / "s").config
+    bf16 = ExtractConfig.from_dict({**config.to_dict(), "precision": "bfloat16"})
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    with pytest.raises(FeatxError, match="at bfloat16, which this CPU cannot run"):
+        runtime.settle_for_store(ExtractConfig(), bf16, "S")
+
+
+def test_auto_runs_torch_where_openvino_cannot_convert_and_decides_that_once(cached, tiny_videos, tmp_path,
+                                                                            monkeypatch):
+    import openvino
+
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path / "cache"))
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("an operation this test says OpenVINO lacks")
+
+    monkeypatch.setattr(openvino, "convert_model", fails)
+    assert _tiny_defaults(tiny_videos, tmp_path / "a").exit_code == 0
+    assert featx.open_store(tmp_path / "a").config.runtime == "torch"
+    monkeypatch.setattr(openvino, "convert_model", lambda *a, **k: pytest.fail("tried to convert again"))
+    assert _tiny_defaults(tiny_videos, tmp_path / "b").exit_code == 0
+    assert featx.open_store(tmp_path / "b").config.runtime == "torch"
+    one_error_line(runner.invoke(app, ["extract", str(tiny_videos), "-o", str(tmp_path / "c"), *TINY_ARGS,
+                                       "--runtime", "openvino"]), "could not convert")
+
+
+def test_auto_runs_torch_where_openvinos_features_are_not_torchs(cached, tiny_videos, tmp_path, monkeypatch):
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(runtime, "agreement", lambda *a: {"min_cosine": 0.99, "max_relative_l2": 0.1})
+    assert _tiny_defaults(tiny_videos, tmp_path / "a").exit_code == 0
+    assert featx.open_store(tmp_path / "a").config.runtime == "torch"
+    asked = _extract(tiny_videos, tmp_path / "b", "--runtime", "openvino")  # asked for: it runs, with a warning
+    assert asked.runtime == "openvino"
+
+
+def test_converting_sends_no_telemetry(tmp_path, monkeypatch):
+    import openvino
+    import openvino_telemetry
+    import torch
+
+    sent = []
+    monkeypatch.setattr(openvino_telemetry.Telemetry, "send_event", lambda self, *a, **k: sent.append(a))
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path))
+    model = torch.nn.Conv2d(3, 4, 3).eval()
+    openvino.convert_model(model, example_input=torch.zeros(1, 3, 8, 8))  # OpenVINO's own call sends events
+    assert sent
+    sent.clear()
+    runtime.compile_model(model, (1, 3, 8, 8), "float32", {"backbone": "conv"}, 1)
+    assert not sent and list(tmp_path.glob("openvino/*.xml"))
+
+
+def test_compile_is_torchs_and_refused_with_openvino(tiny_videos, tmp_path):
+    one_error_line(runner.invoke(app, ["extract", str(tiny_videos), "-o", str(tmp_path / "s"), *TINY_ARGS,
+                                       "--runtime", "openvino", "--compile"]), "--compile is torch.compile")
+    config = runtime.settle_runtime(ExtractConfig(), tmp_path / "none", compile=True)
+    assert config.runtime == "torch"

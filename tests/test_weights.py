@@ -68,7 +68,7 @@ FORMS = {
 
 
 def _load(kind: str, weights: str):
-    config = dataclasses.replace(CONFIGS[kind], weights=weights)
+    config = dataclasses.replace(CONFIGS[kind], weights=weights, runtime="torch")  # torch's module: any input size
     backbone = load_backbone(config, "cpu")
     return flow_backbone(backbone, config) if kind == "flow" else backbone
 

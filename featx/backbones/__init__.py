@@ -50,6 +50,8 @@ class Backbone:
         (any other shape compiles again, which costs seconds)."""
         import torch
 
+        if self.config.runtime != "torch":
+            raise FeatxError(f"--compile is torch.compile: the {self.config.runtime} runtime's model is compiled already")
         self.model = torch.compile(self.model)
         self.warm_up(batch_size)
 
@@ -255,22 +257,31 @@ def _check_input(backbone: str, data: dict) -> None:
 
 
 def _on_runtime(model, config: ExtractConfig, input_size, dev, sha: str, cube_sha: str | None):
-    """(the model as `config.runtime` runs it, the precision it runs at): torch's module as it is, or OpenVINO's
-    compiled model (featx.backbones.runtime) on the CPU."""
-    if config.runtime == "torch":
-        return model, resolve_precision(config.precision, dev)
-    import torch
-
+    """(the model as it runs, the precision it runs at, the runtime that runs it): torch's module as it is, or
+    OpenVINO's compiled model (featx.backbones.runtime) on the CPU. --runtime auto takes OpenVINO where
+    `runtime.automatic` allows it and the compiled model gives torch float32's features, else torch."""
     from featx.backbones import runtime
 
+    name = config.runtime
+    if name == "auto":
+        name = "openvino" if runtime.automatic(config, dev) else "torch"
+    if name == "torch":
+        return model, resolve_precision(config.precision, dev), "torch"
+    import torch
+
     if dev.type != "cpu":
-        raise FeatxError(f"--runtime {config.runtime} runs on the CPU: use --device cpu (or --runtime torch)")
+        raise FeatxError(f"--runtime {name} runs on the CPU: use --device cpu (or --runtime torch)")
     precision = runtime.resolve(config.precision)
     clip = (config.clip_len,) if config.clips else ()
     identity = {"backbone": config.backbone, "weights_sha256": sha, "layer": config.layer, "inflate": config.inflate,
                 "inflate_time": config.inflate_time, "mean_cube_sha256": cube_sha}
     shape = (1, input_size[0], *clip, *input_size[1:])
-    return runtime.compile_model(model, shape, precision, identity, torch.get_num_threads()), precision
+    compiled = runtime.compile_model(model, shape, precision, identity, torch.get_num_threads(),
+                                     required=config.runtime != "auto")
+    if compiled is None:  # auto: OpenVINO cannot run this backbone as torch does
+        return model, resolve_precision(config.precision, dev), "torch"
+    return compiled, precision, name
+
 
 def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
     """Build the frozen backbone that `config` names and return it with `config` resolved."""
@@ -305,7 +316,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
     model = model.to(dev)
     if not config.clips:
         model = model.to(memory_format=torch.channels_last)
-    model, precision = _on_runtime(model, config, data["input_size"], dev, sha, cube_sha)
+    model, precision, ran = _on_runtime(model, config, data["input_size"], dev, sha, cube_sha)
     resolved = dataclasses.replace(
         config,
         weights=source,
@@ -322,6 +333,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         feature_description=data.get("feature_description"),
         text_tower=None if config.layer else data.get("text_tower"),  # a tapped layer is not the joint space
         precision=precision,
-        versions=_versions(config.backbone, config.runtime),
+        runtime=ran,
+        versions=_versions(config.backbone, ran),
     )
     return Backbone(resolved, model, dev)
