@@ -194,3 +194,72 @@ def go_offline(monkeypatch, how: str) -> None:
         nowhere = f"http://127.0.0.1:{closed_port()}"
         monkeypatch.setenv(hub.TORCHVISION_URL_ENV, nowhere)
         monkeypatch.setenv("HF_ENDPOINT", nowhere)
+
+
+# Tiny random transformers models (test_hf_video, test_runtime_families): 4 frames, 32 x 32 crops of frames resized
+# to 40 first, 32-wide, one layer. transformers is imported only when one is built.
+HF_SMALL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+HF_FRAMES, HF_CROP, HF_SHORTER = 4, 32, 40
+HF_VIDEO_KINDS = ("videomae", "vjepa2", "timesformer", "vivit", "xclip")  # featx.backbones.hf_video.ADAPTERS keys
+
+
+def tiny_hf_video_model(kind: str):
+    """A tiny random transformers model of `kind` (an ADAPTERS key) and the processor its repos publish."""
+    import transformers as t
+
+    size, crop_size, small = {"shortest_edge": HF_SHORTER}, {"height": HF_CROP, "width": HF_CROP}, HF_SMALL
+    if kind == "videomae":
+        config = t.VideoMAEConfig(image_size=HF_CROP, patch_size=16, num_frames=HF_FRAMES, use_mean_pooling=False,
+                                  **small)
+        return t.VideoMAEModel(config), t.VideoMAEImageProcessor(size=size, crop_size=crop_size,
+                                                                 image_mean=[0.485, 0.456, 0.406],
+                                                                 image_std=[0.229, 0.224, 0.225])
+    if kind == "vjepa2":
+        config = t.VJEPA2Config(crop_size=HF_CROP, patch_size=16, frames_per_clip=HF_FRAMES, pred_hidden_size=32,
+                                pred_num_hidden_layers=1, pred_num_attention_heads=2, **small)
+        return t.VJEPA2Model(config), t.VJEPA2VideoProcessor(crop_size=HF_CROP)  # shorter side int(32 * 256 / 224)
+    if kind == "timesformer":  # TimeSformer's repos publish VideoMAE's image processor with mean 0.45, std 0.225
+        config = t.TimesformerConfig(image_size=HF_CROP, patch_size=16, num_frames=HF_FRAMES, **small)
+        return t.TimesformerModel(config), t.VideoMAEImageProcessor(size=size, crop_size=crop_size,
+                                                                    image_mean=[0.45] * 3, image_std=[0.225] * 3)
+    if kind == "vivit":  # rescale 1/127.5 with offset -1, then mean 0.5 / std 0.5: featx folds both into mean/std
+        config = t.VivitConfig(image_size=HF_CROP, num_frames=HF_FRAMES, tubelet_size=[2, 16, 16], **small)
+        return t.VivitModel(config, add_pooling_layer=False), t.VivitImageProcessor(size=size, crop_size=crop_size)
+    vision = {**small, "image_size": HF_CROP, "patch_size": 16, "num_frames": HF_FRAMES, "mit_hidden_size": 32,
+              "mit_num_hidden_layers": 1, "mit_num_attention_heads": 2, "mit_intermediate_size": 64}
+    config = t.XCLIPConfig(text_config={**small, "vocab_size": 100}, vision_config=vision, projection_dim=32,
+                           prompt_layers=1, prompt_attention_heads=2)
+    return t.XCLIPModel(config), t.CLIPImageProcessor(size=size, crop_size=crop_size)
+
+
+def tiny_image_text_pair(folder, family="clip"):
+    """A random CLIP (or SigLIP) pair (16-wide towers, 8-d CLIP projection), a word-level tokenizer and the
+    family's image processor for 32 x 32 inputs (CLIP: shorter side, then a centre crop; SigLIP: a square
+    resize), written by transformers' save_pretrained into `folder`."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    words = ["red", "green", "blue", "square", "a", "photo"]
+    vocab = {w: i for i, w in enumerate(["<s>", "</s>", "<unk>", *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 1)])
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                                     pad_token="</s>", unk_token="<unk>",
+                                                     model_input_names=["input_ids", "attention_mask"])
+    text = dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                  patch_size=8)
+    torch.manual_seed(0)
+    if family == "clip":
+        model = transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=8))
+        processor = transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    else:
+        model = transformers.SiglipModel(transformers.SiglipConfig(text_config=text, vision_config=vision))
+        processor = transformers.SiglipImageProcessor(size={"height": 32, "width": 32})
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

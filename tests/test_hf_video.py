@@ -20,39 +20,8 @@ from featx.errors import FeatxError
 from featx.backbones import hf_video
 from featx.digests import file_sha256
 from featx.store import open_store
-from tests.helpers import REV, encode_h264, featx_command, go_offline, one_error_line
-
-SMALL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
-FRAMES, CROP, SHORTER = 4, 32, 40  # every tiny model: 4 frames, 32 x 32 crops of frames resized to 40 first
-CROP_SIZE = {"height": CROP, "width": CROP}
-KINDS = ("videomae", "vjepa2", "timesformer", "vivit", "xclip")
-
-
-def tiny_model(kind: str):
-    """A tiny random transformers model of `kind` (an ADAPTERS key) and the processor its repos publish."""
-    t = transformers
-    size = {"shortest_edge": SHORTER}
-    if kind == "videomae":
-        config = t.VideoMAEConfig(image_size=CROP, patch_size=16, num_frames=FRAMES, use_mean_pooling=False, **SMALL)
-        return t.VideoMAEModel(config), t.VideoMAEImageProcessor(size=size, crop_size=CROP_SIZE,
-                                                                 image_mean=[0.485, 0.456, 0.406],
-                                                                 image_std=[0.229, 0.224, 0.225])
-    if kind == "vjepa2":
-        config = t.VJEPA2Config(crop_size=CROP, patch_size=16, frames_per_clip=FRAMES, pred_hidden_size=32,
-                                pred_num_hidden_layers=1, pred_num_attention_heads=2, **SMALL)
-        return t.VJEPA2Model(config), t.VJEPA2VideoProcessor(crop_size=CROP)  # shorter side int(32 * 256 / 224)
-    if kind == "timesformer":  # TimeSformer's repos publish VideoMAE's image processor with mean 0.45, std 0.225
-        config = t.TimesformerConfig(image_size=CROP, patch_size=16, num_frames=FRAMES, **SMALL)
-        return t.TimesformerModel(config), t.VideoMAEImageProcessor(size=size, crop_size=CROP_SIZE,
-                                                                    image_mean=[0.45] * 3, image_std=[0.225] * 3)
-    if kind == "vivit":  # rescale 1/127.5 with offset -1, then mean 0.5 / std 0.5: featx folds both into mean/std
-        config = t.VivitConfig(image_size=CROP, num_frames=FRAMES, tubelet_size=[2, 16, 16], **SMALL)
-        return t.VivitModel(config, add_pooling_layer=False), t.VivitImageProcessor(size=size, crop_size=CROP_SIZE)
-    vision = {**SMALL, "image_size": CROP, "patch_size": 16, "num_frames": FRAMES, "mit_hidden_size": 32,
-              "mit_num_hidden_layers": 1, "mit_num_attention_heads": 2, "mit_intermediate_size": 64}
-    config = t.XCLIPConfig(text_config={**SMALL, "vocab_size": 100}, vision_config=vision, projection_dim=32,
-                           prompt_layers=1, prompt_attention_heads=2)
-    return t.XCLIPModel(config), t.CLIPImageProcessor(size=size, crop_size=CROP_SIZE)
+from tests.helpers import HF_CROP as CROP, HF_FRAMES as FRAMES, HF_SHORTER as SHORTER, HF_VIDEO_KINDS as KINDS
+from tests.helpers import REV, encode_h264, featx_command, go_offline, one_error_line, tiny_hf_video_model
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +31,7 @@ def tiny(tmp_path_factory):
     folders = {}
     for seed, kind in enumerate(KINDS):
         torch.manual_seed(seed)
-        model, processor = tiny_model(kind)
+        model, processor = tiny_hf_video_model(kind)
         folders[kind] = root / kind
         model.save_pretrained(folders[kind])
         processor.save_pretrained(folders[kind])
@@ -151,19 +120,23 @@ def client_features(kind: str, folder, frames: np.ndarray) -> tuple[torch.Tensor
         return pixels, hidden[0] if kind in ("timesformer", "vivit") else hidden.mean(0)
 
 
+@pytest.mark.parametrize("runtime", ["torch", pytest.param("openvino", marks=pytest.mark.slow)])  # converting: 2-3 s
 @pytest.mark.parametrize("kind", KINDS)
-def test_features_match_the_checkpoints_own_processor_and_model(tmp_path, tiny, video, kind):
+def test_features_match_the_checkpoints_own_processor_and_model(tmp_path, tiny, video, kind, runtime, monkeypatch):
     """Same decoded frames: featx's pixels (decoded, resized and cropped by FFmpeg) are the processor's within a
-    level, and its features (its normalisation and pooling on the model) are the model's on the processor's output.
-    Random weights make cosine a weak test, hence the relative L2 bound too."""
+    level, and its features (its normalisation and pooling on the model, run by torch or compiled by OpenVINO) are
+    the model's on the processor's output. Random weights make cosine a weak test, hence the relative L2 bound too."""
     import featx.api
+    from featx.backbones import runtime as ov_runtime
     from featx.video import FrameChunk, Preprocess, stream_frames
 
+    monkeypatch.setenv(ov_runtime.CACHE_ENV, str(tmp_path / "cache"))  # a converted model lands here, not in ~
     summary = featx.api.extract([video], tmp_path / "s", backbone=f"hf:tiny-org/{kind}", weights=tiny[kind],
-                                device="cpu", dtype="float32", progress=False)
+                                device="cpu", dtype="float32", progress=False, runtime=runtime)
     assert summary.failed == 0
     store = open_store(tmp_path / "s")
     c = store.config
+    assert c.runtime == runtime
     got = np.stack(store.rows().sort_values("step")["feature"].to_numpy()).astype(np.float32)  # (2, D)
     decoded = np.concatenate([x.pixels for x in stream_frames(video) if isinstance(x, FrameChunk)])  # (8, 48, 64, 3)
     pre = Preprocess.from_config(c.input_size, c.crop_pct, c.interpolation, resize_size=c.resize_size)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from featx.store import StoreWriter, open_store
-from tests.helpers import add_toy_video, one_error_line, toy_config
+from tests.helpers import add_toy_video, one_error_line, tiny_image_text_pair, toy_config
 
 transformers = pytest.importorskip("transformers")
 
@@ -23,37 +23,6 @@ REPO = "tiny/clip-test"
 NAME = f"clip:{REPO}"
 REV = "89abcdef0123456789abcdef0123456789abcdef"  # a hub commit hash
 CLASSES = ["red", "green", "blue square"]
-WORDS = ["red", "green", "blue", "square", "a", "photo"]
-
-
-def tiny_pair(folder, family="clip"):
-    """A random CLIP (or SigLIP) pair (16-wide towers, 8-d CLIP projection), a word-level tokenizer and the
-    family's image processor for 32 x 32 inputs (CLIP: shorter side, then a centre crop; SigLIP: a square
-    resize), written by transformers' save_pretrained into `folder`."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-    vocab = {w: i for i, w in enumerate(["<s>", "</s>", "<unk>", *WORDS])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 1)])
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
-                                                     pad_token="</s>", unk_token="<unk>",
-                                                     model_input_names=["input_ids", "attention_mask"])
-    text = dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
-    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
-                  patch_size=8)
-    torch.manual_seed(0)
-    if family == "clip":
-        model = transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=8))
-        processor = transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    else:
-        model = transformers.SiglipModel(transformers.SiglipConfig(text_config=text, vision_config=vision))
-        processor = transformers.SiglipImageProcessor(size={"height": 32, "width": 32})
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
 
 
 def saved_files(folder) -> dict:
@@ -62,7 +31,7 @@ def saved_files(folder) -> dict:
 
 @pytest.fixture(scope="module")
 def pair_files(tmp_path_factory):
-    return saved_files(tiny_pair(tmp_path_factory.mktemp("pair") / "saved"))
+    return saved_files(tiny_image_text_pair(tmp_path_factory.mktemp("pair") / "saved"))
 
 
 @pytest.fixture
@@ -158,7 +127,7 @@ def test_zero_shot_scores_are_the_cosines_and_accuracy_is_top_1(clip_store, tmp_
 
 
 def test_a_siglip_pair_resizes_without_a_crop_and_pads_prompts_to_max_length(hf_home, tiny_videos, tmp_path):
-    snapshot = cache_repo(hf_home, saved_files(tiny_pair(tmp_path / "saved", "siglip")))
+    snapshot = cache_repo(hf_home, saved_files(tiny_image_text_pair(tmp_path / "saved", "siglip")))
     runner = CliRunner()
     result = runner.invoke(app, ["extract", str(tiny_videos), "--backbone", NAME, "-o", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
