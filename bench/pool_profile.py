@@ -15,6 +15,15 @@ Two measurements, both on the same synthetic H.264 clips (the size bench/through
     python bench/pool_profile.py                       # workers 1 and 2, FFmpeg threads as featx sets them
     python bench/pool_profile.py --workers 1 2 --threads 1 2   # also force FFmpeg threads per worker
     python bench/pool_profile.py --sws-threads 0 1     # swscale threads: PyAV's default (0) vs featx's (1)
+
+3. `--kept`: instead of 1 and 2, wall milliseconds per kept frame of each stage of `featx.video.stream_frames` in
+   this process (featx's FFmpeg threads), at --fps 4, 1 and every frame, on 640x360 H.264 videos with x264's
+   defaults (B-frames) at 25 and 29.97 fps: demux alone, decoding every frame, decoding as stream_frames does
+   (passing over the dropped frames nothing references, featx.seek.PassOver, its packet index included), `to_rgb`
+   of the kept frames, stream_frames as a whole, and with `--model` the OpenVINO default backbone per frame.
+   Repeats run interleaved; medians.
+
+    python bench/pool_profile.py --kept --seconds 20 --repeats 5 --model
 """
 
 from __future__ import annotations
@@ -22,13 +31,15 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import statistics
 import tempfile
 import time
 from collections import defaultdict
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from _common import Column, add_out, make_parser, make_videos, markdown_table, write_results
+from _common import RESULTS, Column, add_out, make_parser, make_videos, markdown_table, synthetic_clip, timed, write_results
 
 from featx import decode_pool, video
 from featx.video import Preprocess
@@ -170,6 +181,88 @@ def pool_run(paths: list[Path], pre: Preprocess, workers: int, threads: int | No
             "worker_per_frame": sums}
 
 
+# -- 3. per kept frame, in one process ------------------------------------------------------------------------
+
+
+def _opened(path: Path):
+    container = video.open_video(path)
+    stream = video.decoding(container, 0)
+    info = video.container_info(container)
+    clock = (Fraction(stream.start_time or 0) * (stream.time_base or 1), 1.0 / info.fps)
+    return container, stream, clock
+
+
+def _wall(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def kept_stages(path: Path, fps: float | None, pre: Preprocess) -> dict[str, float]:
+    """Wall seconds per kept frame of each stage of stream_frames on `path` at `fps`."""
+    container, stream, clock = _opened(path)
+    demux, _ = _wall(lambda: sum(1 for _ in container.demux(stream)))
+    container.close()
+    container, stream, clock = _opened(path)
+    full, kept = _wall(lambda: [f for _, _, f in video.FullDecode(container, stream, *clock, fps)])
+    container.close()
+    container, stream, clock = _opened(path)
+    spare = bool(fps and fps < float(stream.average_rate))
+    spared, _ = _wall(lambda: sum(1 for _ in video.sampled_frames(path, container, stream, clock, fps, spare, 0)[0]))
+    container.close()
+    convert, _ = _wall(lambda: [video.to_rgb(f, pre) for f in kept])
+    whole, _ = _wall(lambda: list(video.stream_frames(path, fps, pre)))
+    seconds = {"demux": demux, "decode every frame": full, "decode as stream_frames": spared, "to_rgb": convert,
+               "stream_frames": whole}
+    return {"kept": len(kept), **{k: v / len(kept) for k, v in seconds.items()}}
+
+
+def model_seconds() -> float:
+    """Wall seconds per frame of the default backbone compiled by OpenVINO (float32), batches of 32."""
+    import torch
+
+    from featx.backbones import load_backbone
+    from featx.config import ExtractConfig
+
+    backbone = load_backbone(ExtractConfig(fps=4.0, runtime="openvino"), "cpu")
+    batch = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (32, 224, 224, 3), dtype=np.uint8))
+    return timed(lambda: backbone.embed(batch), repeats=5, warmup=1).median / 32
+
+
+def kept_profile(folder: Path, seconds: float, repeats: int, with_model: bool) -> dict:
+    from featx.synth_video import write_video
+
+    pre = Preprocess.from_config((3, 224, 224), 0.875, "bicubic")
+    folder.mkdir(parents=True)
+    paths = {}
+    for name, rate in [("25", Fraction(25)), ("29.97", Fraction(30000, 1001))]:  # x264's defaults: B-frames
+        paths[name] = folder / f"x264-{name}.mp4"
+        clip = synthetic_clip(np.random.default_rng(0), seconds, round(rate), (640, 360))
+        write_video(paths[name], clip, rate, (640, 360))
+    runs = defaultdict(list)
+    for _ in range(repeats):  # interleaved: every setting once per round
+        for name, path in paths.items():
+            for fps in (4.0, 1.0, None):
+                runs[(name, fps)].append(kept_stages(path, fps, pre))
+    model = model_seconds() if with_model else None
+    rows = [{"video_fps": name, "fps": fps, **{k: statistics.median(r[k] for r in rs) for k in rs[0]}}
+            for (name, fps), rs in runs.items()]
+    return {"rows": rows, "model_s_per_frame": model}
+
+
+KEPT_COLUMNS = [Column("video", ">", 5), Column("--fps", ">", 5), Column("kept", ">", 4), Column("demux", ">", 5),
+                Column("decode all", ">", 10), Column("decode spared", ">", 13), Column("to_rgb", ">", 6),
+                Column("stream_frames", ">", 13), Column("model (OpenVINO)", ">", 16)]
+
+
+def kept_table(result: dict) -> str:
+    ms = lambda s: f"{s * 1e3:.2f}" if s is not None else "-"  # noqa: E731
+    return markdown_table(KEPT_COLUMNS, [
+        [r["video_fps"], r["fps"] or "all", r["kept"], ms(r["demux"]), ms(r["decode every frame"]),
+         ms(r["decode as stream_frames"]), ms(r["to_rgb"]), ms(r["stream_frames"]), ms(result["model_s_per_frame"])]
+        for r in result["rows"]])
+
+
 COLUMNS = [Column("workers", ">", 7), Column("FFmpeg threads", ">", 14), Column("sws threads", ">", 11),
            Column("frames/s", ">", 8),
            Column("demux", ">", 6), Column("decode", ">", 6), Column("colour", ">", 6), Column("resize+crop", ">", 11),
@@ -202,8 +295,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--size", type=int, nargs=2, default=[340, 256], metavar=("W", "H"))
     parser.add_argument("--input", type=int, default=224, help="backbone input (crop) size; resize shorter side to it / 0.875")
+    parser.add_argument("--kept", action="store_true", help="per kept frame stages in one process (3. above)")
+    parser.add_argument("--repeats", type=int, default=3, help="--kept: interleaved rounds")
+    parser.add_argument("--model", action="store_true", help="--kept: also time the OpenVINO default backbone")
     add_out(parser, "pool_profile.json")
     args = parser.parse_args()
+    if args.kept:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = kept_profile(Path(tmp) / "videos", args.seconds, args.repeats, args.model)
+        print(f"wall ms per kept frame, {os.cpu_count()} cores, medians of {args.repeats} interleaved rounds\n")
+        print(kept_table(result))
+        out = RESULTS / "pool_profile_kept.json" if args.out == str(RESULTS / "pool_profile.json") else args.out
+        print(f"wrote {write_results(out, {'args': vars(args), **result})}")
+        return
     pre = Preprocess.from_config((3, args.input, args.input), 0.875, "bicubic")
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_videos(Path(tmp) / "videos", args.distinct, args.seconds, 25, tuple(args.size), 50, args.copies)

@@ -6,13 +6,23 @@ decodes about as much as a full pass and pays 10 seeks on top (measured with PyA
 keyframes every 30 frames it costs 0.4x. The plan is made from the packets alone (demuxing reads the file but
 decodes nothing): which frames the sampler keeps, and where each one's keyframe is. It yields exactly the
 frames, frame numbers and timestamps that decoding everything would.
+
+When seeking does not pay, the same plan still spares work: a full pass (`PassOver`) asks the decoder to skip the
+frames the sampler drops that no other frame references (H.264's disposable B-frames, nal_ref_idc 0: half the
+frames of x264's defaults). On 20 s 640x360 x264 videos (2 busy cores, interleaved, medians of 7) this decoded
+294 of 500 frames at 25 fps (--fps 4), and stream_frames took 0.82-0.87x the CPU time per kept frame of decoding
+everything at --fps 4 and 0.72x at --fps 1 (bench/pool_profile.py --kept has the stages). The frames, their
+numbers, times and pixels are those of a full decode (tests/test_seek.py: h264 at 25, 29.97 and 30 fps, variable
+frame rate, an edit list, mpeg4, vp9). A frame passed over is never decoded, so a damaged one goes unnoticed.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -37,6 +47,7 @@ class PacketIndex:
     pts: np.ndarray  # (N,) int64 presentation timestamps, in the stream's time base, ascending
     keyframe: np.ndarray  # (N,) bool: decoding can start at this frame's group (after a seek to seek_pts)
     seek_pts: np.ndarray  # (N,) int64: where to seek to start decoding at this frame's group
+    reorder: int = 0  # the most packets decoded before a packet and shown after it (`reorder_depth`)
 
     def shown_first(self, frame: int) -> bool:
         """Whether the first frame a seek for `frame`'s group yields is that group's keyframe itself."""
@@ -57,7 +68,7 @@ def packet_index(path: str | Path) -> PacketIndex | None:
 
     with av.open(str(path), metadata_errors="ignore") as container:
         stream = container.streams.video[0]
-        pts, key, hidden = [], [], []
+        pts, key, hidden = [], [], []  # in decoding order
         for packet in container.demux(stream):
             if packet.size == 0:  # the demuxer's end-of-stream marker
                 continue
@@ -67,7 +78,23 @@ def packet_index(path: str | Path) -> PacketIndex | None:
             key.append(packet.is_keyframe)
             hidden.append(packet.is_discard)
     order = np.argsort(pts, kind="stable")
-    return _shown_frames(np.asarray(pts, np.int64)[order], np.asarray(key, bool)[order], np.asarray(hidden, bool)[order])
+    shown = _shown_frames(np.asarray(pts, np.int64)[order], np.asarray(key, bool)[order], np.asarray(hidden, bool)[order])
+    return PacketIndex(shown.pts, shown.keyframe, shown.seek_pts, reorder_depth(pts))
+
+
+def reorder_depth(pts: list[int]) -> int:
+    """The most packets decoded before a packet and shown after it (H.264's num_reorder_frames), from every
+    packet's timestamp in decoding order: a decoder that holds back this many frames shows them all in order."""
+    ranks = np.empty(len(pts), np.int64)
+    ranks[np.argsort(pts, kind="stable")] = np.arange(len(pts))
+    waiting, shown, depth = [], 0, 0  # ranks decoded but not yet shown (sorted); the next rank to show
+    for rank in ranks.tolist():
+        depth = max(depth, len(waiting) - bisect.bisect_right(waiting, rank))
+        bisect.insort(waiting, rank)
+        while waiting and waiting[0] == shown:
+            waiting.pop(0)
+            shown += 1
+    return depth
 
 
 def _shown_frames(pts: np.ndarray, key: np.ndarray, hidden: np.ndarray) -> PacketIndex:
@@ -141,22 +168,100 @@ def decode_runs(container, stream, index: PacketIndex, runs: list[Run]):
             raise FeatxError(f"the stream ended before frame {target}")
 
 
-def seek_plan(path, stream, start: Fraction, fps: float):
-    """(runs, frames, time of the last frame) when seeking pays off, else None."""
+@dataclass(frozen=True)
+class SamplePlan:
+    """What a video's packets say about sampling it: the frames, their times and the frames kept."""
+
+    index: PacketIndex
+    times: list[float]  # seconds of every shown frame, exactly as featx.video.FrameClock computes them
+    targets: np.ndarray  # (K,) ascending frame numbers the sampler keeps
+    runs: list[Run] | None  # how to reach the targets by seeking; None when a full pass costs less
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+
+def sample_plan(path, stream, start: Fraction, fps: float) -> SamplePlan | None:
+    """The sampling plan of `path` at `fps` (with seeking runs when seeking pays off), or None when a packet
+    has no timestamp."""
     index = packet_index(path)
     if index is None or len(index.pts) == 0:
         return None
     base = stream.time_base or Fraction(1)
     times = [float(int(p) * base - start) for p in index.pts]  # exactly as FrameClock computes them
-    targets = np.asarray(timegrid.sample_indices(times, fps))
+    targets = np.asarray(timegrid.sample_indices(times, fps), np.int64)
     runs, cost = plan(targets, np.flatnonzero(index.keyframe))
-    if not worth_seeking(len(times), cost):
-        return None
-    return (index, runs, times), len(times), times[-1]
+    return SamplePlan(index, times, targets, runs if worth_seeking(len(times), cost) else None)
 
 
-def seeked_frames(container, stream, chosen):
-    """(frame number, time, frame) of the frames a `seek_plan` takes, decoded by seeking."""
-    (index, runs, times), _, _ = chosen
-    for n, frame in decode_runs(container, stream, index, runs):
-        yield n, times[n], frame
+def seeked_frames(container, stream, chosen: SamplePlan):
+    """(frame number, time, frame) of the frames a `sample_plan` takes, decoded by seeking."""
+    for n, frame in decode_runs(container, stream, chosen.index, chosen.runs):
+        yield n, chosen.times[n], frame
+
+
+def passes_over(chosen: SamplePlan, decoder_delay: int) -> bool:
+    """Whether `PassOver` may decode this plan: some frame is dropped, and the decoder, holding back
+    `decoder_delay` frames (codec_context.reorder_depth), shows every frame in order, so none is dropped as
+    out of order (FFmpeg's H.264 decoder drops such frames)."""
+    return len(chosen.targets) < chosen.frames and chosen.index.reorder <= decoder_delay
+
+
+class OffPlan(Exception):
+    """The decoder did not show the frames the packet index lists, in its order (a damaged or unusual stream)."""
+
+
+class PassOver:
+    """(frame number, time, frame) of the sampled frames, in one pass from the start that skips the dropped
+    frames nothing references: each packet of a frame the sampler drops goes to the decoder with skip_frame
+    NONREF (the decoder still decodes it when other frames need it). Frame numbers and times come from the plan.
+
+    Every frame the decoder shows must be the next one of the index but for frames sent to be skipped, and the
+    last frame must come out; otherwise (OffPlan) `fallback()` (a full decode from the start, with `end` and
+    `last_duration`) gives the frames after those already yielded. `end` and `last_duration` as FullDecode's."""
+
+    def __init__(self, container, stream, chosen: SamplePlan, fallback: Callable):
+        self._args = container, stream, chosen
+        self._fallback = fallback
+        self.end = (0, 0.0)
+        self.last_duration = 0.0
+        self.decoded = 0  # frames the decoder showed
+        self.fell_back = False
+
+    def __iter__(self):
+        yielded = -1
+        try:
+            for n, frame in self._shown():
+                yield n, self._args[2].times[n], frame
+                yielded = n
+        except OffPlan:
+            self.fell_back = True
+            full = self._fallback()
+            yield from ((n, t, frame) for n, t, frame in full if n > yielded)
+            self.end, self.last_duration = full.end, full.last_duration
+
+    def _shown(self):
+        container, stream, chosen = self._args
+        number = {int(p): k for k, p in enumerate(chosen.index.pts)}
+        last = chosen.frames - 1
+        targets = set(chosen.targets.tolist())
+        needed = {int(chosen.index.pts[k]) for k in targets | {last}}  # the last frame gives the end
+        skipped, previous = set(), -1  # frame numbers sent to be skipped; the last frame shown
+        for packet in container.demux(stream):
+            skip = packet.pts in number and packet.pts not in needed and not packet.is_discard
+            stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+            if skip:
+                skipped.add(number[packet.pts])
+            for frame in stream.decode(packet):
+                k = number.get(frame.pts, -1)
+                if k <= previous or not skipped.issuperset(range(previous + 1, k)):
+                    raise OffPlan
+                previous, self.decoded = k, self.decoded + 1
+                if k in targets:
+                    yield k, frame
+                if k == last:
+                    self.last_duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
+        if previous != last:
+            raise OffPlan
+        self.end = (chosen.frames, chosen.times[-1])

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from featx.seek import seek_plan, seeked_frames
+from featx.seek import PassOver, passes_over, sample_plan, seeked_frames
 from featx.errors import FeatxError
 from featx.timegrid import TimeSampler
 
@@ -237,7 +237,9 @@ def stream_frames(
 ) -> Iterator[FrameChunk | DecodedVideo]:
     """Decode `path`, yielding the sampled frames in chunks of up to `chunk`, then one DecodedVideo.
     threads: the decoder's threads (0: FFmpeg's choice, one per core). seek: at an --fps below the native
-    rate, seek to keyframes when that decodes much less than a full pass (featx.seek); same frames either way.
+    rate, decode only what the sampled frames need: seek to keyframes when that decodes much less than a full
+    pass, else skip the dropped frames that no frame references (featx.seek); same frames either way.
+    seek=False decodes every frame.
 
     Raises FeatxError for files that cannot be opened, fail to decode, or decode far fewer frames than the
     container declares (a truncated file).
@@ -246,15 +248,13 @@ def stream_frames(
 
     container = open_video(path)
     try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.thread_count = threads
+        stream = decoding(container, threads)
         info = container_info(container)
         check_shape(info, pre)
         start = Fraction(stream.start_time or 0) * (stream.time_base or 1)
         step = 1.0 / info.fps if info.fps > 0 else 0.0
-        plan = seek_plan(path, stream, start, fps) if seek and fps and fps < info.fps else None
-        frames = seeked_frames(container, stream, plan) if plan else FullDecode(container, stream, start, step, fps)
+        spare = bool(seek and fps and fps < info.fps)  # frames are dropped: decode only what the kept ones need
+        frames, plan = sampled_frames(path, container, stream, (start, step), fps, spare, threads)
         idx, times, pixels = [], [], []
         turns = None
         try:
@@ -268,7 +268,7 @@ def stream_frames(
                     idx, times, pixels = [], [], []
         except av.FFmpegError as exc:
             raise FeatxError(f"decoding failed ({ffmpeg_reason(exc)})") from None
-        n, last = plan[1:] if plan else frames.end
+        n, last = (plan.frames, plan.times[-1]) if plan else frames.end
         check_whole(info, n, last, step, "found" if plan else "decoded")
         if idx:
             yield FrameChunk(np.array(idx, np.int64), np.array(times), np.stack(pixels))
@@ -277,6 +277,27 @@ def stream_frames(
         yield DecodedVideo(info=upright(info, turns or 0), frames_decoded=n, end_time=last + last_frame)
     finally:
         container.close()
+
+
+def decoding(container, threads: int):
+    """The first video stream of `container`, set to decode with `threads` (0: one per core), frame threading."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    stream.thread_count = threads
+    return stream
+
+
+def sampled_frames(path, container, stream, clock: tuple[Fraction, float], fps: float | None, spare: bool, threads: int):
+    """(frames, plan): the iterable of (frame number, time, frame) that `stream_frames` takes, and the seeking plan
+    when it seeks (else None). spare: decode only what the sampled frames need (seeking or skipping frames);
+    else every frame is decoded. clock: (start, step) as FrameClock's."""
+    start, step = clock
+    chosen = sample_plan(path, stream, start, fps) if spare else None
+    if chosen and chosen.runs:
+        return seeked_frames(container, stream, chosen), chosen
+    if chosen and passes_over(chosen, stream.codec_context.reorder_depth):
+        return PassOver(container, stream, chosen, lambda: FullDecode.of_file(path, threads, start, step, fps)), None
+    return FullDecode(container, stream, start, step, fps), None
 
 
 def check_whole(info: VideoInfo, n: int, last: float, step: float, verb: str = "decoded") -> None:
@@ -297,21 +318,32 @@ class FullDecode:
     """(frame number, time, frame) of the sampled frames, decoding every frame; `end` is then
     (frames decoded, time of the last one)."""
 
-    def __init__(self, container, stream, start: Fraction, step: float, fps: float | None):
+    def __init__(self, container, stream, start: Fraction, step: float, fps: float | None, owned: bool = False):
         self._args = container, stream, start, step, fps
+        self._owned = owned  # close the container once decoded through
         self.end = (0, 0.0)
         self.last_duration = 0.0  # seconds the last decoded frame lasts, by its own duration (0: not given)
+
+    @classmethod
+    def of_file(cls, path, threads: int, start: Fraction, step: float, fps: float | None) -> "FullDecode":
+        """A full decode of `path` on a container of its own."""
+        container = open_video(path)
+        return cls(container, decoding(container, threads), start, step, fps, owned=True)
 
     def __iter__(self):
         container, stream, start, step, fps = self._args
         sampler = TimeSampler(fps)
         clock = FrameClock(start, step)
         t, n = None, 0
-        for frame in container.decode(stream):
-            t = clock.time(frame.pts, frame.time_base)
-            if sampler.keep(t):
-                yield n, t, frame
-            n += 1
-            self.end = (n, t)
-            duration = getattr(frame, "duration", None)
-            self.last_duration = float(duration * frame.time_base) if duration and frame.time_base else 0.0
+        try:
+            for frame in container.decode(stream):
+                t = clock.time(frame.pts, frame.time_base)
+                if sampler.keep(t):
+                    yield n, t, frame
+                n += 1
+                self.end = (n, t)
+                duration = getattr(frame, "duration", None)
+                self.last_duration = float(duration * frame.time_base) if duration and frame.time_base else 0.0
+        finally:
+            if self._owned:
+                container.close()

@@ -7,7 +7,7 @@ import pytest
 
 from featx import seek
 from featx.frames_on_demand import FramesOnDemand
-from featx.synth_video import write_video
+from featx.synth_video import FrameTimes, write_video
 from featx.video import DecodedVideo, FrameChunk, Preprocess, stream_frames
 from tests.helpers import edit_list_cut, gray_ramp_video
 
@@ -150,3 +150,115 @@ def test_frames_on_demand_seek_in_a_file_whose_packets_all_claim_to_be_keyframes
     assert source.skip(25) == 25  # a seek to frame 25, a "keyframe", is cheaper than decoding 26 frames
     np.testing.assert_array_equal(source.take(), every[25])
     assert source.seeks == 1
+
+
+@pytest.mark.parametrize(
+    ("pts", "depth"),
+    [
+        ([0, 1, 2, 3], 0),  # no B-frames: shown as decoded
+        ([0, 2, 1, 4, 3], 1),  # one B-frame between references
+        ([0, 4, 2, 1, 3], 2),  # a B-pyramid: 1 is decoded after 4 and 2, and shown before both
+        ([0, 3, 1, 2, 6, 4, 5], 1),  # two B-frames without a pyramid: each is shown before its P-frame only
+    ],
+)
+def test_reorder_depth_counts_the_frames_decoded_before_a_frame_and_shown_after_it(pts, depth):
+    assert seek.reorder_depth(pts) == depth
+
+
+def _encode(path, images, codec, rate, options=None, b_frames=None, times=None):
+    """`images` encoded with `codec` at `rate` (B-frames up to `b_frames` when given; `times`: a FrameTimes, each
+    frame's timestamp, a variable frame rate with the encoder's B-frames, unlike write_video's)."""
+    import av
+
+    images = list(images)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, options=options or {})
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        if b_frames is not None:
+            stream.codec_context.max_b_frames = b_frames
+        if times is not None:
+            stream.codec_context.time_base = stream.time_base = times.time_base
+        for j, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = int(times.ticks[j]), times.time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _smooth(n, size=(48, 64)):
+    """Frames of a smooth pan with a moving square: content for which x264 uses its B-frames."""
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    for t in range(n):
+        image = np.stack([(xx * 3 + t * 2) % 256, (yy * 4 + t) % 256, (xx + yy + t * 3) % 256], -1).astype(np.uint8)
+        image[10 + t % 20 : 20 + t % 20, 5 + t % 40 : 15 + t % 40] = 255
+        yield image
+
+
+def _test_video(tmp_path, kind):
+    """A video of `kind`, and whether its frames include some that no other frame references."""
+    path = tmp_path / f"{kind}.{'webm' if kind == 'vp9' else 'mp4'}"
+    rates = {"h264-25": 25, "h264-29.97": Fraction(30000, 1001), "h264-30": 30}
+    if kind in rates:  # x264's defaults: B-frames, half of them referenced by none
+        return _encode(path, _smooth(120), "libx264", rates[kind]), True
+    if kind == "h264-vfr":
+        times = FrameTimes.variable(np.random.default_rng(0), 5.0, Fraction(25))
+        return _encode(path, _smooth(times.frames), "libx264", 25, times=times), True
+    if kind == "h264-edit-list":
+        full = _encode(tmp_path / "full.mp4", _smooth(120), "libx264", 25)
+        return edit_list_cut(full, path, Fraction(37, 25)), True
+    if kind == "mpeg4":
+        return _encode(path, _smooth(120), "mpeg4", 25, b_frames=2), True
+    return _encode(path, _smooth(50), "libvpx-vp9", 25), False
+
+
+@pytest.mark.parametrize("kind", ["h264-25", "h264-29.97", "h264-30", "h264-vfr", "h264-edit-list", "mpeg4", "vp9"])
+@pytest.mark.parametrize("fps", [4.0, 1.0])
+def test_passing_over_unsampled_frames_yields_exactly_the_frames_of_a_full_decode(tmp_path, monkeypatch, kind, fps):
+    path, disposable = _test_video(tmp_path, kind)
+    passes = []
+    original = seek.PassOver.__init__
+    monkeypatch.setattr(seek.PassOver, "__init__", lambda self, *a: (passes.append(self), original(self, *a))[1])
+    monkeypatch.setattr(seek, "decode_runs", lambda *a: pytest.fail("seeked"))  # keyframes too far apart here
+    pre = Preprocess(56, (48, 48), "bicubic")
+    spared = list(stream_frames(path, fps, pre, chunk=5))
+    full = list(stream_frames(path, fps, pre, chunk=5, seek=False))
+    assert len(passes) == 1 and not passes[0].fell_back
+    assert spared[-1] == full[-1]  # frames decoded, end time
+    for key in ("index", "time", "pixels"):
+        got = np.concatenate([getattr(c, key) for c in spared if isinstance(c, FrameChunk)])
+        np.testing.assert_array_equal(got, np.concatenate([getattr(c, key) for c in full if isinstance(c, FrameChunk)]))
+    frames = full[-1].frames_decoded
+    assert passes[0].decoded < 0.8 * frames if disposable else passes[0].decoded == frames
+
+
+def test_a_decoder_showing_other_frames_than_the_packets_list_falls_back_to_a_full_decode(tmp_path, monkeypatch):
+    path, _ = _test_video(tmp_path, "h264-25")
+    honest = seek.packet_index(path)
+    phantom = np.insert(honest.pts, 60, honest.pts[59] + 1)  # a frame the packets list but no decoder shows
+    claimed = seek.PacketIndex(phantom, np.insert(honest.keyframe, 60, False), phantom, honest.reorder)
+    monkeypatch.setattr(seek, "packet_index", lambda path: claimed)
+    passes = []
+    original = seek.PassOver.__init__
+    monkeypatch.setattr(seek.PassOver, "__init__", lambda self, *a: (passes.append(self), original(self, *a))[1])
+    pre = Preprocess(56, (48, 48), "bicubic")
+    spared = list(stream_frames(path, 4.0, pre, chunk=5))
+    full = list(stream_frames(path, 4.0, pre, chunk=5, seek=False))
+    assert passes[0].fell_back and spared[-1] == full[-1]
+    for key in ("index", "time", "pixels"):
+        got = np.concatenate([getattr(c, key) for c in spared if isinstance(c, FrameChunk)])
+        np.testing.assert_array_equal(got, np.concatenate([getattr(c, key) for c in full if isinstance(c, FrameChunk)]))
+
+
+def test_no_frames_are_passed_over_when_the_decoder_would_show_them_out_of_order():
+    index = seek.PacketIndex(np.arange(10), np.zeros(10, bool), np.arange(10), reorder=2)
+    chosen = seek.SamplePlan(index, [k / 25 for k in range(10)], np.array([0, 5]), None)
+    assert seek.passes_over(chosen, decoder_delay=2)
+    assert not seek.passes_over(chosen, decoder_delay=1)  # a decoder holding back too few frames drops some
+    every = seek.SamplePlan(index, chosen.times, np.arange(10), None)
+    assert not seek.passes_over(every, decoder_delay=2)  # nothing to pass over
