@@ -2,7 +2,7 @@
 default) picks OpenVINO at float32 on the CPU when it converts the backbone and gives torch float32's features.
 
 Measured on this 2-core machine (bench/runtime.py; numbers in bench/README.md), tf_efficientnet_lite0 at 224 px:
-OpenVINO float32 runs the model 3.6x as fast as torch float32 channels_last (2.1x end to end, where decoding
+OpenVINO float32 runs the model 3.4x as fast as torch float32 channels_last (2.0x end to end, where decoding
 then takes half the time), with the same features (cosine 0.9999998 per row, relative L2 3e-6). bfloat16 (AMX /
 AVX-512 BF16) is faster again but not the same features: minimum cosine 0.990, relative L2 0.15 per row on
 synthetic frames with the bundled ImageNet weights, so it runs only when asked (`--precision bfloat16`).
