@@ -186,3 +186,26 @@ def test_compile_is_torchs_and_refused_with_openvino(tiny_videos, tmp_path):
                                        "--runtime", "openvino", "--compile"]), "--compile is torch.compile")
     config = runtime.settle_runtime(ExtractConfig(), tmp_path / "none", compile=True)
     assert config.runtime == "torch"
+
+
+def test_a_damaged_cached_model_is_converted_again(cached, tiny_videos, tmp_path, monkeypatch):
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path / "cache"))
+    _extract(tiny_videos, tmp_path / "first", "--runtime", "openvino")
+    (weights,) = (tmp_path / "cache" / "openvino").glob("*.bin")
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # zeros over some weights: same size, other numbers
+    weights.write_bytes(bytes(data))
+    _extract(tiny_videos, tmp_path / "second", "--runtime", "openvino")
+    np.testing.assert_array_equal(_rows(tmp_path / "first"), _rows(tmp_path / "second"))
+    assert weights.read_bytes() != bytes(data)
+
+
+def test_an_unwritable_cache_warns_once_and_the_run_goes_on(tiny_videos, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would be")
+    monkeypatch.setenv(runtime.CACHE_ENV, str(blocker))
+    result = runner.invoke(app, ["extract", str(tiny_videos), "-o", str(tmp_path / "s"), *TINY_ARGS, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "cannot keep the converted model" in warnings[0] and runtime.CACHE_ENV in warnings[0]
+    assert featx.open_store(tmp_path / "s").config.runtime == "openvino"

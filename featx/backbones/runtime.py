@@ -11,7 +11,7 @@ The model is converted once (torch -> OpenVINO IR, seconds to a minute) and the 
 of everything that decides it: the backbone, its weights' sha256, the layer tapped, the input shape, and the torch
 and OpenVINO versions (`cache_dir()`); OpenVINO's own CACHE_DIR keeps the compiled blob per precision, so a second
 run starts in about a second. Next to the IR, `<key>.json` records the conversion's check against torch float32
-(or why it could not convert), so `auto` decides once per key. Converting sends OpenVINO's usage telemetry
+(or why it could not convert) and the IR's sha256, so `auto` decides once per key and a damaged IR converts again. Converting sends OpenVINO's usage telemetry
 nowhere (featx converts on the user's behalf; `_no_telemetry`).
 
 The batch axis is dynamic (the last batch of a run is smaller); the rest of the input shape is fixed by the
@@ -155,8 +155,8 @@ def _no_telemetry():
             m.tm = tm
 
 
-def _convert(ov, model, example_shape: tuple[int, ...], xml: Path) -> None:
-    """Convert `model` to IR at `xml` (batch axis dynamic); FeatxError with OpenVINO's reason when it cannot."""
+def _convert(ov, model, example_shape: tuple[int, ...]):
+    """`model` as an OpenVINO model (batch axis dynamic); FeatxError with OpenVINO's reason when it cannot."""
     import torch
 
     try:
@@ -167,11 +167,36 @@ def _convert(ov, model, example_shape: tuple[int, ...], xml: Path) -> None:
         raise FeatxError(f"OpenVINO could not convert this backbone ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); use --runtime torch") from None
     converted.reshape([-1, *example_shape[1:]])  # any batch size
-    xml.parent.mkdir(parents=True, exist_ok=True)
+    return converted
+
+
+def _saved(ov, converted, xml: Path):
+    """Where to compile `converted` from: the IR saved at `xml` (written under a temporary name, then renamed,
+    the .xml last), or the model itself, with one warning line, where the cache folder cannot be written."""
     partial = xml.parent / f".{xml.stem}.{os.getpid()}.xml"
-    ov.save_model(converted, partial, compress_to_fp16=False)
-    os.replace(partial.with_suffix(".bin"), xml.with_suffix(".bin"))
-    os.replace(partial, xml)  # the .xml last: it is what marks the entry complete
+    try:
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        ov.save_model(converted, partial, compress_to_fp16=False)
+        os.replace(partial.with_suffix(".bin"), xml.with_suffix(".bin"))
+        os.replace(partial, xml)
+    except OSError as exc:
+        print(f"warning: cannot keep the converted model in {xml.parent} ({exc.strerror or exc}); it converts again "
+              f"on every run: set {CACHE_ENV} to a writable folder", file=sys.stderr, flush=True)
+        return converted
+    return xml
+
+
+def _ir_digest(xml: Path) -> str | None:
+    """sha256 of the IR's two files (.xml, .bin), or None where either is missing."""
+    from featx.digests import file_sha256
+
+    files = (xml, xml.with_suffix(".bin"))
+    return ":".join(file_sha256(f) for f in files) if all(f.is_file() for f in files) else None
+
+
+def _intact(xml: Path, verdict: dict | None) -> bool:
+    """Whether the cached IR at `xml` is the one `verdict` was measured on (its files' sha256)."""
+    return verdict is not None and verdict.get("ir_sha256") is not None and verdict["ir_sha256"] == _ir_digest(xml)
 
 
 def agreement(model, compiled: OpenVINOModel, example_shape: tuple[int, ...]) -> dict:
@@ -189,10 +214,14 @@ def agreement(model, compiled: OpenVINOModel, example_shape: tuple[int, ...]) ->
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Best effort: an unwritable cache folder only means the next run decides again (`_saved` warned)."""
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(data, sort_keys=True))
-    os.replace(partial, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(data, sort_keys=True))
+        os.replace(partial, path)
+    except OSError:
+        pass
 
 
 def _read_json(path: Path) -> dict | None:
@@ -213,27 +242,29 @@ def compile_model(model, example_shape: tuple[int, ...], precision: str, identit
     import torch
 
     key = _key({**identity, "shape": list(example_shape[1:]), "torch": torch.__version__, "openvino": ov.__version__})
-    folder = cache_dir()
-    xml, verdict_file = folder / f"{key}.xml", folder / f"{key}.json"
+    xml, verdict_file = cache_dir() / f"{key}.xml", cache_dir() / f"{key}.json"
     verdict = _read_json(verdict_file)
     if verdict is not None and "why" in verdict:  # OpenVINO could not convert it: tried once per key
         if required:
             raise FeatxError(verdict["why"])
         return None
-    if not xml.is_file():
+    source = xml
+    if not _intact(xml, verdict):  # new, or damaged: converted (again), and measured again
+        verdict = None
         try:
-            _convert(ov, model, example_shape, xml)
+            source = _saved(ov, _convert(ov, model, example_shape), xml)
         except FeatxError as exc:
+            _write_json(verdict_file, {"ok": False, "why": str(exc)})
             if required:
                 raise
-            _write_json(verdict_file, {"ok": False, "why": str(exc)})
             return None
-    compiled = _compile(ov, xml, precision, threads)
-    if verdict is None:  # the first use of this IR: measured once, at float32
-        check = compiled if precision == "float32" else _compile(ov, xml, "float32", threads)
+    compiled = _compile(ov, source, precision, threads)
+    if verdict is None:  # measured once per converted model, at float32
+        check = compiled if precision == "float32" else _compile(ov, source, "float32", threads)
         verdict = agreement(model, check, example_shape)
         verdict["ok"] = verdict["min_cosine"] >= MIN_COSINE
-        _write_json(verdict_file, verdict)
+        if source == xml:
+            _write_json(verdict_file, {**verdict, "ir_sha256": _ir_digest(xml)})
     if verdict.get("ok"):
         return compiled
     if required:
@@ -244,8 +275,12 @@ def compile_model(model, example_shape: tuple[int, ...], precision: str, identit
     return None
 
 
-def _compile(ov, xml: Path, precision: str, threads: int) -> OpenVINOModel:
+def _compile(ov, source, precision: str, threads: int) -> OpenVINOModel:
+    """`source` (an IR's path, or an OpenVINO model) compiled for the CPU; OpenVINO keeps the compiled blob of an
+    IR file in its CACHE_DIR beside the IRs."""
     core = ov.Core()
-    core.set_property({"CACHE_DIR": str(xml.parent / "compiled")})
-    return OpenVINOModel(core.compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
-                                                              "INFERENCE_NUM_THREADS": threads}), threads)
+    if isinstance(source, Path):
+        core.set_property({"CACHE_DIR": str(source.parent / "compiled")})
+        source = str(source)
+    return OpenVINOModel(core.compile_model(source, "CPU", {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
+                                                            "INFERENCE_NUM_THREADS": threads}), threads)
