@@ -127,7 +127,7 @@ class GpuSampler:
 
 
 def bench_backbone(name: str, args, paths: list[Path], tmp: Path) -> list[dict]:
-    config = ExtractConfig(backbone=name, weights="random-init", precision=args.precision)
+    config = ExtractConfig(backbone=name, weights="random-init", precision=args.precision, runtime=args.runtime)
     backbone = load_backbone(config, args.device)
     device = backbone.device
     distinct = [p for p in paths if p.stem.endswith("_000")]
@@ -184,6 +184,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--runtime", default="torch", choices=["torch", "openvino", "auto"],
+                        help="what runs the backbone in every column (default torch; featx's CPU default, OpenVINO, "
+                             "against torch: bench/runtime.py)")
     parser.add_argument("--frames", type=int, default=640, help="frames per featx run (the clips are linked to reach it)")
     parser.add_argument("--model-frames", type=int, default=512, help="distinct frames cycled for the model alone")
     parser.add_argument("--script-videos", type=int, default=4, help="videos decoded by the plain script")

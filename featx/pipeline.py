@@ -351,8 +351,8 @@ def extract(
     t0 = time.monotonic()
     if config.stream != "rgb" and config.flow_method in RAFT_WEIGHTS and config.flow_weights is None:
         raft_checkpoint(config.flow_method)  # RAFT's file, before the backbone is built: offline is one fast line
-    config = settle_runtime(config, out, options.compile)
-    backbone = load_backbone(config, options.device)
+    config, device = settle_runtime(config, out, options.compile, options.device)
+    backbone = load_backbone(config, device)
     raft, store_config = _flow_model(backbone.config, backbone.device)
     flow_net, store_config = _flow_network(backbone, config, store_config)
     pre = backbone.preprocess

@@ -77,7 +77,7 @@ def featx_cache(tmp_path_factory):
     folder: tests write nothing under the user's home, and each model converts once per session."""
     import os
 
-    from featx.backbones import runtime
+    from featx.backbones import openvino_model as runtime
 
     folder = tmp_path_factory.mktemp("featx_cache")
     before = os.environ.get(runtime.CACHE_ENV)

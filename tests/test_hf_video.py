@@ -127,7 +127,7 @@ def test_features_match_the_checkpoints_own_processor_and_model(tmp_path, tiny, 
     level, and its features (its normalisation and pooling on the model, run by torch or compiled by OpenVINO) are
     the model's on the processor's output. Random weights make cosine a weak test, hence the relative L2 bound too."""
     import featx.api
-    from featx.backbones import runtime as ov_runtime
+    from featx.backbones import openvino_model as ov_runtime
     from featx.video import FrameChunk, Preprocess, stream_frames
 
     monkeypatch.setenv(ov_runtime.CACHE_ENV, str(tmp_path / "cache"))  # a converted model lands here, not in ~

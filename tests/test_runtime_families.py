@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import featx
 from cli import app
-from featx.backbones import runtime
+from featx.backbones import openvino_model as runtime
 from tests.helpers import one_error_line, tiny_hf_video_model, tiny_image_text_pair
 
 runner = CliRunner()

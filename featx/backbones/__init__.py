@@ -9,6 +9,7 @@ inside the functions.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,9 +158,9 @@ def _versions(backbone: str, runtime: str = "torch") -> dict[str, str]:
     if hf_video.handles(backbone) or image_text.handles(backbone):
         found["transformers"] = hf_video.transformers_version()
     if runtime == "openvino":
-        import openvino
+        from featx.backbones.runtime import require_openvino
 
-        found["openvino"] = openvino.__version__
+        found["openvino"] = require_openvino().__version__
     return found
 
 
@@ -260,7 +261,7 @@ def _on_runtime(model, config: ExtractConfig, input_size, dev, sha: str, cube_sh
     """(the model as it runs, the precision it runs at, the runtime that runs it): torch's module as it is, or
     OpenVINO's compiled model (featx.backbones.runtime) on the CPU. --runtime auto takes OpenVINO where
     `runtime.automatic` allows it and the compiled model gives torch float32's features, else torch."""
-    from featx.backbones import runtime
+    from featx.backbones import openvino_model, runtime
 
     name = config.runtime
     if name == "auto":
@@ -276,9 +277,11 @@ def _on_runtime(model, config: ExtractConfig, input_size, dev, sha: str, cube_sh
     identity = {"backbone": config.backbone, "weights_sha256": sha, "layer": config.layer, "inflate": config.inflate,
                 "inflate_time": config.inflate_time, "mean_cube_sha256": cube_sha}
     shape = (1, input_size[0], *clip, *input_size[1:])
-    compiled = runtime.compile_model(model, shape, precision, identity, torch.get_num_threads(),
-                                     required=config.runtime != "auto")
+    compiled = openvino_model.compile_model(model, shape, precision, identity, torch.get_num_threads(),
+                                            required=config.runtime != "auto")
     if compiled is None:  # auto: OpenVINO cannot run this backbone as torch does
+        print(f"note: OpenVINO does not run {config.backbone} as torch float32 does (the reason is kept in "
+              f"{openvino_model.cache_dir()}); running torch", file=sys.stderr, flush=True)
         return model, resolve_precision(config.precision, dev), "torch"
     return compiled, precision, name
 
