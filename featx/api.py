@@ -40,7 +40,8 @@ def extract(sources: Iterable[str | Path] | str | Path, out: str | Path, *, reci
     fps (None: every frame), clip_len / clip_stride / clip_tail (clip backbones), inflate / inflate_time,
     mean_cube, stream ("rgb", "flow", "both"), flow_len, flow, weights_flow (RAFT's checkpoint, for computing
     flow), weights_flow_backbone (the flow stream's own backbone checkpoint), resize_on, decoder, dtype,
-    precision; batch_size, workers, device, progress, part_mb, shard ("i/N"), compile. `recipe` fills
+    precision, runtime ("auto": OpenVINO on the CPU where it gives torch float32's features, "torch", "openvino";
+    featx.backbones.runtime); batch_size, workers, device, progress, part_mb, shard ("i/N"), compile. `recipe` fills
     backbone, fps, clip_len and clip_stride where they are not given (None). Unknown options, and values that
     make no sense, are one FeatxError line.
     """

@@ -271,7 +271,7 @@ def _on_runtime(model, config: ExtractConfig, input_size, dev, sha: str, cube_sh
     import torch
 
     if dev.type != "cpu":
-        raise FeatxError(f"--runtime {name} runs on the CPU: use --device cpu (or --runtime torch)")
+        raise FeatxError(f"OpenVINO (--runtime {name}, or a store it started) runs on the CPU: use --device cpu")
     precision = runtime.resolve(config.precision)
     clip = (config.clip_len,) if config.clips else ()
     identity = {"backbone": config.backbone, "weights_sha256": sha, "layer": config.layer, "inflate": config.inflate,
