@@ -187,3 +187,11 @@ def test_load_backbone_refuses_a_mean_cube_before_building_the_model(tmp_path):
     config = extraction_config(backbone="r3d_18", weights="auto", mean_cube=str(tmp_path / "missing.npy"))
     with pytest.raises(FeatxError, match="--mean-cube .*only c3d, c3d_fc7 take one"):  # not "pass --weights"
         load_backbone(config, "cpu")
+
+
+def test_clips_too_short_for_the_backbone_are_one_error_line_naming_clip_len():
+    """S3D's last pooling spans 2 of its time steps: 8-frame clips leave it 1 and torch raises; featx says so."""
+    from featx.backbones import load_backbone
+
+    with pytest.raises(FeatxError, match=r"s3d cannot embed clips of 8 frames of 224x224 \(.*\); try a longer --clip-len"):
+        load_backbone(ExtractConfig(backbone="s3d", weights="random-init", clip_len=8), "cpu")

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import timm
 import torch
+from torch import nn
 from typer.testing import CliRunner
 
 from cli import app
@@ -81,3 +82,29 @@ def test_a_copied_tap_taps_its_own_copy():
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         torch.testing.assert_close(twin(x), tap(x))
+
+
+def test_a_stage_of_channels_last_blocks_pools_over_space_and_time_and_a_convnext_block_does_not():
+    """torchvision's Swin3D stages hold LayerNorm and Linear layers and return (B, T, H, W, C) maps; timm's ConvNeXt
+    blocks hold them too but return (B, C, H, W)."""
+    class ChannelsLastStage(nn.Module):  # a Swin3D stage's shape: (B, T, H, W, C) in, LayerNorm + MLP, same out
+        def __init__(self, c):
+            super().__init__()
+            self.norm, self.mlp = nn.LayerNorm(c), nn.Linear(c, c)
+
+        def forward(self, x):
+            return x + self.mlp(self.norm(x))
+
+    model = nn.Sequential(ChannelsLastStage(6), nn.Linear(6, 12))  # stage, then a patch-merging-like widening
+    x = torch.randn(2, 3, 4, 5, 6)  # (B, T, H, W, C)
+    with torch.inference_mode():
+        stage = LayerTap(model, "0")(x)
+        stage_out = model[0](x)
+    torch.testing.assert_close(stage, stage_out.mean(dim=(1, 2, 3)))  # (B, C): over time and space
+    convnext = timm.create_model("convnext_atto", pretrained=False, num_classes=0).eval()
+    name = "stages.0.blocks.0"  # Linear layers inside, (B, C, H, W) out
+    kept = []
+    convnext.get_submodule(name).register_forward_hook(lambda m, i, o: kept.append(o))
+    with torch.inference_mode():
+        got = LayerTap(convnext, name)(torch.randn(1, 3, 64, 64))
+    torch.testing.assert_close(got, kept[-1].mean(dim=(2, 3)))  # (B, C): over the map, channels second

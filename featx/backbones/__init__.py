@@ -164,14 +164,22 @@ def _versions(backbone: str, runtime: str = "torch") -> dict[str, str]:
     return found
 
 
-def _output_dim(model, input_size, device, clip_len: int | None = None) -> int:
-    """D of the pooled features, measured (num_features is not the output size for every timm model)."""
+def _output_dim(model, input_size, device, config: ExtractConfig) -> int:
+    """D of the pooled features, measured (num_features is not the output size for every timm model); one error
+    line where the backbone cannot take the input at all (S3D's pooling needs clips of 9 frames or more)."""
     import torch
 
     c, h, w = input_size
-    shape = (1, c, clip_len, h, w) if clip_len else (1, c, h, w)
-    with torch.inference_mode():
-        return int(model(torch.zeros(shape, device=device)).shape[-1])
+    shape = (1, c, config.clip_len, h, w) if config.clips else (1, c, h, w)
+    try:
+        with torch.inference_mode():
+            return int(model(torch.zeros(shape, device=device)).shape[-1])
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as exc:
+        size = f"clips of {config.clip_len} frames of {h}x{w}" if config.clips else f"{h}x{w} frames"
+        hint = "; try a longer --clip-len" if config.clips else ""
+        raise FeatxError(f"--backbone {config.backbone} cannot embed {size} ({str(exc).splitlines()[0][:160]}){hint}") from None
 
 
 def extraction_config(**options) -> ExtractConfig:
@@ -319,6 +327,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
     model = model.to(dev)
     if not config.clips:
         model = model.to(memory_format=torch.channels_last)
+    feature_dim = _output_dim(model, data["input_size"], dev, config)  # torch's module: its own error, if any
     model, precision, ran = _on_runtime(model, config, data["input_size"], dev, sha, cube_sha)
     resolved = dataclasses.replace(
         config,
@@ -326,7 +335,7 @@ def load_backbone(config: ExtractConfig, device: str = "auto") -> Backbone:
         weights_sha256=sha,
         mean_cube=cube_path,
         mean_cube_sha256=cube_sha,
-        feature_dim=_output_dim(model, data["input_size"], dev, config.clip_len),
+        feature_dim=feature_dim,
         input_size=tuple(int(v) for v in data["input_size"]),
         mean=tuple(float(v) for v in data["mean"]),
         std=tuple(float(v) for v in data["std"]),
