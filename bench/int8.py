@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from _common import Column, add_out, make_parser, make_videos, markdown_table, results_path, timed, write_results
 
-from featx.backbones import load_backbone, runtime
+from featx.backbones import load_backbone, openvino_model
 from featx.config import DEFAULT_BACKBONE, ExtractConfig
 from featx.video import FrameChunk, stream_frames
 
@@ -49,16 +49,15 @@ def in_batches(fn, x: np.ndarray) -> np.ndarray:
 
 def measure(name: str, calibration: np.ndarray, held_out: np.ndarray, preset: str) -> dict:
     import nncf
-    import openvino as ov
 
+    ov = openvino_model.import_openvino()  # telemetry off, as featx imports it
     weights = "auto" if name == DEFAULT_BACKBONE else "random-init"
     torch_model = load_backbone(ExtractConfig(backbone=name, weights=weights, runtime="torch")).model
     with torch.inference_mode():
         want = in_batches(lambda b: torch_model(torch.from_numpy(b)).float().numpy(), held_out)
-    with tempfile.TemporaryDirectory() as tmp:
-        xml = Path(tmp) / "model.xml"
-        runtime._convert(ov, torch_model, (1, *held_out.shape[1:]), xml)
-        model = ov.Core().read_model(xml)
+    with torch.inference_mode():
+        model = ov.convert_model(torch_model, example_input=torch.zeros(1, *held_out.shape[1:]))
+    model.reshape([-1, *held_out.shape[1:]])
     quantized = nncf.quantize(model, nncf.Dataset(list(calibration), lambda x: x[None]),
                               preset=nncf.QuantizationPreset(preset), subset_size=len(calibration))
     row = {"backbone": name, "weights": "bundled ImageNet" if weights == "auto" else "random", "preset": preset,
@@ -67,7 +66,7 @@ def measure(name: str, calibration: np.ndarray, held_out: np.ndarray, preset: st
     with torch.inference_mode():
         row["torch_fps"] = 32 / timed(lambda: torch_model(batch), repeats=3, warmup=1).median
     for label, net, hint in (("ov_f32", model, "f32"), ("ov_int8", quantized, "f32")):
-        compiled = ov.Core().compile_model(net, "CPU", {"INFERENCE_PRECISION_HINT": hint,
+        compiled = openvino_model.shared_core(ov).compile_model(net, "CPU", {"INFERENCE_PRECISION_HINT": hint,
                                                         "INFERENCE_NUM_THREADS": torch.get_num_threads()})
         request = compiled.create_infer_request()
         run = lambda b: request.infer([b])[compiled.output(0)].copy()  # noqa: E731

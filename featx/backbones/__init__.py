@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from featx.config import ExtractConfig
-from featx.errors import FeatxError
+from featx.errors import FeatxError, exception_line
 from featx.video import Preprocess
 
 
@@ -179,7 +179,7 @@ def _output_dim(model, input_size, device, config: ExtractConfig) -> int:
     except RuntimeError as exc:
         size = f"clips of {config.clip_len} frames of {h}x{w}" if config.clips else f"{h}x{w} frames"
         hint = "; try a longer --clip-len" if config.clips else ""
-        raise FeatxError(f"--backbone {config.backbone} cannot embed {size} ({str(exc).splitlines()[0][:160]}){hint}") from None
+        raise FeatxError(f"--backbone {config.backbone} cannot embed {size} ({exception_line(exc)}){hint}") from None
 
 
 def extraction_config(**options) -> ExtractConfig:

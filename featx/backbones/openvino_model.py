@@ -26,7 +26,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from featx.errors import FeatxError
+from featx.errors import FeatxError, exception_line
 
 _OV_PRECISION = {"float32": "f32", "bfloat16": "bf16"}
 CACHE_ENV = "FEATX_CACHE"  # overrides ~/.cache/featx
@@ -102,8 +102,7 @@ def _convert(ov, model, example_shape: tuple[int, ...]):
             warnings.simplefilter("ignore")  # the tracer's notes on torch internals: nothing a user can act on
             converted = ov.convert_model(model, example_input=torch.zeros(example_shape))
     except Exception as exc:  # a model OpenVINO's frontend cannot trace: say so, and how to go on
-        raise FeatxError(f"OpenVINO could not convert this backbone ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); use --runtime torch") from None
+        raise FeatxError(f"OpenVINO could not convert this backbone ({exception_line(exc)}); use --runtime torch") from None
     converted.reshape([-1, *example_shape[1:]])  # any batch size
     return converted
 
